@@ -1,0 +1,53 @@
+"""Training data: every image of a folder held in memory, served as random crops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .imageio import ImageError, open_image, to_rgb8
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".gif"}
+
+
+def image_paths(folder: str | Path) -> list[Path]:
+    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ImageError(f"{folder}: no images found")
+    return paths
+
+
+def load_folder(folder: str | Path, min_side: int = 0) -> list[np.ndarray]:
+    images = []
+    for p in tqdm(image_paths(folder), desc=f"loading {folder}", leave=False):
+        rgb, _ = to_rgb8(open_image(p))
+        if min(rgb.shape[:2]) >= min_side:
+            images.append(rgb)
+    return images
+
+
+class RandomCrops:
+    """Batches of random crops (with random horizontal flips) as float tensors in [0, 1]."""
+
+    def __init__(self, images: list[np.ndarray], crop: int, seed: int = 0):
+        self.images = [im for im in images if min(im.shape[:2]) >= crop]
+        if not self.images:
+            raise ImageError(f"no training image is at least {crop}x{crop}")
+        # Sample images in proportion to their area, so large photos are not under-used.
+        areas = np.array([im.shape[0] * im.shape[1] for im in self.images], dtype=np.float64)
+        self.weights = areas / areas.sum()
+        self.crop = crop
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, size: int) -> torch.Tensor:
+        out = np.empty((size, self.crop, self.crop, 3), dtype=np.uint8)
+        for k, i in enumerate(self.rng.choice(len(self.images), size, p=self.weights)):
+            im = self.images[i]
+            y = self.rng.integers(0, im.shape[0] - self.crop + 1)
+            x = self.rng.integers(0, im.shape[1] - self.crop + 1)
+            patch = im[y:y + self.crop, x:x + self.crop]
+            out[k] = patch[:, ::-1] if self.rng.random() < 0.5 else patch
+        return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255)

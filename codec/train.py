@@ -1,0 +1,137 @@
+"""Training loops for the VQ-VAE and the PixelCNN prior, readable in one sitting.
+
+Both loops checkpoint to `<run>/ckpt.pt` every `checkpoint_every` steps and resume from it, so a
+stopped run loses at most that much work. `export_*` writes the shipped weights and a model card.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .data import RandomCrops, load_folder
+from .vqvae import DOWNSCALE, VQVAE, VQVAEConfig
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    run: str
+    valid: str | None = None
+    steps: int = 20000
+    batch: int = 8
+    crop: int = 128
+    lr: float = 3e-4
+    min_lr: float = 3e-5
+    warmup: int = 200
+    validate_every: int = 500
+    checkpoint_every: int = 250
+    threads: int = 0
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to min_lr."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def _load_checkpoint(run: Path, model, optimizer) -> tuple[int, float, list]:
+    ckpt_path = run / "ckpt.pt"
+    if not ckpt_path.exists():
+        return 0, 0.0, []
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    print(f"resuming {run} at step {ckpt['step']}")
+    return ckpt["step"], ckpt["seconds"], ckpt["history"]
+
+
+def _save_checkpoint(run: Path, model, optimizer, step, seconds, history, cfg, model_config) -> None:
+    tmp = run / "ckpt.pt.tmp"
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "seconds": seconds, "history": history, "train_config": cfg.__dict__,
+                "model_config": model_config}, tmp)
+    tmp.replace(run / "ckpt.pt")
+
+
+def center_crops(images: list[np.ndarray], size: int) -> torch.Tensor:
+    crops = []
+    for im in images:
+        h, w = im.shape[:2]
+        s = min(size, h, w) // DOWNSCALE * DOWNSCALE
+        y, x = (h - s) // 2, (w - s) // 2
+        crops.append(torch.from_numpy(np.ascontiguousarray(im[y:y + s, x:x + s])).permute(2, 0, 1))
+    return crops
+
+
+@torch.no_grad()
+def validate_vqvae(model: VQVAE, crops: list[torch.Tensor]) -> dict:
+    """Mean PSNR on the validation crops for each number of stages."""
+    model.eval()
+    out = {}
+    for stages in range(1, model.config.num_stages + 1):
+        psnrs = []
+        for c in crops:
+            x = c[None].float() / 255
+            y = model.decode(model.encode(x, stages)).clamp(0, 1)
+            psnrs.append(-10 * math.log10(F.mse_loss(y, x).item() + 1e-12))
+        out[f"psnr@{stages}"] = round(sum(psnrs) / len(psnrs), 3)
+    model.train()
+    return out
+
+
+def train_vqvae(cfg: TrainConfig, model_config: VQVAEConfig = VQVAEConfig()) -> VQVAE:
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run = Path(cfg.run)
+    run.mkdir(parents=True, exist_ok=True)
+    model = VQVAE(model_config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step, seconds, history = _load_checkpoint(run, model, optimizer)
+    crops = RandomCrops(load_folder(cfg.data), cfg.crop, seed=cfg.seed + step)
+    valid = center_crops(load_folder(cfg.valid), 256) if cfg.valid else None
+    stages = model_config.num_stages
+
+    bar = tqdm(total=cfg.steps, initial=step, desc="vqvae", dynamic_ncols=True)
+    while step < cfg.steps:
+        t0 = time.time()
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, step)
+        x = crops.batch(cfg.batch)
+        keep = torch.randint(1, stages + 1, (cfg.batch,))  # quantiser dropout
+        x_hat, _, commitment = model(x, keep)
+        mse = F.mse_loss(x_hat, x)
+        loss = mse + commitment
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        seconds += time.time() - t0
+        bar.update(1)
+        bar.set_postfix(mse=f"{mse.item():.5f}", commit=f"{commitment.item():.4f}")
+        if valid is not None and (step % cfg.validate_every == 0 or step == cfg.steps):
+            history.append({"step": step, "seconds": round(seconds), **validate_vqvae(model, valid)})
+            tqdm.write(json.dumps(history[-1]))
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            _save_checkpoint(run, model, optimizer, step, seconds, history, cfg,
+                             model_config.to_dict())
+    bar.close()
+    return model
+
+
+def hardware() -> str:
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
