@@ -13,13 +13,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import VQPressError
+
 # Source modes the container remembers, so grayscale comes back as grayscale.
 MODE_RGB, MODE_GRAY, MODE_RGBA, MODE_GRAY16 = 0, 1, 2, 3
 MODE_NAMES = {MODE_RGB: "RGB", MODE_GRAY: "L", MODE_RGBA: "RGBA (alpha dropped)",
               MODE_GRAY16: "16-bit gray"}
 
 
-class ImageError(ValueError):
+class ImageError(VQPressError):
     """An input image that cannot be read."""
 
 

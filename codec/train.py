@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .data import RandomCrops, load_folder
+from .prior import PixelCNNPrior, PriorConfig
 from .vqvae import DOWNSCALE, VQVAE, VQVAEConfig
 
 
@@ -63,7 +64,7 @@ def _save_checkpoint(run: Path, model, optimizer, step, seconds, history, cfg, m
     tmp = run / "ckpt.pt.tmp"
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                 "seconds": seconds, "history": history, "train_config": cfg.__dict__,
-                "model_config": model_config}, tmp)
+                "model_config": model_config, "hardware": hardware()}, tmp)
     tmp.replace(run / "ckpt.pt")
 
 
@@ -135,3 +136,120 @@ def train_vqvae(cfg: TrainConfig, model_config: VQVAEConfig = VQVAEConfig()) -> 
 
 def hardware() -> str:
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+
+
+@torch.no_grad()
+def symbol_maps(model: VQVAE, images: list[np.ndarray]) -> list[torch.Tensor]:
+    """All-stage symbol maps (S, H/8, W/8) of whole images (cropped to multiples of 8)."""
+    model.eval()
+    maps = []
+    for im in tqdm(images, desc="symbol maps", leave=False):
+        h, w = (s // DOWNSCALE * DOWNSCALE for s in im.shape[:2])
+        x = torch.from_numpy(np.ascontiguousarray(im[:h, :w])).permute(2, 0, 1)[None].float() / 255
+        maps.append(model.encode(x, model.config.num_stages)[0].to(torch.uint8))
+    return maps
+
+
+def _map_batch(maps: list[torch.Tensor], size: int, crop: int, rng: np.random.Generator):
+    batch = []
+    for i in rng.choice(len(maps), size):
+        m = maps[i]
+        y = rng.integers(0, m.shape[1] - crop + 1)
+        x = rng.integers(0, m.shape[2] - crop + 1)
+        batch.append(m[:, y:y + crop, x:x + crop])
+    return torch.stack(batch).long()
+
+
+@torch.no_grad()
+def validate_prior(prior: PixelCNNPrior, maps: list[torch.Tensor]) -> dict:
+    """Bits per pixel of the validation maps at every quality (float model)."""
+    prior.eval()
+    out = {}
+    pixels = sum(m.shape[1] * m.shape[2] for m in maps) * DOWNSCALE**2
+    for q in range(1, prior.config.num_stages + 1):
+        bits = sum(prior.bits(m[None].long(), torch.tensor([q])).item() for m in maps)
+        out[f"bpp@{q}"] = round(bits / pixels, 4)
+    prior.train()
+    return out
+
+
+def train_prior(cfg: TrainConfig, vqvae: VQVAE, prior_config: PriorConfig) -> PixelCNNPrior:
+    """Fit the prior to the symbol maps the (frozen) VQ-VAE makes of the training images.
+
+    cfg.crop is the crop size in symbols. Each crop gets a random quality level, so one network
+    learns every level."""
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run = Path(cfg.run)
+    run.mkdir(parents=True, exist_ok=True)
+    prior = PixelCNNPrior(prior_config)
+    optimizer = torch.optim.Adam(prior.parameters(), lr=cfg.lr)
+    step, seconds, history = _load_checkpoint(run, prior, optimizer)
+    maps = symbol_maps(vqvae, load_folder(cfg.data, min_side=cfg.crop * DOWNSCALE))
+    valid = symbol_maps(vqvae, load_folder(cfg.valid)) if cfg.valid else None
+    rng = np.random.default_rng(cfg.seed + step)
+    stages = prior_config.num_stages
+
+    bar = tqdm(total=cfg.steps, initial=step, desc="prior", dynamic_ncols=True)
+    while step < cfg.steps:
+        t0 = time.time()
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, step)
+        indices = _map_batch(maps, cfg.batch, cfg.crop, rng)
+        quality = torch.randint(1, stages + 1, (cfg.batch,))
+        bits = prior.bits(indices, quality)
+        loss = (bits / (quality * cfg.crop**2)).mean()  # bits per coded symbol
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        seconds += time.time() - t0
+        bar.update(1)
+        bar.set_postfix(bits_per_symbol=f"{loss.item():.3f}")
+        if valid is not None and (step % cfg.validate_every == 0 or step == cfg.steps):
+            history.append({"step": step, "seconds": round(seconds), **validate_prior(prior, valid)})
+            tqdm.write(json.dumps(history[-1]))
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            _save_checkpoint(run, prior, optimizer, step, seconds, history, cfg,
+                             prior_config.to_dict())
+    bar.close()
+    return prior
+
+
+def load_run_vqvae(run) -> VQVAE:
+    ckpt = torch.load(Path(run) / "ckpt.pt", map_location="cpu", weights_only=False)
+    model = VQVAE(VQVAEConfig(**ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    return model.eval()
+
+
+def _summary(ckpt: dict) -> dict:
+    cfg = ckpt["train_config"]
+    return {"data": cfg["data"], "valid": cfg["valid"], "steps": ckpt["step"],
+            "batch": cfg["batch"], "crop": cfg["crop"], "lr": cfg["lr"],
+            "train_seconds": round(ckpt["seconds"]), "hardware": ckpt.get("hardware", "unknown"),
+            "model_config": ckpt["model_config"],
+            "last_validation": ckpt["history"][-1] if ckpt["history"] else None}
+
+
+def export_codec(vqvae_run, prior_run, model_id: str, out: Path) -> Path:
+    """Write the shipped weights file, its model card and its checksum line."""
+    from .fixedpoint import export_tables
+    from .zoo import CHECKSUMS, save_codec
+
+    vq_ckpt = torch.load(Path(vqvae_run) / "ckpt.pt", map_location="cpu", weights_only=False)
+    pr_ckpt = torch.load(Path(prior_run) / "ckpt.pt", map_location="cpu", weights_only=False)
+    vqvae = load_run_vqvae(vqvae_run)
+    prior = PixelCNNPrior(PriorConfig(**pr_ckpt["model_config"]))
+    prior.load_state_dict(pr_ckpt["model"])
+    card = {"model_id": model_id, "vqvae": _summary(vq_ckpt), "prior": _summary(pr_ckpt)}
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{model_id}.safetensors"
+    digest = save_codec(path, vqvae, export_tables(prior), card)
+    sums = out / CHECKSUMS
+    lines = [l for l in (sums.read_text().splitlines() if sums.exists() else [])
+             if not l.endswith(f"  {path.name}")]
+    sums.write_text("\n".join(sorted(lines + [f"{digest}  {path.name}"])) + "\n")
+    (out / f"{model_id}.json").write_text(json.dumps(card, indent=2) + "\n")
+    return path

@@ -1,0 +1,141 @@
+"""`vqpress`: a thin click layer over the codec and restore APIs.
+
+Every VQPressError becomes one line on stderr and exit status 1; outputs are written to a
+temporary name and renamed, so a failed command leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from codec.errors import VQPressError
+
+
+def friendly_errors(fn):
+    """Turn expected failures into a one-line message and a non-zero exit."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except VQPressError as e:
+            raise click.ClickException(str(e)) from None
+        except KeyboardInterrupt:
+            raise click.ClickException("interrupted") from None
+        except MemoryError:
+            raise click.ClickException("out of memory") from None
+
+    return wrapper
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise VQPressError(f"{path}: cannot write ({e.strerror})") from None
+
+
+def check_output(input_path: Path, output: Path) -> None:
+    if output.resolve() == input_path.resolve():
+        raise VQPressError(f"{output}: refusing to overwrite the input file")
+    if not output.parent.is_dir():
+        raise VQPressError(f"{output.parent}: no such folder")
+
+
+device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                             show_default=True, help="Where the neural networks run.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vqpress")
+def main():
+    """Learned image compression (.vqp) and restoration."""
+
+
+@main.command()
+@click.argument("input_path", metavar="IN", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Output .vqp file [default: IN with .vqp suffix].")
+@click.option("-q", "--quality", type=int, default=4, show_default=True,
+              help="Quality level: residual stages coded, 1 (smallest) to 8 (best).")
+@device_option
+@friendly_errors
+def compress(input_path: Path, output: Path | None, quality: int, device: str):
+    """Compress an image (any format Pillow reads) to a .vqp file."""
+    from codec import codec as api
+    from codec.imageio import MODE_RGBA, open_image, to_rgb8
+
+    output = output or input_path.with_suffix(".vqp")
+    image = open_image(input_path)
+    check_output(input_path, output)
+    model = api.load(device=device)
+    model.check_quality(quality)
+    rgb, mode = to_rgb8(image)
+    if mode == MODE_RGBA:
+        click.echo("note: alpha is not coded; the image is composited on white", err=True)
+    data = model.compress(image, quality)
+    write_atomically(output, data)
+    bpp = len(data) * 8 / (rgb.shape[0] * rgb.shape[1])
+    click.echo(f"{output}: {len(data)} bytes, {bpp:.3f} bpp, quality {quality}")
+
+
+@main.command()
+@click.argument("input_path", metavar="IN.vqp", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Output image; the format follows the extension [default: IN.png].")
+@device_option
+@friendly_errors
+def decompress(input_path: Path, output: Path | None, device: str):
+    """Decode a .vqp file to an image."""
+    from codec import codec as api
+    from codec.imageio import save_image
+
+    data = _read(input_path)
+    output = output or input_path.with_suffix(".png")
+    check_output(input_path, output)
+    image = api.load(device=device).decompress(data)
+    save_image(image, output)
+    click.echo(f"{output}: {image.width}x{image.height} {image.mode}")
+
+
+@main.command()
+@click.argument("input_path", metavar="FILE.vqp", type=click.Path(path_type=Path, dir_okay=False))
+@friendly_errors
+def info(input_path: Path):
+    """Show a .vqp file's header (checks its CRC, decodes nothing)."""
+    from codec.container import unpack
+    from codec.imageio import MODE_NAMES
+
+    data = _read(input_path)
+    header, payload = unpack(data)
+    pixels = header.width * header.height
+    click.echo(f"file:     {input_path} ({len(data)} bytes, {len(data) * 8 / pixels:.4f} bpp)")
+    click.echo(f"image:    {header.width}x{header.height}, source {MODE_NAMES[header.mode]}")
+    click.echo(f"quality:  {header.quality}")
+    click.echo(f"model:    {header.model_id} (weights sha256 {header.weights_hash.hex()}...)")
+    click.echo(f"payload:  {len(payload)} bytes, header and checksum {len(data) - len(payload)} bytes")
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise VQPressError(f"{path}: no such file") from None
+    except OSError as e:
+        raise VQPressError(f"{path}: cannot read ({e.strerror})") from None
+
+
+from cli.train import train  # noqa: E402  (registers the `train` group)
+
+main.add_command(train)
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""`vqpress train ...`: fit the models on a folder of images and export shipped weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+folder = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+@click.group()
+def train():
+    """Train the VQ-VAE, then the prior, then export them to weights/."""
+
+
+def _common(fn):
+    for option in reversed([
+        click.option("--data", type=folder, required=True, help="Folder of training images."),
+        click.option("--valid", type=folder, help="Folder of validation images."),
+        click.option("--run", type=click.Path(path_type=Path), required=True,
+                     help="Run folder: checkpoints go here; an existing one is resumed."),
+        click.option("--steps", type=int, default=20000, show_default=True),
+        click.option("--batch", type=int, default=8, show_default=True),
+        click.option("--lr", type=float, default=2e-4, show_default=True),
+        click.option("--validate-every", type=int, default=500, show_default=True),
+        click.option("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+@train.command()
+@_common
+@click.option("--crop", type=int, default=128, show_default=True, help="Crop side in pixels.")
+@click.option("--channels", type=int, default=96, show_default=True)
+@click.option("--latent-dim", type=int, default=32, show_default=True)
+@click.option("--codes", type=int, default=256, show_default=True, help="Codebook size per stage.")
+@click.option("--stages", type=int, default=8, show_default=True, help="Residual stages = quality levels.")
+def vqvae(data, valid, run, steps, batch, lr, validate_every, threads, crop, channels, latent_dim,
+          codes, stages):
+    """Train the VQ-VAE (reconstruction + commitment, quantiser dropout)."""
+    from codec.train import TrainConfig, train_vqvae
+    from codec.vqvae import VQVAEConfig
+
+    cfg = TrainConfig(data=str(data), valid=valid and str(valid), run=str(run), steps=steps,
+                      batch=batch, crop=crop, lr=lr, min_lr=lr / 10, validate_every=validate_every,
+                      threads=threads)
+    train_vqvae(cfg, VQVAEConfig(channels, latent_dim, codes, stages))
+
+
+@train.command()
+@_common
+@click.option("--vqvae-run", type=folder, required=True, help="Run folder of the trained VQ-VAE.")
+@click.option("--crop", type=int, default=32, show_default=True, help="Crop side in symbols.")
+@click.option("--channels", type=int, default=64, show_default=True)
+@click.option("--blocks", type=int, default=2, show_default=True, help="Gated type-B blocks.")
+def prior(data, valid, run, steps, batch, lr, validate_every, threads, vqvae_run, crop, channels,
+          blocks):
+    """Train the PixelCNN prior on the VQ-VAE's symbol maps of the training images."""
+    from codec.prior import PriorConfig
+    from codec.train import TrainConfig, load_run_vqvae, train_prior
+
+    model = load_run_vqvae(vqvae_run)
+    cfg = TrainConfig(data=str(data), valid=valid and str(valid), run=str(run), steps=steps,
+                      batch=batch, crop=crop, lr=lr, min_lr=lr / 10, validate_every=validate_every,
+                      threads=threads)
+    c = model.config
+    train_prior(cfg, model, PriorConfig(c.num_codes, c.num_stages, channels=channels, blocks=blocks))
+
+
+@train.command()
+@click.option("--vqvae-run", type=folder, required=True)
+@click.option("--prior-run", type=folder, required=True)
+@click.option("--model-id", default="rvq8-v1", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("weights"),
+              show_default=True)
+def export(vqvae_run, prior_run, model_id, out):
+    """Write <out>/<model-id>.safetensors, its model card and its SHA256SUMS line."""
+    from codec.train import export_codec
+
+    path = export_codec(vqvae_run, prior_run, model_id, out)
+    click.echo(f"wrote {path}")

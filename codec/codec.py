@@ -1,0 +1,136 @@
+"""The codec: image -> symbol maps -> range-coded .vqp bytes, and back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import container
+from .entropy import encode_symbols, decode_symbols
+from .errors import VQPressError
+from .imageio import from_rgb8, to_rgb8
+from .vqvae import DOWNSCALE
+from .zoo import DEFAULT_MODEL, load_codec_file, weights_file
+
+TILE = 128  # symbols per tile side for the transforms (1024 px): bounds memory on big photos
+HALO = 8  # symbols of overlap on each side of a tile, cropped away after the transform
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise VQPressError("--device cuda asked for, but torch sees no CUDA GPU")
+    if device not in ("cpu", "cuda"):
+        raise VQPressError(f"unknown device {device!r} (use auto, cpu or cuda)")
+    return torch.device(device)
+
+
+@dataclass
+class CompressResult:
+    data: bytes
+    cross_entropy_bits: float  # what the prior says the symbols cost; the payload is close to it
+
+
+def _tiles(length: int):
+    """(start, stop) of the tiles along one side of the symbol grid, in symbols."""
+    return [(a, min(a + TILE, length)) for a in range(0, length, TILE)]
+
+
+class Codec:
+    """A loaded model. `compress` and `decompress` are safe to call repeatedly."""
+
+    def __init__(self, model_id: str = DEFAULT_MODEL, device: str = "auto"):
+        path, digest = weights_file(model_id)
+        self.model_id, self.weights_hash = model_id, bytes.fromhex(digest)[:4]
+        self.device = resolve_device(device)
+        self.vqvae, self.prior = load_codec_file(path)
+        self.vqvae.to(self.device)
+
+    @property
+    def qualities(self) -> range:
+        return range(1, self.vqvae.config.num_stages + 1)
+
+    def check_quality(self, quality: int) -> None:
+        if quality not in self.qualities:
+            raise VQPressError(f"quality must be an integer from {self.qualities[0]} to "
+                               f"{self.qualities[-1]}, got {quality}")
+
+    # -- transforms, tiled with overlap so memory stays bounded ---------------------------------
+    @torch.no_grad()
+    def symbols(self, rgb: np.ndarray, quality: int) -> np.ndarray:
+        """Symbol maps (quality, ceil(H/8), ceil(W/8)) of an (H, W, 3) uint8 image."""
+        h, w = rgb.shape[:2]
+        gh, gw = -(-h // DOWNSCALE), -(-w // DOWNSCALE)
+        padded = np.pad(rgb, ((0, gh * DOWNSCALE - h), (0, gw * DOWNSCALE - w), (0, 0)), mode="edge")
+        out = np.empty((quality, gh, gw), dtype=np.int64)
+        for y0, y1 in _tiles(gh):
+            for x0, x1 in _tiles(gw):
+                ya, yb, xa, xb = max(0, y0 - HALO), min(gh, y1 + HALO), max(0, x0 - HALO), min(gw, x1 + HALO)
+                tile = padded[ya * DOWNSCALE:yb * DOWNSCALE, xa * DOWNSCALE:xb * DOWNSCALE]
+                x = torch.from_numpy(np.ascontiguousarray(tile)).to(self.device)
+                x = x.permute(2, 0, 1)[None].float() / 255
+                idx = self.vqvae.encode(x, quality)[0].cpu().numpy()
+                out[:, y0:y1, x0:x1] = idx[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+        return out
+
+    @torch.no_grad()
+    def pixels(self, indices: np.ndarray, height: int, width: int) -> np.ndarray:
+        """(H, W, 3) uint8 image of symbol maps (quality, gh, gw)."""
+        _, gh, gw = indices.shape
+        out = np.empty((gh * DOWNSCALE, gw * DOWNSCALE, 3), dtype=np.uint8)
+        for y0, y1 in _tiles(gh):
+            for x0, x1 in _tiles(gw):
+                ya, yb, xa, xb = max(0, y0 - HALO), min(gh, y1 + HALO), max(0, x0 - HALO), min(gw, x1 + HALO)
+                idx = torch.from_numpy(indices[:, ya:yb, xa:xb])[None].to(self.device)
+                y = self.vqvae.decode(idx)[0].clamp(0, 1).mul(255).round().byte()
+                y = y.permute(1, 2, 0).cpu().numpy()
+                s = DOWNSCALE
+                out[y0 * s:y1 * s, x0 * s:x1 * s] = y[(y0 - ya) * s:(y1 - ya) * s, (x0 - xa) * s:(x1 - xa) * s]
+        return out[:height, :width]
+
+    # -- bytes --------------------------------------------------------------------------------
+    def compress_detailed(self, image: Image.Image | np.ndarray, quality: int) -> CompressResult:
+        self.check_quality(quality)
+        rgb, mode = to_rgb8(image)
+        h, w = rgb.shape[:2]
+        if h == 0 or w == 0:
+            raise VQPressError("image has no pixels")
+        indices = self.symbols(rgb, quality)
+        payload, bits = encode_symbols(self.prior, indices)
+        header = container.Header(self.model_id, self.weights_hash, w, h, mode, quality)
+        return CompressResult(container.pack(header, payload), bits)
+
+    def compress(self, image: Image.Image | np.ndarray, quality: int) -> bytes:
+        return self.compress_detailed(image, quality).data
+
+    def decompress(self, data: bytes) -> Image.Image:
+        header, payload = container.unpack(data)
+        if header.model_id != self.model_id or header.weights_hash != self.weights_hash:
+            raise VQPressError(
+                f"file was made with model {header.model_id} (weights {header.weights_hash.hex()}), "
+                f"this vqpress has {self.model_id} (weights {self.weights_hash.hex()})")
+        self.check_quality(header.quality)
+        gh, gw = -(-header.height // DOWNSCALE), -(-header.width // DOWNSCALE)
+        indices = decode_symbols(self.prior, payload, header.quality, gh, gw)
+        return from_rgb8(self.pixels(indices, header.height, header.width), header.mode)
+
+
+@lru_cache(maxsize=4)
+def load(model_id: str = DEFAULT_MODEL, device: str = "auto") -> Codec:
+    """A cached Codec."""
+    return Codec(model_id, device)
+
+
+def compress(image: Image.Image | np.ndarray, quality: int = 4, device: str = "auto") -> bytes:
+    """Compress a PIL image or an HxWx3 uint8 array to .vqp bytes."""
+    return load(device=device).compress(image, quality)
+
+
+def decompress(data: bytes, device: str = "auto") -> Image.Image:
+    """Decode .vqp bytes to a PIL image (grayscale sources come back grayscale)."""
+    return load(device=device).decompress(data)

@@ -1,0 +1,81 @@
+"""Shipped weights: one safetensors file per model, checked against weights/SHA256SUMS.
+
+A codec weights file holds the VQ-VAE (`vqvae.*`, fp16) and the prior's integer tables
+(`prior.*`, int32), with the VQ-VAE config in the metadata. Its model id is the file's stem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file, save_file
+
+import weights
+
+from .errors import VQPressError
+from .fixedpoint import FixedPointPrior
+from .vqvae import VQVAE, VQVAEConfig
+
+DEFAULT_MODEL = "rvq8-v1"
+CHECKSUMS = "SHA256SUMS"
+
+
+class WeightsError(VQPressError):
+    """Missing or damaged weights."""
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _checksums() -> dict[str, str]:
+    text = weights.locate(CHECKSUMS).read_text()
+    return {name: digest for digest, name in (line.split() for line in text.splitlines() if line)}
+
+
+@lru_cache(maxsize=None)
+def weights_file(model_id: str) -> tuple[Path, str]:
+    """(path, sha256) of a shipped model, verified."""
+    name = f"{model_id}.safetensors"
+    path = Path(str(weights.locate(name)))
+    expected = _checksums().get(name)
+    if not path.is_file() or expected is None:
+        raise WeightsError(f"model {model_id!r} is not shipped with this vqpress")
+    digest = sha256_file(path)
+    if digest != expected:
+        raise WeightsError(f"{path} is damaged (sha256 {digest[:12]}..., expected {expected[:12]}...)")
+    return path, digest
+
+
+def save_codec(path, vqvae: VQVAE, prior_tables: dict[str, np.ndarray], card: dict) -> str:
+    """Write a codec weights file; returns its sha256."""
+    tensors = {f"vqvae.{k}": v.detach().cpu().half().numpy() if v.is_floating_point()
+               else v.detach().cpu().numpy() for k, v in vqvae.state_dict().items()}
+    tensors.update({f"prior.{k}": v.astype(np.int32) for k, v in prior_tables.items()})
+    save_file(tensors, str(path), metadata={"vqvae_config": json.dumps(vqvae.config.to_dict()),
+                                            "card": json.dumps(card)})
+    return sha256_file(path)
+
+
+def load_codec_file(path) -> tuple[VQVAE, FixedPointPrior]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as f:
+        config = VQVAEConfig(**json.loads(f.metadata()["vqvae_config"]))
+    tensors = load_file(str(path))
+    vqvae = VQVAE(config)
+    state = {k[6:]: torch.from_numpy(v.astype(np.float32) if v.dtype == np.float16 else v)
+             for k, v in tensors.items() if k.startswith("vqvae.")}
+    vqvae.load_state_dict(state)
+    vqvae.eval()
+    prior = FixedPointPrior({k[6:]: v for k, v in tensors.items() if k.startswith("prior.")})
+    return vqvae, prior
