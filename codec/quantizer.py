@@ -89,18 +89,20 @@ class ResidualVQ(nn.Module):
         rows = z.permute(0, 2, 3, 1).reshape(-1, d)
         residual, total = rows, torch.zeros_like(rows)
         keep_rows = None if keep is None else keep.repeat_interleave(h * w)
-        all_idx, commitment = [], rows.new_zeros(())
+        all_idx, full = [], torch.zeros_like(rows)
         for s, vq in enumerate(self.stages):
             q, idx = vq(residual)
             all_idx.append(idx)
-            step = q if keep_rows is None else q * (keep_rows > s)[:, None]
-            commitment = commitment + F.mse_loss(residual, q.detach())
+            total = total + (q if keep_rows is None else q * (keep_rows > s)[:, None])
+            full = full + q
             residual = residual - q.detach()
-            total = total + step
+        # Commit to the full-depth quantisation only: committing to each stage would pull z
+        # onto the first stage's 256 points and leave the later stages nothing to code.
+        commitment = self.beta * F.mse_loss(rows, full.detach())
         z_q = rows + (total - rows).detach()  # straight-through estimator
         z_q = z_q.reshape(b, h, w, d).permute(0, 3, 1, 2)
         indices = torch.stack(all_idx, 1).reshape(b, h, w, -1).permute(0, 3, 1, 2)
-        return z_q, indices, self.beta * commitment / self.num_stages
+        return z_q, indices, commitment
 
     @torch.no_grad()
     def encode(self, z: torch.Tensor, stages: int) -> torch.Tensor:
