@@ -124,6 +124,37 @@ def info(input_path: Path):
     click.echo(f"payload:  {len(payload)} bytes, header and checksum {len(data) - len(payload)} bytes")
 
 
+@main.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--codec", "specs", multiple=True, metavar="NAME",
+              help="vqpress, jpeg, webp, avif, jpeg2000, jxl or compressai:ARCH:CHECKPOINT; "
+                   "repeatable [default: vqpress jpeg webp avif jpeg2000].")
+@click.option("--quality", "grids", multiple=True, metavar="NAME=Q1,Q2,...",
+              help="Override a codec's quality grid, e.g. jpeg=10,30,50,70,90.")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True)
+@device_option
+@friendly_errors
+def rd(folder: Path, specs: tuple[str, ...], grids: tuple[str, ...], output: Path, device: str):
+    """Rate-distortion of codecs on a folder of images: JSON, CSV, BD-rates and plots."""
+    from codec import baselines
+    from codec import rd as study
+
+    specs = specs or tuple(baselines.DEFAULT_SET)
+    codecs = {spec: baselines.get(spec, device) for spec in specs}
+    overrides = {}
+    for item in grids:
+        name, _, values = item.partition("=")
+        if name not in codecs or not values:
+            raise VQPressError(f"--quality {item!r}: use NAME=Q1,Q2,... with NAME one of {', '.join(codecs)}")
+        try:
+            overrides[codecs[name].name] = [int(v) for v in values.split(",")]
+        except ValueError:
+            raise VQPressError(f"--quality {item!r}: qualities must be integers") from None
+    result = study.run(list(codecs.values()), folder, output, overrides)
+    click.echo(study.bd_markdown([r for r in result["bd"] if r["test"] == "vqpress"]))
+    click.echo(f"wrote {output}/: per-codec JSON, per_image.csv, bd_rate.csv/.md, rd.png, crops.png")
+
+
 def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()

@@ -1,0 +1,150 @@
+"""Codecs to measure against, behind one interface: bytes out of an 8-bit RGB array and back.
+
+Classical codecs go through Pillow (libjpeg-turbo, libwebp, libavif, OpenJPEG; JPEG XL through
+the optional pillow-jxl-plugin). Learned peers are compressai models loaded from a checkpoint
+and run with compressai's own entropy coder, so their sizes are real bitstreams too.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from PIL import Image, features
+
+from .errors import VQPressError
+
+
+@dataclass
+class RDCodec:
+    name: str
+    description: str
+    qualities: list  # the default grid, worst to best
+    encode: Callable[[np.ndarray, object], bytes]
+    decode: Callable[[bytes], np.ndarray]
+
+
+def _pillow(fmt: str, **fixed) -> tuple[Callable, Callable]:
+    def encode(rgb: np.ndarray, quality) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, format=fmt, **fixed, **_pillow_quality(fmt, quality))
+        return buf.getvalue()
+
+    def decode(data: bytes) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+    return encode, decode
+
+
+def _pillow_quality(fmt: str, quality) -> dict:
+    if fmt == "JPEG2000":  # quality = compression ratio (rate mode)
+        return {"quality_mode": "rates", "quality_layers": [quality]}
+    return {"quality": quality}
+
+
+def jpeg() -> RDCodec:
+    return RDCodec("JPEG", f"Pillow JPEG (libjpeg {features.version('jpg')}), default settings (4:2:0)",
+                   [2, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95], *_pillow("JPEG"))
+
+
+def webp() -> RDCodec:
+    return RDCodec("WebP", f"Pillow WebP (libwebp {features.version('webp')}), lossy, method 4",
+                   [0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95], *_pillow("WEBP"))
+
+
+def avif() -> RDCodec:
+    if not features.check("avif"):
+        raise VQPressError("this Pillow has no AVIF support")
+    return RDCodec("AVIF", f"Pillow AVIF (libavif {features.version('avif')}), default speed",
+                   [5, 10, 20, 30, 40, 50, 60, 70, 80, 90], *_pillow("AVIF"))
+
+
+def jpeg2000() -> RDCodec:
+    return RDCodec("JPEG 2000", f"Pillow JPEG 2000 (OpenJPEG {features.version('jpg_2000')}), "
+                   "rate mode (quality = compression ratio)",
+                   [400, 250, 160, 100, 70, 50, 35, 25, 16, 10], *_pillow("JPEG2000"))
+
+
+def jxl() -> RDCodec:
+    try:
+        import pillow_jxl  # noqa: F401  (registers the JXL format with Pillow)
+    except ImportError:
+        raise VQPressError("JPEG XL needs the optional pillow-jxl-plugin "
+                           "(pip install 'vqpress[jxl]')") from None
+    return RDCodec("JPEG XL", "pillow-jxl-plugin, lossy", [5, 10, 20, 30, 40, 50, 60, 70, 80, 90],
+                   *_pillow("JXL"))
+
+
+def vqpress(device: str = "cpu") -> RDCodec:
+    from .codec import load
+
+    model = load(device=device)
+
+    def decode(data: bytes) -> np.ndarray:
+        return np.asarray(model.decompress(data).convert("RGB"))
+
+    return RDCodec("vqpress", f"vqpress {model.model_id} (VQ-VAE + PixelCNN prior), .vqp with header",
+                   list(model.qualities), lambda rgb, q: model.compress(rgb, q), decode)
+
+
+def compressai_model(arch: str, checkpoint: str) -> RDCodec:
+    """A compressai model from a checkpoint; the quality grid is that one model (a learned
+    peer has one rate per checkpoint: give several --codec entries for a curve)."""
+    import torch
+    from compressai.zoo.image import model_architectures
+
+    if arch not in model_architectures:
+        raise VQPressError(f"unknown compressai architecture {arch!r}")
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as e:
+        raise VQPressError(f"{checkpoint}: cannot load ({e})") from None
+    state = state.get("state_dict", state)
+    net = model_architectures[arch].from_state_dict(state).eval()
+    net.update(force=True)
+
+    def encode(rgb: np.ndarray, _quality) -> bytes:
+        h, w = rgb.shape[:2]
+        p = 64  # compressai's hyperprior models need sides divisible by 64
+        x = torch.from_numpy(np.pad(rgb, ((0, -h % p), (0, -w % p), (0, 0)), mode="edge"))
+        with torch.no_grad():
+            out = net.compress(x.permute(2, 0, 1)[None].float() / 255)
+        parts = [s[0] for s in out["strings"]]
+        sh, sw = out["shape"]
+        header = struct.pack("<HHHHB", w, h, sh, sw, len(parts))
+        return header + b"".join(struct.pack("<I", len(s)) for s in parts) + b"".join(parts)
+
+    def decode(data: bytes) -> np.ndarray:
+        w, h, sh, sw, n = struct.unpack_from("<HHHHB", data)
+        lengths = struct.unpack_from(f"<{n}I", data, 9)
+        pos, parts = 9 + 4 * n, []
+        for length in lengths:
+            parts.append([data[pos:pos + length]])
+            pos += length
+        with torch.no_grad():
+            x = net.decompress(parts, (sh, sw))["x_hat"]
+        return (x[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy())[:h, :w]
+
+    return RDCodec(f"compressai:{arch}", f"compressai {arch} from {checkpoint}", [0], encode, decode)
+
+
+BUILTIN = {"vqpress": vqpress, "jpeg": jpeg, "webp": webp, "avif": avif, "jpeg2000": jpeg2000,
+           "jxl": jxl}
+DEFAULT_SET = ["vqpress", "jpeg", "webp", "avif", "jpeg2000"]
+
+
+def get(spec: str, device: str = "cpu") -> RDCodec:
+    """A codec by name, or `compressai:ARCH:CHECKPOINT`."""
+    if spec.startswith("compressai:"):
+        try:
+            _, arch, checkpoint = spec.split(":", 2)
+        except ValueError:
+            raise VQPressError("use --codec compressai:ARCH:CHECKPOINT") from None
+        return compressai_model(arch, checkpoint)
+    if spec not in BUILTIN:
+        raise VQPressError(f"unknown codec {spec!r} (choose from {', '.join(BUILTIN)} "
+                           "or compressai:ARCH:CHECKPOINT)")
+    return BUILTIN[spec](device) if spec == "vqpress" else BUILTIN[spec]()

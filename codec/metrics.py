@@ -1,0 +1,59 @@
+"""Image quality and rate-distortion metrics: PSNR, MS-SSIM, Bjontegaard deltas."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from pytorch_msssim import ms_ssim as _ms_ssim
+
+MS_SSIM_MIN_SIDE = 161
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two 8-bit images (all channels together); inf when identical."""
+    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """MS-SSIM of two (H, W, 3) uint8 images (standard 11-tap window, five scales).
+
+    Its four downsamplings need a side over 160 px; smaller images are mirror-padded (the
+    same way for both) to 161 px rather than scored with a crippled window."""
+    h, w = a.shape[:2]
+    pad = ((0, max(0, MS_SSIM_MIN_SIDE - h)), (0, max(0, MS_SSIM_MIN_SIDE - w)), (0, 0))
+    x, y = (torch.from_numpy(np.pad(v, pad, mode="symmetric")).permute(2, 0, 1)[None].double()
+            for v in (a, b))
+    return float(_ms_ssim(x, y, data_range=255))
+
+
+def ms_ssim_db(value: float) -> float:
+    """MS-SSIM on a dB scale, -10 log10(1 - MS-SSIM), as used for BD-rate."""
+    return -10 * math.log10(max(1e-10, 1 - value))
+
+
+def _mean_gap(x1, y1, x2, y2) -> float:
+    """Mean of (cubic fit of y2) - (cubic fit of y1) over the overlap of the x ranges."""
+    x1, y1, x2, y2 = (np.asarray(v, np.float64) for v in (x1, y1, x2, y2))
+    lo, hi = max(x1.min(), x2.min()), min(x1.max(), x2.max())
+    if min(len(x1), len(x2)) < 4 or not lo < hi:
+        return math.nan
+    p1, p2 = np.polyint(np.polyfit(x1, y1, 3)), np.polyint(np.polyfit(x2, y2, 3))
+    area = (np.polyval(p2, hi) - np.polyval(p2, lo)) - (np.polyval(p1, hi) - np.polyval(p1, lo))
+    return float(area / (hi - lo))
+
+
+def bd_rate(rate_ref, dist_ref, rate_test, dist_test) -> float:
+    """Bjontegaard delta rate in percent: the average bit-rate change of `test` against `ref`
+    at equal quality (negative: test needs fewer bits). Cubic fits of log-rate against
+    quality over the overlap of the two quality ranges; NaN without an overlap or with fewer
+    than 4 points per curve."""
+    gap = _mean_gap(dist_ref, np.log(rate_ref), dist_test, np.log(rate_test))
+    return (math.exp(gap) - 1) * 100 if math.isfinite(gap) else math.nan
+
+
+def bd_psnr(rate_ref, dist_ref, rate_test, dist_test) -> float:
+    """Bjontegaard delta quality: the average quality change (dB) at equal rate."""
+    return _mean_gap(np.log(rate_ref), dist_ref, np.log(rate_test), dist_test)

@@ -1,0 +1,63 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from cli.main import main
+
+
+@pytest.fixture(scope="module")
+def rd_run(tmp_path_factory, photo):
+    folder = tmp_path_factory.mktemp("imgs")
+    Image.fromarray(photo).save(folder / "a.png")
+    Image.fromarray(np.ascontiguousarray(photo[::-1, :80])).save(folder / "b.png")
+    out = tmp_path_factory.mktemp("rd")
+    args = ["rd", str(folder), "-o", str(out), "--codec", "vqpress", "--codec", "jpeg",
+            "--codec", "webp", "--quality", "jpeg=10,30,50,70,90", "--quality", "webp=10,30,50,70,90",
+            "--quality", "vqpress=1,2,4,6,8", "--device", "cpu"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    return folder, out, result.output
+
+
+def test_outputs_exist_in_compressai_layout(rd_run):
+    _, out, text = rd_run
+    for name in ("vqpress", "jpeg", "webp"):
+        doc = json.loads((out / f"{name}.json").read_text())
+        assert set(doc) == {"name", "description", "results"}
+        results = doc["results"]
+        for key in ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"):
+            assert len(results[key]) == 5
+        assert results["bpp"] == sorted(results["bpp"])
+        assert all(0 < v <= 1 for v in results["ms-ssim-rgb"])
+    assert (out / "rd.png").stat().st_size > 10_000 and (out / "crops.png").stat().st_size > 10_000
+    assert "| vqpress | JPEG |" in text
+
+
+def test_per_image_rows_and_bpp_from_real_bytes(rd_run):
+    _, out, _ = rd_run
+    rows = list(csv.DictReader(open(out / "per_image.csv")))
+    assert len(rows) == 3 * 5 * 2
+    for r in rows:
+        assert float(r["bpp"]) == pytest.approx(int(r["bytes"]) * 8 / (int(r["width"]) * int(r["height"])))
+    table = list(csv.DictReader(open(out / "bd_rate.csv")))
+    assert len(table) == 6  # every ordered pair of 3 codecs
+
+
+def test_same_numbers_twice(rd_run):
+    folder, out, _ = rd_run
+    from codec import baselines, rd
+
+    rows = rd.measure([baselines.jpeg()], {"JPEG": [10, 30, 50, 70, 90]}, folder)
+    first = {(r["image"], r["quality"]): (r["bytes"], round(r["psnr"], 9)) for r in rows}
+    saved = {(r["image"], int(r["quality"])): (int(r["bytes"]), round(float(r["psnr"]), 9))
+             for r in csv.DictReader(open(out / "per_image.csv")) if r["codec"] == "JPEG"}
+    assert first == saved
+
+
+def test_unknown_codec_is_a_clear_error(tmp_path):
+    r = CliRunner().invoke(main, ["rd", str(tmp_path), "-o", str(tmp_path / "o"), "--codec", "gif"])
+    assert r.exit_code == 1 and "unknown codec 'gif'" in r.output
