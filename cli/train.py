@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from codec.codec import resolve_device
+
 folder = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
@@ -25,6 +27,8 @@ def _common(fn):
         click.option("--lr", type=float, default=2e-4, show_default=True),
         click.option("--validate-every", type=int, default=500, show_default=True),
         click.option("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                     show_default=True),
     ]):
         fn = option(fn)
     return fn
@@ -37,15 +41,15 @@ def _common(fn):
 @click.option("--latent-dim", type=int, default=32, show_default=True)
 @click.option("--codes", type=int, default=256, show_default=True, help="Codebook size per stage.")
 @click.option("--stages", type=int, default=8, show_default=True, help="Residual stages = quality levels.")
-def vqvae(data, valid, run, steps, batch, lr, validate_every, threads, crop, channels, latent_dim,
-          codes, stages):
+def vqvae(data, valid, run, steps, batch, lr, validate_every, threads, device, crop, channels,
+          latent_dim, codes, stages):
     """Train the VQ-VAE (reconstruction + commitment, quantiser dropout)."""
     from codec.train import TrainConfig, train_vqvae
     from codec.vqvae import VQVAEConfig
 
     cfg = TrainConfig(data=str(data), valid=valid and str(valid), run=str(run), steps=steps,
                       batch=batch, crop=crop, lr=lr, min_lr=lr / 10, validate_every=validate_every,
-                      threads=threads)
+                      threads=threads, device=str(resolve_device(device)))
     train_vqvae(cfg, VQVAEConfig(channels, latent_dim, codes, stages))
 
 
@@ -55,16 +59,16 @@ def vqvae(data, valid, run, steps, batch, lr, validate_every, threads, crop, cha
 @click.option("--crop", type=int, default=32, show_default=True, help="Crop side in symbols.")
 @click.option("--channels", type=int, default=64, show_default=True)
 @click.option("--blocks", type=int, default=2, show_default=True, help="Gated type-B blocks.")
-def prior(data, valid, run, steps, batch, lr, validate_every, threads, vqvae_run, crop, channels,
-          blocks):
+def prior(data, valid, run, steps, batch, lr, validate_every, threads, device, vqvae_run, crop,
+          channels, blocks):
     """Train the PixelCNN prior on the VQ-VAE's symbol maps of the training images."""
     from codec.prior import PriorConfig
     from codec.train import TrainConfig, load_run_vqvae, train_prior
 
-    model = load_run_vqvae(vqvae_run)
     cfg = TrainConfig(data=str(data), valid=valid and str(valid), run=str(run), steps=steps,
                       batch=batch, crop=crop, lr=lr, min_lr=lr / 10, validate_every=validate_every,
-                      threads=threads)
+                      threads=threads, device=str(resolve_device(device)))
+    model = load_run_vqvae(vqvae_run).to(cfg.device)
     c = model.config
     train_prior(cfg, model, PriorConfig(c.num_codes, c.num_stages, channels=channels, blocks=blocks))
 

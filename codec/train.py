@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ class TrainConfig:
     validate_every: int = 500
     checkpoint_every: int = 250
     threads: int = 0
+    device: str = "cpu"
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -64,7 +66,7 @@ def _save_checkpoint(run: Path, model, optimizer, step, seconds, history, cfg, m
     tmp = run / "ckpt.pt.tmp"
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                 "seconds": seconds, "history": history, "train_config": cfg.__dict__,
-                "model_config": model_config, "hardware": hardware()}, tmp)
+                "model_config": model_config, "hardware": hardware(cfg.device)}, tmp)
     tmp.replace(run / "ckpt.pt")
 
 
@@ -86,7 +88,7 @@ def validate_vqvae(model: VQVAE, crops: list[torch.Tensor]) -> dict:
     for stages in range(1, model.config.num_stages + 1):
         psnrs = []
         for c in crops:
-            x = c[None].float() / 255
+            x = c[None].float().to(next(model.parameters()).device) / 255
             y = model.decode(model.encode(x, stages)).clamp(0, 1)
             psnrs.append(-10 * math.log10(F.mse_loss(y, x).item() + 1e-12))
         out[f"psnr@{stages}"] = round(sum(psnrs) / len(psnrs), 3)
@@ -100,10 +102,11 @@ def train_vqvae(cfg: TrainConfig, model_config: VQVAEConfig = VQVAEConfig()) -> 
         torch.set_num_threads(cfg.threads)
     run = Path(cfg.run)
     run.mkdir(parents=True, exist_ok=True)
-    model = VQVAE(model_config)
+    model = VQVAE(model_config).to(cfg.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, seconds, history = _load_checkpoint(run, model, optimizer)
     crops = RandomCrops(load_folder(cfg.data), cfg.crop, seed=cfg.seed + step)
+    cfg.extra["train_images"] = len(crops.images)
     valid = center_crops(load_folder(cfg.valid), 256) if cfg.valid else None
     stages = model_config.num_stages
 
@@ -112,8 +115,8 @@ def train_vqvae(cfg: TrainConfig, model_config: VQVAEConfig = VQVAEConfig()) -> 
         t0 = time.time()
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
-        x = crops.batch(cfg.batch)
-        keep = torch.randint(1, stages + 1, (cfg.batch,))  # quantiser dropout
+        x = crops.batch(cfg.batch).to(cfg.device)
+        keep = torch.randint(1, stages + 1, (cfg.batch,), device=cfg.device)  # quantiser dropout
         x_hat, _, commitment = model(x, keep)
         mse = F.mse_loss(x_hat, x)
         loss = mse + commitment
@@ -134,8 +137,16 @@ def train_vqvae(cfg: TrainConfig, model_config: VQVAEConfig = VQVAEConfig()) -> 
     return model
 
 
-def hardware() -> str:
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+def hardware(device: str = "cpu") -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name()
+    cpu = platform.machine()
+    try:
+        names = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
 @torch.no_grad()
@@ -146,7 +157,8 @@ def symbol_maps(model: VQVAE, images: list[np.ndarray]) -> list[torch.Tensor]:
     for im in tqdm(images, desc="symbol maps", leave=False):
         h, w = (s // DOWNSCALE * DOWNSCALE for s in im.shape[:2])
         x = torch.from_numpy(np.ascontiguousarray(im[:h, :w])).permute(2, 0, 1)[None].float() / 255
-        maps.append(model.encode(x, model.config.num_stages)[0].to(torch.uint8))
+        x = x.to(next(model.parameters()).device)
+        maps.append(model.encode(x, model.config.num_stages)[0].to(torch.uint8).cpu())
     return maps
 
 
@@ -167,7 +179,9 @@ def validate_prior(prior: PixelCNNPrior, maps: list[torch.Tensor]) -> dict:
     out = {}
     pixels = sum(m.shape[1] * m.shape[2] for m in maps) * DOWNSCALE**2
     for q in range(1, prior.config.num_stages + 1):
-        bits = sum(prior.bits(m[None].long(), torch.tensor([q])).item() for m in maps)
+        device = prior.head.device
+        bits = sum(prior.bits(m[None].long().to(device), torch.tensor([q], device=device)).item()
+                   for m in maps)
         out[f"bpp@{q}"] = round(bits / pixels, 4)
     prior.train()
     return out
@@ -183,10 +197,11 @@ def train_prior(cfg: TrainConfig, vqvae: VQVAE, prior_config: PriorConfig) -> Pi
         torch.set_num_threads(cfg.threads)
     run = Path(cfg.run)
     run.mkdir(parents=True, exist_ok=True)
-    prior = PixelCNNPrior(prior_config)
+    prior = PixelCNNPrior(prior_config).to(cfg.device)
     optimizer = torch.optim.Adam(prior.parameters(), lr=cfg.lr)
     step, seconds, history = _load_checkpoint(run, prior, optimizer)
     maps = symbol_maps(vqvae, load_folder(cfg.data, min_side=cfg.crop * DOWNSCALE))
+    cfg.extra["train_images"] = len(maps)
     valid = symbol_maps(vqvae, load_folder(cfg.valid)) if cfg.valid else None
     rng = np.random.default_rng(cfg.seed + step)
     stages = prior_config.num_stages
@@ -196,8 +211,8 @@ def train_prior(cfg: TrainConfig, vqvae: VQVAE, prior_config: PriorConfig) -> Pi
         t0 = time.time()
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
-        indices = _map_batch(maps, cfg.batch, cfg.crop, rng)
-        quality = torch.randint(1, stages + 1, (cfg.batch,))
+        indices = _map_batch(maps, cfg.batch, cfg.crop, rng).to(cfg.device)
+        quality = torch.randint(1, stages + 1, (cfg.batch,), device=cfg.device)
         bits = prior.bits(indices, quality)
         loss = (bits / (quality * cfg.crop**2)).mean()  # bits per coded symbol
         optimizer.zero_grad(set_to_none=True)
@@ -226,7 +241,13 @@ def load_run_vqvae(run) -> VQVAE:
 
 def _summary(ckpt: dict) -> dict:
     cfg = ckpt["train_config"]
-    return {"data": cfg["data"], "valid": cfg["valid"], "steps": ckpt["step"],
+    images = cfg["extra"].get("train_images")
+    if images is None and Path(cfg["data"]).is_dir():
+        from .data import image_paths
+
+        images = len(image_paths(cfg["data"]))
+    return {"data": cfg["data"], "train_images": images,
+            "valid": cfg["valid"], "steps": ckpt["step"],
             "batch": cfg["batch"], "crop": cfg["crop"], "lr": cfg["lr"],
             "train_seconds": round(ckpt["seconds"]), "hardware": ckpt.get("hardware", "unknown"),
             "model_config": ckpt["model_config"],
@@ -252,4 +273,21 @@ def export_codec(vqvae_run, prior_run, model_id: str, out: Path) -> Path:
              if not l.endswith(f"  {path.name}")]
     sums.write_text("\n".join(sorted(lines + [f"{digest}  {path.name}"])) + "\n")
     (out / f"{model_id}.json").write_text(json.dumps(card, indent=2) + "\n")
+    (out / f"{model_id}.md").write_text(model_card(model_id, card, digest))
     return path
+
+
+def model_card(model_id: str, card: dict, digest: str) -> str:
+    """A person-readable model card (the JSON beside it has the same facts)."""
+    lines = [f"# {model_id}", "", f"File `{model_id}.safetensors`, sha256 `{digest}`.", "",
+             "VQ-VAE (fp16 weights) + PixelCNN prior (int32 fixed-point tables) of the vqpress "
+             "codec. Trained from scratch by `vqpress train`; no pretrained weights were used.", ""]
+    for part in ("vqvae", "prior"):
+        c = card[part]
+        lines += [f"## {part}", "",
+                  f"- data: `{c['data']}` ({c['train_images']} images), validation `{c['valid']}`",
+                  f"- {c['steps']} steps, batch {c['batch']}, crop {c['crop']}, peak lr {c['lr']}",
+                  f"- {c['train_seconds'] / 60:.0f} min of training on {c['hardware']}",
+                  f"- config: `{json.dumps(c['model_config'])}`",
+                  f"- last validation: `{json.dumps(c['last_validation'])}`", ""]
+    return "\n".join(lines)
