@@ -155,6 +155,68 @@ def rd(folder: Path, specs: tuple[str, ...], grids: tuple[str, ...], output: Pat
     click.echo(f"wrote {output}/: per-codec JSON, per_image.csv, bd_rate.csv/.md, rd.png, crops.png")
 
 
+def _box_mask(image, box: str):
+    import numpy as np
+
+    try:
+        x, y, w, h = (int(v) for v in box.split(","))
+    except ValueError:
+        raise VQPressError(f"--box {box!r}: use x,y,w,h in pixels") from None
+    if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > image.width or y + h > image.height:
+        raise VQPressError(f"--box {box!r} is not inside the {image.width}x{image.height} image")
+    mask = np.zeros((image.height, image.width), bool)
+    mask[y:y + h, x:x + w] = True
+    return mask
+
+
+@main.command()
+@click.argument("input_path", metavar="IMG", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--mask", "mask_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Mask image of the same size: white = missing.")
+@click.option("--box", help="Missing rectangle x,y,w,h (instead of --mask).")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option("--steps", type=int, default=40, show_default=True)
+@device_option
+@friendly_errors
+def inpaint(input_path, mask_path, box, output, steps, device):
+    """Fill the missing pixels of an image; known pixels are kept exactly."""
+    import restore
+    from codec.imageio import open_image, save_image
+
+    image = open_image(input_path)
+    if (mask_path is None) == (box is None):
+        raise VQPressError("give exactly one of --mask or --box")
+    mask = open_image(mask_path) if mask_path else _box_mask(image, box)
+    check_output(input_path, output)
+    save_image(restore.inpaint(image, mask, steps=steps, device=device), output)
+    click.echo(f"{output}: inpainted")
+
+
+@main.command(name="restore")
+@click.argument("input_path", metavar="IMG", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--task", type=click.Choice(["denoise", "sr", "deblur"]), required=True)
+@click.option("--sigma", type=float, default=25.0, show_default=True,
+              help="denoise: noise standard deviation in 8-bit units.")
+@click.option("--scale", type=int, default=4, show_default=True, help="sr: 2, 3 or 4.")
+@click.option("--blur-sigma", type=float, default=2.0, show_default=True,
+              help="deblur: Gaussian blur standard deviation in pixels.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option("--steps", type=int, default=40, show_default=True)
+@device_option
+@friendly_errors
+def restore_command(input_path, task, sigma, scale, blur_sigma, output, steps, device):
+    """Denoise, super-resolve (the output is SCALE times larger) or deblur an image."""
+    import restore
+    from codec.imageio import open_image, save_image
+
+    image = open_image(input_path)
+    check_output(input_path, output)
+    out = restore.restore(image, task=task, sigma=sigma, scale=scale, blur_sigma=blur_sigma,
+                          steps=steps, device=device)
+    save_image(out, output)
+    click.echo(f"{output}: {out.width}x{out.height}, {task}")
+
+
 def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()

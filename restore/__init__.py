@@ -1,0 +1,10 @@
+"""vqpress restoration: latent MAP with a learned decoder as the image prior.
+
+    >>> import restore
+    >>> fixed = restore.inpaint(image, mask)                 # white mask pixels = missing
+    >>> sharp = restore.restore(image, task="sr", scale=4)   # or "denoise", "deblur"
+"""
+
+from .api import TASKS, inpaint, restore
+
+__all__ = ["inpaint", "restore", "TASKS"]

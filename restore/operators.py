@@ -1,0 +1,90 @@
+"""Degradation operators A: what happened to the image. Each maps a clean batch (B, 3, H, W)
+in [0, 1] to what was observed, differentiably, so latent MAP can fit A(D(z)) to y."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Mask(nn.Module):
+    """Inpainting: only the known pixels (mask 1) are observed."""
+
+    def __init__(self, known: torch.Tensor):
+        super().__init__()
+        self.register_buffer("known", known.float().reshape(1, 1, *known.shape[-2:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.known
+
+
+class Downsample(nn.Module):
+    """Super-resolution: the observation is the image shrunk `scale` times (antialiased
+    bicubic, as most photos are downscaled)."""
+
+    def __init__(self, scale: int):
+        super().__init__()
+        if scale not in (2, 3, 4):
+            raise ValueError("scale must be 2, 3 or 4")
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2] // self.scale, x.shape[-1] // self.scale
+        return F.interpolate(x, size=(h, w), mode="bicubic", antialias=True, align_corners=False)
+
+
+class Blur(nn.Module):
+    """Convolution with a normalised kernel (reflect padding keeps the size)."""
+
+    def __init__(self, kernel: torch.Tensor):
+        super().__init__()
+        kernel = kernel / kernel.sum()
+        self.register_buffer("kernel", kernel[None, None].repeat(3, 1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kh, kw = self.kernel.shape[-2:]
+        x = F.pad(x, (kw // 2, kw // 2, kh // 2, kh // 2), mode="reflect")
+        return F.conv2d(x, self.kernel, groups=3)
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    radius = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    g = torch.exp(-t**2 / (2 * sigma**2))
+    return (g[:, None] * g[None, :]).float()
+
+
+def motion_kernel(length: int, angle_degrees: float) -> torch.Tensor:
+    """A straight line of `length` pixels at the given angle: one sample per unit of length."""
+    radius = length // 2
+    size = 2 * radius + 1
+    kernel = torch.zeros(size, size)
+    a = math.radians(angle_degrees)
+    for t in torch.linspace(-(length - 1) / 2, (length - 1) / 2, length):
+        x, y = radius + float(t) * math.cos(a), radius - float(t) * math.sin(a)
+        kernel[round(y), round(x)] += 1
+    return kernel
+
+
+def gaussian_blur(sigma: float) -> Blur:
+    return Blur(gaussian_kernel(sigma))
+
+
+def motion_blur(length: int, angle_degrees: float = 0.0) -> Blur:
+    return Blur(motion_kernel(length, angle_degrees))
+
+
+class Compose(nn.Module):
+    """Operators applied in order (e.g. blur, then downsample)."""
+
+    def __init__(self, *ops: nn.Module):
+        super().__init__()
+        self.ops = nn.ModuleList(ops)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for op in self.ops:
+            x = op(x)
+        return x

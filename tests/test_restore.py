@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+import restore
+from cli.main import main
+from codec.errors import VQPressError
+from restore import operators
+
+
+def test_mask_operator_keeps_known_pixels_only():
+    known = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    x = torch.arange(12.0).reshape(1, 3, 2, 2)
+    y = operators.Mask(known)(x)
+    assert torch.equal(y[0, :, 0, 1], torch.zeros(3)) and torch.equal(y[0, :, 1, 1], x[0, :, 1, 1])
+
+
+def test_downsample_operator_sizes_and_constants():
+    x = torch.full((1, 3, 24, 36), 0.25)
+    for s in (2, 3, 4):
+        y = operators.Downsample(s)(x)
+        assert y.shape == (1, 3, 24 // s, 36 // s)
+        assert torch.allclose(y, torch.full_like(y, 0.25), atol=1e-6)
+    # a 2x2 checkerboard period averages out under x2 antialiased downsampling, away from edges
+    board = torch.tensor([[0.0, 1.0], [1.0, 0.0]]).repeat(8, 8)[None, None].repeat(1, 3, 1, 1)
+    assert torch.allclose(operators.Downsample(2)(board)[..., 2:-2, 2:-2], torch.tensor(0.5), atol=0.02)
+
+
+def test_blur_kernels_by_hand():
+    g = operators.gaussian_kernel(1.0)
+    assert g.shape == (7, 7) and torch.allclose(g, g.t()) and torch.allclose(g, g.flip(0))
+    assert g[3, 3] == g.max()
+    m = operators.motion_kernel(5, 0.0)
+    assert torch.equal(m.nonzero()[:, 0].unique(), torch.tensor([2]))  # one horizontal row
+    assert (m[2] > 0).sum() == 5
+    blur = operators.gaussian_blur(1.5)
+    x = torch.full((1, 3, 16, 16), 0.7)
+    assert torch.allclose(blur(x), x, atol=1e-6)  # normalised: constants unchanged
+    impulse = torch.zeros(1, 3, 15, 15)
+    impulse[..., 7, 7] = 1
+    assert torch.allclose(operators.Blur(m)(impulse)[0, 0, 7, 5:10], torch.full((5,), 0.2))
+
+
+def test_compose_applies_in_order():
+    op = operators.Compose(operators.gaussian_blur(1.0), operators.Downsample(2))
+    assert op(torch.rand(1, 3, 32, 32)).shape == (1, 3, 16, 16)
+
+
+def test_inpaint_keeps_known_pixels_exactly(photo):
+    mask = np.zeros(photo.shape[:2], bool)
+    mask[20:40, 30:60] = True
+    out = np.asarray(restore.inpaint(photo, mask, steps=3, device="cpu"))
+    assert out.shape == photo.shape
+    assert np.array_equal(out[~mask], photo[~mask])
+
+
+@pytest.mark.parametrize("task, kwargs, size", [
+    ("sr", {"scale": 2}, (194, 142)), ("sr", {"scale": 3}, (291, 213)),
+    ("denoise", {"sigma": 25}, (97, 71)), ("deblur", {"blur_sigma": 2}, (97, 71))])
+def test_output_sizes(photo, task, kwargs, size):
+    out = restore.restore(photo, task=task, steps=2, device="cpu", **kwargs)
+    assert out.size == size
+
+
+def test_errors(photo, tmp_path):
+    with pytest.raises(VQPressError, match="mask is 10x10, image is 97x71"):
+        restore.inpaint(photo, np.ones((10, 10), bool))
+    with pytest.raises(VQPressError, match="mask is empty"):
+        restore.inpaint(photo, np.zeros(photo.shape[:2], bool))
+    with pytest.raises(VQPressError, match="unknown task"):
+        restore.restore(photo, task="colorize")
+    src = tmp_path / "p.png"
+    Image.fromarray(photo).save(src)
+    Image.new("L", (5, 5), 255).save(tmp_path / "m.png")
+    runner = CliRunner()
+    for args, text in [
+        (["inpaint", src, "--mask", tmp_path / "m.png", "-o", tmp_path / "o.png"], "mask is 5x5"),
+        (["inpaint", src, "--box", "90,60,20,20", "-o", tmp_path / "o.png"], "not inside"),
+        (["inpaint", tmp_path / "nope.png", "--box", "1,1,2,2", "-o", tmp_path / "o.png"], "no such file"),
+        (["restore", src, "--task", "sr", "--scale", "5", "-o", tmp_path / "o.png"], "scale must be"),
+    ]:
+        r = runner.invoke(main, [str(a) for a in args])
+        assert r.exit_code == 1 and text in r.output, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.png", "p.png"]
+
+
+def test_cli_inpaint_box(photo, tmp_path):
+    src = tmp_path / "p.png"
+    Image.fromarray(photo).save(src)
+    r = CliRunner().invoke(main, ["inpaint", str(src), "--box", "10,10,20,15", "-o",
+                                  str(tmp_path / "o.png"), "--steps", "2", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    out = np.asarray(Image.open(tmp_path / "o.png"))
+    keep = np.ones(photo.shape[:2], bool)
+    keep[10:25, 10:30] = False
+    assert np.array_equal(out[keep], photo[keep])
