@@ -96,44 +96,60 @@ def validate_vqvae(model: VQVAE, crops: list[torch.Tensor]) -> dict:
     return out
 
 
-def train_vqvae(cfg: TrainConfig, model_config: VQVAEConfig = VQVAEConfig()) -> VQVAE:
+def _prepare(cfg: TrainConfig) -> Path:
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = Path(cfg.run)
     run.mkdir(parents=True, exist_ok=True)
-    model = VQVAE(model_config).to(cfg.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    step, seconds, history = _load_checkpoint(run, model, optimizer)
-    crops = RandomCrops(load_folder(cfg.data), cfg.crop, seed=cfg.seed + step)
-    cfg.extra["train_images"] = len(crops.images)
-    valid = center_crops(load_folder(cfg.valid), 256) if cfg.valid else None
-    stages = model_config.num_stages
+    return run
 
-    bar = tqdm(total=cfg.steps, initial=step, desc="vqvae", dynamic_ncols=True)
+
+def _fit(cfg: TrainConfig, run: Path, model, optimizer, model_config: dict, desc: str,
+         batch_loss, validate, start: tuple[int, float, list]) -> None:
+    """The loop both models share: lr schedule, steps, progress bar, validation, checkpoints.
+
+    batch_loss() draws a batch and returns (loss, {name: value to show})."""
+    step, seconds, history = start
+    bar = tqdm(total=cfg.steps, initial=step, desc=desc, dynamic_ncols=True)
     while step < cfg.steps:
         t0 = time.time()
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
-        x = crops.batch(cfg.batch).to(cfg.device)
-        keep = torch.randint(1, stages + 1, (cfg.batch,), device=cfg.device)  # quantiser dropout
-        x_hat, _, commitment = model(x, keep)
-        mse = F.mse_loss(x_hat, x)
-        loss = mse + commitment
+        loss, shown = batch_loss()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         step += 1
         seconds += time.time() - t0
         bar.update(1)
-        bar.set_postfix(mse=f"{mse.item():.5f}", commit=f"{commitment.item():.4f}")
-        if valid is not None and (step % cfg.validate_every == 0 or step == cfg.steps):
-            history.append({"step": step, "seconds": round(seconds), **validate_vqvae(model, valid)})
+        bar.set_postfix({k: f"{v:.5f}" for k, v in shown.items()})
+        if validate is not None and (step % cfg.validate_every == 0 or step == cfg.steps):
+            history.append({"step": step, "seconds": round(seconds), **validate()})
             tqdm.write(json.dumps(history[-1]))
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            _save_checkpoint(run, model, optimizer, step, seconds, history, cfg,
-                             model_config.to_dict())
+            _save_checkpoint(run, model, optimizer, step, seconds, history, cfg, model_config)
     bar.close()
+
+
+def train_vqvae(cfg: TrainConfig, model_config: VQVAEConfig = VQVAEConfig()) -> VQVAE:
+    run = _prepare(cfg)
+    model = VQVAE(model_config).to(cfg.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    start = _load_checkpoint(run, model, optimizer)
+    crops = RandomCrops(load_folder(cfg.data), cfg.crop, seed=cfg.seed + start[0])
+    cfg.extra["train_images"] = len(crops.images)
+    valid = center_crops(load_folder(cfg.valid), 256) if cfg.valid else None
+
+    def batch_loss():
+        x = crops.batch(cfg.batch).to(cfg.device)
+        keep = torch.randint(1, model_config.num_stages + 1, (cfg.batch,), device=cfg.device)
+        x_hat, _, commitment = model(x, keep)  # keep: a random number of stages per image
+        mse = F.mse_loss(x_hat, x)
+        return mse + commitment, {"mse": mse.item(), "commit": commitment.item()}
+
+    _fit(cfg, run, model, optimizer, model_config.to_dict(), "vqvae", batch_loss,
+         valid and (lambda: validate_vqvae(model, valid)), start)
     return model
 
 
@@ -192,43 +208,23 @@ def train_prior(cfg: TrainConfig, vqvae: VQVAE, prior_config: PriorConfig) -> Pi
 
     cfg.crop is the crop size in symbols. Each crop gets a random quality level, so one network
     learns every level."""
-    torch.manual_seed(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    run = Path(cfg.run)
-    run.mkdir(parents=True, exist_ok=True)
+    run = _prepare(cfg)
     prior = PixelCNNPrior(prior_config).to(cfg.device)
     optimizer = torch.optim.Adam(prior.parameters(), lr=cfg.lr)
-    step, seconds, history = _load_checkpoint(run, prior, optimizer)
+    start = _load_checkpoint(run, prior, optimizer)
     maps = symbol_maps(vqvae, load_folder(cfg.data, min_side=cfg.crop * DOWNSCALE))
     cfg.extra["train_images"] = len(maps)
     valid = symbol_maps(vqvae, load_folder(cfg.valid)) if cfg.valid else None
-    rng = np.random.default_rng(cfg.seed + step)
-    stages = prior_config.num_stages
+    rng = np.random.default_rng(cfg.seed + start[0])
 
-    bar = tqdm(total=cfg.steps, initial=step, desc="prior", dynamic_ncols=True)
-    while step < cfg.steps:
-        t0 = time.time()
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(cfg, step)
+    def batch_loss():
         indices = _map_batch(maps, cfg.batch, cfg.crop, rng).to(cfg.device)
-        quality = torch.randint(1, stages + 1, (cfg.batch,), device=cfg.device)
-        bits = prior.bits(indices, quality)
-        loss = (bits / (quality * cfg.crop**2)).mean()  # bits per coded symbol
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        seconds += time.time() - t0
-        bar.update(1)
-        bar.set_postfix(bits_per_symbol=f"{loss.item():.3f}")
-        if valid is not None and (step % cfg.validate_every == 0 or step == cfg.steps):
-            history.append({"step": step, "seconds": round(seconds), **validate_prior(prior, valid)})
-            tqdm.write(json.dumps(history[-1]))
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            _save_checkpoint(run, prior, optimizer, step, seconds, history, cfg,
-                             prior_config.to_dict())
-    bar.close()
+        quality = torch.randint(1, prior_config.num_stages + 1, (cfg.batch,), device=cfg.device)
+        loss = (prior.bits(indices, quality) / (quality * cfg.crop**2)).mean()
+        return loss, {"bits_per_symbol": loss.item()}
+
+    _fit(cfg, run, prior, optimizer, prior_config.to_dict(), "prior", batch_loss,
+         valid and (lambda: validate_prior(prior, valid)), start)
     return prior
 
 

@@ -26,7 +26,7 @@ def _prior(device: str) -> LatentPrior:
 
 
 def _tensor(rgb: np.ndarray, device) -> torch.Tensor:
-    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255).to(device)
+    return torch.tensor(rgb).permute(2, 0, 1)[None].float().div(255).to(device)
 
 
 def _image(x: torch.Tensor, height: int, width: int) -> Image.Image:
