@@ -6,8 +6,6 @@ from pathlib import Path
 
 import click
 
-from codec.codec import resolve_device
-
 folder = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
@@ -44,6 +42,7 @@ def _common(fn):
 def vqvae(data, valid, run, steps, batch, lr, validate_every, threads, device, crop, channels,
           latent_dim, codes, stages):
     """Train the VQ-VAE (reconstruction + commitment, quantiser dropout)."""
+    from codec.codec import resolve_device
     from codec.train import TrainConfig, train_vqvae
     from codec.vqvae import VQVAEConfig
 
@@ -62,6 +61,7 @@ def vqvae(data, valid, run, steps, batch, lr, validate_every, threads, device, c
 def prior(data, valid, run, steps, batch, lr, validate_every, threads, device, vqvae_run, crop,
           channels, blocks):
     """Train the PixelCNN prior on the VQ-VAE's symbol maps of the training images."""
+    from codec.codec import resolve_device
     from codec.prior import PriorConfig
     from codec.train import TrainConfig, load_run_vqvae, train_prior
 

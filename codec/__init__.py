@@ -3,17 +3,25 @@
     >>> import codec
     >>> data = codec.compress(image, quality=4)   # PIL image or HxWx3 uint8 array
     >>> image = codec.decompress(data)
+
+Names are imported on first use, so `vqpress info` and the container code start without torch.
 """
 
+import importlib
 import warnings
 
 # compressai 1.2.8 calls torch.jit.script at import time, which torch >= 2.10 warns about.
 warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated")
 
-from .codec import Codec, compress, decompress, load
-from .container import FormatError, Header, unpack
-from .errors import VQPressError
-from .imageio import ImageError, open_image
+_EXPORTS = {
+    "Codec": "codec", "compress": "codec", "decompress": "codec", "load": "codec",
+    "Header": "container", "unpack": "container", "FormatError": "container",
+    "VQPressError": "errors", "ImageError": "imageio", "open_image": "imageio",
+}
+__all__ = list(_EXPORTS)
 
-__all__ = ["Codec", "compress", "decompress", "load", "unpack", "Header", "FormatError",
-           "ImageError", "VQPressError", "open_image"]
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'codec' has no attribute {name!r}")

@@ -53,9 +53,6 @@ def to_rgb8(image: Image.Image | np.ndarray) -> tuple[np.ndarray, int]:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(white, rgba).convert("RGB")), MODE_RGBA
-    if mode == "RGB;16" or mode.startswith("RGB") and np.asarray(image).dtype == np.uint16:
-        a = np.asarray(image).astype(np.float64)
-        return np.clip(np.round(a / 257.0), 0, 255).astype(np.uint8), MODE_RGB
     return np.asarray(image.convert("RGB")), MODE_RGB
 
 

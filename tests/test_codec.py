@@ -109,3 +109,17 @@ def test_bit_exact_across_processes_and_thread_counts(model):
     decoded = np.load(io.BytesIO(_run(DECODE, 2, stdin=one)))
     # re-encoding the decoded symbols must give the very payload: nothing was decoded wrongly
     assert encode_symbols(model.prior, decoded)[0] == unpack(one)[1]
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_encoded_on_gpu_decodes_on_cpu(photo):
+    """The networks may run on a GPU; the symbols it chose decode exactly on the CPU."""
+    gpu, cpu = codec.load(device="cuda"), codec.load(device="cpu")
+    data = gpu.compress(photo, 8)
+    header, payload = unpack(data)
+    symbols = gpu.symbols(photo, 8)
+    from codec.entropy import decode_symbols
+
+    decoded = decode_symbols(cpu.prior, payload, 8, *symbols.shape[1:])
+    assert np.array_equal(decoded, symbols)
+    assert cpu.decompress(data).size == gpu.decompress(data).size
