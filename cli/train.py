@@ -85,3 +85,35 @@ def export(vqvae_run, prior_run, model_id, out):
 
     path = export_codec(vqvae_run, prior_run, model_id, out)
     click.echo(f"wrote {path}")
+
+
+@train.command()
+@_common
+@click.option("--arch", type=click.Choice(["bmshj2018-factorized", "bmshj2018-hyperprior"]),
+              required=True)
+@click.option("--lmbda", type=float, required=True, help="Rate-distortion trade-off (e.g. 0.0018 .. 0.0483).")
+@click.option("--crop", type=int, default=128, show_default=True)
+@click.option("--width-of-quality", "width_quality", type=int, default=3, show_default=True,
+              help="Use the channel widths of this compressai zoo quality (1-8).")
+def compressai(data, valid, run, steps, batch, lr, validate_every, threads, device, arch, lmbda,
+               crop, width_quality):
+    """Train a compressai peer (learned baseline) from scratch, for `vqpress rd`."""
+    from codec.codec import resolve_device
+    from codec.train import TrainConfig, train_compressai
+
+    cfg = TrainConfig(data=str(data), valid=valid and str(valid), run=str(run), steps=steps,
+                      batch=batch, crop=crop, lr=lr, min_lr=lr / 10, validate_every=validate_every,
+                      threads=threads, device=str(resolve_device(device)))
+    train_compressai(cfg, arch, lmbda, width_quality)
+
+
+@train.command(name="export-peer")
+@click.option("--run", type=folder, required=True)
+@click.option("--name", required=True, help="e.g. bmshj2018-hyperprior-l0.0067")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("weights"),
+              show_default=True)
+def export_peer(run, name, out):
+    """Write a trained compressai peer to <out>/<name>.safetensors with its model card."""
+    from codec.train import export_compressai
+
+    click.echo(f"wrote {export_compressai(run, out, name)}")

@@ -90,45 +90,57 @@ def vqpress(device: str = "cpu") -> RDCodec:
                    list(model.qualities), lambda rgb, q: model.compress(rgb, q), decode)
 
 
-def compressai_model(arch: str, checkpoint: str) -> RDCodec:
-    """A compressai model from a checkpoint; the quality grid is that one model (a learned
-    peer has one rate per checkpoint: give several --codec entries for a curve)."""
+def _load_compressai(arch: str, checkpoint: str):
     import torch
     from compressai.zoo.image import model_architectures
 
     if arch not in model_architectures:
         raise VQPressError(f"unknown compressai architecture {arch!r}")
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if checkpoint.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(checkpoint)
+        else:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError) as e:
         raise VQPressError(f"{checkpoint}: cannot load ({e})") from None
-    state = state.get("state_dict", state)
-    net = model_architectures[arch].from_state_dict(state).eval()
+    net = model_architectures[arch].from_state_dict(state.get("state_dict", state)).eval()
     net.update(force=True)
+    return net
 
-    def encode(rgb: np.ndarray, _quality) -> bytes:
+
+def compressai_model(arch: str, checkpoints: str) -> RDCodec:
+    """compressai models of one architecture, one checkpoint per rate (comma-separated, lowest
+    rate first); quality k is the k-th checkpoint. Bitstreams come from compressai's coder."""
+    import torch
+
+    nets = [_load_compressai(arch, c) for c in checkpoints.split(",")]
+
+    def encode(rgb: np.ndarray, quality: int) -> bytes:
         h, w = rgb.shape[:2]
         p = 64  # compressai's hyperprior models need sides divisible by 64
         x = torch.from_numpy(np.pad(rgb, ((0, -h % p), (0, -w % p), (0, 0)), mode="edge"))
         with torch.no_grad():
-            out = net.compress(x.permute(2, 0, 1)[None].float() / 255)
+            out = nets[quality].compress(x.permute(2, 0, 1)[None].float() / 255)
         parts = [s[0] for s in out["strings"]]
         sh, sw = out["shape"]
-        header = struct.pack("<HHHHB", w, h, sh, sw, len(parts))
+        header = struct.pack("<BHHHHB", quality, w, h, sh, sw, len(parts))
         return header + b"".join(struct.pack("<I", len(s)) for s in parts) + b"".join(parts)
 
     def decode(data: bytes) -> np.ndarray:
-        w, h, sh, sw, n = struct.unpack_from("<HHHHB", data)
-        lengths = struct.unpack_from(f"<{n}I", data, 9)
-        pos, parts = 9 + 4 * n, []
+        quality, w, h, sh, sw, n = struct.unpack_from("<BHHHHB", data)
+        lengths = struct.unpack_from(f"<{n}I", data, 10)
+        pos, parts = 10 + 4 * n, []
         for length in lengths:
             parts.append([data[pos:pos + length]])
             pos += length
         with torch.no_grad():
-            x = net.decompress(parts, (sh, sw))["x_hat"]
+            x = nets[quality].decompress(parts, (sh, sw))["x_hat"]
         return (x[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy())[:h, :w]
 
-    return RDCodec(f"compressai:{arch}", f"compressai {arch} from {checkpoint}", [0], encode, decode)
+    return RDCodec(arch, f"compressai {arch} trained by vqpress ({checkpoints})",
+                   list(range(len(nets))), encode, decode)
 
 
 BUILTIN = {"vqpress": vqpress, "jpeg": jpeg, "webp": webp, "avif": avif, "jpeg2000": jpeg2000,
@@ -140,10 +152,10 @@ def get(spec: str, device: str = "cpu") -> RDCodec:
     """A codec by name, or `compressai:ARCH:CHECKPOINT`."""
     if spec.startswith("compressai:"):
         try:
-            _, arch, checkpoint = spec.split(":", 2)
+            _, arch, checkpoints = spec.split(":", 2)
         except ValueError:
-            raise VQPressError("use --codec compressai:ARCH:CHECKPOINT") from None
-        return compressai_model(arch, checkpoint)
+            raise VQPressError("use --codec compressai:ARCH:CHECKPOINT[,CHECKPOINT...]") from None
+        return compressai_model(arch, checkpoints)
     if spec not in BUILTIN:
         raise VQPressError(f"unknown codec {spec!r} (choose from {', '.join(BUILTIN)} "
                            "or compressai:ARCH:CHECKPOINT)")

@@ -115,7 +115,8 @@ def _fit(cfg: TrainConfig, run: Path, model, optimizer, model_config: dict, desc
     while step < cfg.steps:
         t0 = time.time()
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(cfg, step)
+            if not group.get("fixed_lr"):
+                group["lr"] = learning_rate(cfg, step)
         loss, shown = batch_loss()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -228,6 +229,61 @@ def train_prior(cfg: TrainConfig, vqvae: VQVAE, prior_config: PriorConfig) -> Pi
     return prior
 
 
+def train_compressai(cfg: TrainConfig, arch: str, lmbda: float, quality: int = 3):
+    """A learned peer: compressai's `arch` (e.g. bmshj2018-hyperprior) at the channel widths of
+    its zoo quality `quality`, trained from scratch on the same crops and schedule as ours with
+    loss lambda * 255^2 * MSE + bpp. The entropy models' quantiles (aux loss) get their own
+    parameter group at a fixed lr of 1e-3, as in compressai's examples."""
+    from compressai.losses import RateDistortionLoss
+    from compressai.zoo import image_models
+
+    run = _prepare(cfg)
+    net = image_models[arch](quality=quality, pretrained=False).to(cfg.device)
+    aux = {n for n, _ in net.named_parameters() if n.endswith(".quantiles")}
+    optimizer = torch.optim.Adam([
+        {"params": [p for n, p in net.named_parameters() if n not in aux], "lr": cfg.lr},
+        {"params": [p for n, p in net.named_parameters() if n in aux], "lr": 1e-3, "fixed_lr": True},
+    ])
+    start = _load_checkpoint(run, net, optimizer)
+    crops = RandomCrops(load_folder(cfg.data), cfg.crop, seed=cfg.seed + start[0])
+    cfg.extra.update(train_images=len(crops.images), arch=arch, lmbda=lmbda, quality=quality)
+    criterion = RateDistortionLoss(lmbda=lmbda)
+
+    def batch_loss():
+        x = crops.batch(cfg.batch).to(cfg.device)
+        out = criterion(net(x), x)
+        return out["loss"] + net.aux_loss(), {"bpp": out["bpp_loss"].item(),
+                                               "mse": out["mse_loss"].item()}
+
+    _fit(cfg, run, net, optimizer, {"arch": arch, "quality": quality, "lmbda": lmbda},
+         f"{arch} lambda={lmbda}", batch_loss, None, start)
+    return net
+
+
+def export_compressai(run, out: Path, name: str) -> Path:
+    """Write <out>/<name>.safetensors (the state dict compressai's from_state_dict reads) and
+    its model card."""
+    from safetensors.torch import save_file
+
+    from .zoo import CHECKSUMS, sha256_file
+
+    ckpt = torch.load(Path(run) / "ckpt.pt", map_location="cpu", weights_only=False)
+    path = out / f"{name}.safetensors"
+    save_file({k: v.contiguous() for k, v in ckpt["model"].items()}, str(path),
+              metadata={"arch": ckpt["model_config"]["arch"]})
+    card = {"model_id": name, "peer": _summary(ckpt)}
+    (out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    digest = sha256_file(path)
+    _add_checksum(out / CHECKSUMS, path.name, digest)
+    return path
+
+
+def _add_checksum(sums: Path, filename: str, digest: str) -> None:
+    lines = [l for l in (sums.read_text().splitlines() if sums.exists() else [])
+             if not l.endswith(f"  {filename}")]
+    sums.write_text("\n".join(sorted(lines + [f"{digest}  {filename}"])) + "\n")
+
+
 def load_run_vqvae(run) -> VQVAE:
     ckpt = torch.load(Path(run) / "ckpt.pt", map_location="cpu", weights_only=False)
     model = VQVAE(VQVAEConfig(**ckpt["model_config"]))
@@ -264,10 +320,7 @@ def export_codec(vqvae_run, prior_run, model_id: str, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{model_id}.safetensors"
     digest = save_codec(path, vqvae, export_tables(prior), card)
-    sums = out / CHECKSUMS
-    lines = [l for l in (sums.read_text().splitlines() if sums.exists() else [])
-             if not l.endswith(f"  {path.name}")]
-    sums.write_text("\n".join(sorted(lines + [f"{digest}  {path.name}"])) + "\n")
+    _add_checksum(out / CHECKSUMS, path.name, digest)
     (out / f"{model_id}.json").write_text(json.dumps(card, indent=2) + "\n")
     (out / f"{model_id}.md").write_text(model_card(model_id, card, digest))
     return path

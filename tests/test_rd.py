@@ -61,3 +61,20 @@ def test_same_numbers_twice(rd_run):
 def test_unknown_codec_is_a_clear_error(tmp_path):
     r = CliRunner().invoke(main, ["rd", str(tmp_path), "-o", str(tmp_path / "o"), "--codec", "gif"])
     assert r.exit_code == 1 and "unknown codec 'gif'" in r.output
+
+
+def test_compressai_peer_round_trip(tmp_path, photo):
+    """A compressai checkpoint is measured through its own entropy coder."""
+    import torch
+    from compressai.zoo import image_models
+    from safetensors.torch import save_file
+
+    from codec import baselines
+
+    torch.manual_seed(0)
+    net = image_models["bmshj2018-factorized"](quality=1, pretrained=False)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "f.safetensors"))
+    peer = baselines.get(f"compressai:bmshj2018-factorized:{tmp_path / 'f.safetensors'}")
+    data = peer.encode(photo, 0)
+    assert peer.decode(data).shape == photo.shape
+    assert len(data) > 10
