@@ -75,7 +75,8 @@ def export_tables(prior: PixelCNNPrior) -> dict[str, np.ndarray]:
     tables["lut.exp"] = np.maximum(1, np.round(np.exp(-np.arange(EXP_RANGE + 1) / scale) * 2**EXP_BITS))
     tables["config"] = np.array([cfg.num_codes, cfg.num_stages, cfg.embed_dim, cfg.channels,
                                  cfg.blocks])
-    return {k: v.astype(np.int32) for k, v in tables.items()}
+    # C order matters: safetensors stores the raw buffer, and astype keeps a transpose's layout
+    return {k: np.ascontiguousarray(v, dtype=np.int32) for k, v in tables.items()}
 
 
 class FixedPointPrior:

@@ -330,7 +330,10 @@ def model_card(model_id: str, card: dict, digest: str) -> str:
     """A person-readable model card (the JSON beside it has the same facts)."""
     lines = [f"# {model_id}", "", f"File `{model_id}.safetensors`, sha256 `{digest}`.", "",
              "VQ-VAE (fp16 weights) + PixelCNN prior (int32 fixed-point tables) of the vqpress "
-             "codec. Trained from scratch by `vqpress train`; no pretrained weights were used.", ""]
+             "codec. Trained from scratch by `vqpress train`; no pretrained weights were used.",
+             "Validation numbers: the VQ-VAE's mean PSNR on 256x256 centre crops of the validation "
+             "photos for each number of stages (psnr@k), and the float prior's bits per pixel of "
+             "the whole validation photos at each quality (bpp@k).", ""]
     for part in ("vqvae", "prior"):
         c = card[part]
         lines += [f"## {part}", "",

@@ -60,7 +60,8 @@ def save_codec(path, vqvae: VQVAE, prior_tables: dict[str, np.ndarray], card: di
     """Write a codec weights file; returns its sha256."""
     tensors = {f"vqvae.{k}": v.detach().cpu().half().numpy() if v.is_floating_point()
                else v.detach().cpu().numpy() for k, v in vqvae.state_dict().items()}
-    tensors.update({f"prior.{k}": v.astype(np.int32) for k, v in prior_tables.items()})
+    tensors.update({f"prior.{k}": np.ascontiguousarray(v, dtype=np.int32)
+                    for k, v in prior_tables.items()})
     save_file(tensors, str(path), metadata={"vqvae_config": json.dumps(vqvae.config.to_dict()),
                                             "card": json.dumps(card)})
     return sha256_file(path)

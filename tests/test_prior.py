@@ -96,3 +96,19 @@ def test_wavefront_visits_every_position_once_after_its_context():
     assert (seen >= 0).all()
     # the farthest context to the upper right, (i-1, j+2), is decoded earlier
     assert (seen[1:, :-2] > seen[:-1, 2:]).all()
+
+
+def test_weights_file_round_trip(prior, tmp_path):
+    """What is saved is what is loaded: every table, and so every probability."""
+    from codec.vqvae import VQVAE, VQVAEConfig
+    from codec.zoo import load_codec_file, save_codec
+
+    tables = export_tables(prior)
+    vqvae = VQVAE(VQVAEConfig(channels=8, latent_dim=4, num_codes=16, num_stages=3))
+    save_codec(tmp_path / "m.safetensors", vqvae, tables, {})
+    _, loaded = load_codec_file(tmp_path / "m.safetensors")
+    direct = FixedPointPrior(tables)
+    for name in ("embed", "same_position", "head", "head_bias", "exp", "tanh", "sigmoid"):
+        assert np.array_equal(getattr(loaded, name), getattr(direct, name)), name
+    for a, b in zip(loaded.layers, direct.layers):
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2:] == b[2:]
