@@ -24,7 +24,7 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     same way for both) to 161 px rather than scored with a crippled window."""
     h, w = a.shape[:2]
     pad = ((0, max(0, MS_SSIM_MIN_SIDE - h)), (0, max(0, MS_SSIM_MIN_SIDE - w)), (0, 0))
-    x, y = (torch.from_numpy(np.pad(v, pad, mode="symmetric")).permute(2, 0, 1)[None].double()
+    x, y = (torch.from_numpy(np.pad(v, pad, mode="symmetric")).permute(2, 0, 1)[None].float()
             for v in (a, b))
     return float(_ms_ssim(x, y, data_range=255))
 
