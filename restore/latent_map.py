@@ -16,7 +16,6 @@ from torch import nn
 from tqdm import tqdm
 
 from codec.quantizer import ResidualVQ
-from codec.vqvae import DOWNSCALE
 
 TILE = 480  # output pixels per tile side: a multiple of 8 x each scale (2, 3, 4)
 OVERLAP = 96  # so tile starts (multiples of TILE - OVERLAP) stay on that grid too
