@@ -36,9 +36,14 @@ class CompressResult:
     cross_entropy_bits: float  # what the prior says the symbols cost; the payload is close to it
 
 
-def _tiles(length: int):
-    """(start, stop) of the tiles along one side of the symbol grid, in symbols."""
-    return [(a, min(a + TILE, length)) for a in range(0, length, TILE)]
+def _tiles(gh: int, gw: int):
+    """Tiles of a gh x gw symbol grid: (core, halo) pairs of (y0, y1, x0, x1) boxes, the halo
+    box being the core grown by HALO symbols on each side (clipped to the grid)."""
+    for y0 in range(0, gh, TILE):
+        for x0 in range(0, gw, TILE):
+            y1, x1 = min(y0 + TILE, gh), min(x0 + TILE, gw)
+            yield (y0, y1, x0, x1), (max(0, y0 - HALO), min(gh, y1 + HALO),
+                                     max(0, x0 - HALO), min(gw, x1 + HALO))
 
 
 class Codec:
@@ -68,29 +73,25 @@ class Codec:
         gh, gw = -(-h // DOWNSCALE), -(-w // DOWNSCALE)
         padded = np.pad(rgb, ((0, gh * DOWNSCALE - h), (0, gw * DOWNSCALE - w), (0, 0)), mode="edge")
         out = np.empty((quality, gh, gw), dtype=np.int64)
-        for y0, y1 in _tiles(gh):
-            for x0, x1 in _tiles(gw):
-                ya, yb, xa, xb = max(0, y0 - HALO), min(gh, y1 + HALO), max(0, x0 - HALO), min(gw, x1 + HALO)
-                tile = padded[ya * DOWNSCALE:yb * DOWNSCALE, xa * DOWNSCALE:xb * DOWNSCALE]
-                x = torch.from_numpy(np.ascontiguousarray(tile)).to(self.device)
-                x = x.permute(2, 0, 1)[None].float() / 255
-                idx = self.vqvae.encode(x, quality)[0].cpu().numpy()
-                out[:, y0:y1, x0:x1] = idx[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+        s = DOWNSCALE
+        for (y0, y1, x0, x1), (ya, yb, xa, xb) in _tiles(gh, gw):
+            tile = np.ascontiguousarray(padded[ya * s:yb * s, xa * s:xb * s])
+            x = torch.from_numpy(tile).to(self.device).permute(2, 0, 1)[None].float() / 255
+            idx = self.vqvae.encode(x, quality)[0].cpu().numpy()
+            out[:, y0:y1, x0:x1] = idx[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa]
         return out
 
     @torch.no_grad()
     def pixels(self, indices: np.ndarray, height: int, width: int) -> np.ndarray:
         """(H, W, 3) uint8 image of symbol maps (quality, gh, gw)."""
         _, gh, gw = indices.shape
-        out = np.empty((gh * DOWNSCALE, gw * DOWNSCALE, 3), dtype=np.uint8)
-        for y0, y1 in _tiles(gh):
-            for x0, x1 in _tiles(gw):
-                ya, yb, xa, xb = max(0, y0 - HALO), min(gh, y1 + HALO), max(0, x0 - HALO), min(gw, x1 + HALO)
-                idx = torch.from_numpy(indices[:, ya:yb, xa:xb])[None].to(self.device)
-                y = self.vqvae.decode(idx)[0].clamp(0, 1).mul(255).round().byte()
-                y = y.permute(1, 2, 0).cpu().numpy()
-                s = DOWNSCALE
-                out[y0 * s:y1 * s, x0 * s:x1 * s] = y[(y0 - ya) * s:(y1 - ya) * s, (x0 - xa) * s:(x1 - xa) * s]
+        s = DOWNSCALE
+        out = np.empty((gh * s, gw * s, 3), dtype=np.uint8)
+        for (y0, y1, x0, x1), (ya, yb, xa, xb) in _tiles(gh, gw):
+            idx = torch.from_numpy(indices[:, ya:yb, xa:xb])[None].to(self.device)
+            y = self.vqvae.decode(idx)[0].clamp(0, 1).mul(255).round().byte()
+            y = y.permute(1, 2, 0).cpu().numpy()
+            out[y0 * s:y1 * s, x0 * s:x1 * s] = y[(y0 - ya) * s:(y1 - ya) * s, (x0 - xa) * s:(x1 - xa) * s]
         return out[:height, :width]
 
     # -- bytes --------------------------------------------------------------------------------
