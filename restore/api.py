@@ -35,19 +35,19 @@ def _image(x: torch.Tensor, height: int, width: int) -> Image.Image:
 
 
 def _smooth_fill(y: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    """Fill unknown pixels by normalised Gaussian averaging at growing scales."""
-    filled = y.clone()
-    for sigma in (2, 4, 8, 16, 32, 64):
-        blur = operators.gaussian_blur(sigma).to(y.device)
-        pad = nn.functional.pad
-        k = blur.kernel.shape[-1] // 2
-        if k >= min(y.shape[-2:]):
+    """First guess for the missing pixels: normalised Gaussian averages of the filled pixels,
+    at growing scales, each scale filling only the pixels it has enough support for."""
+    filled = known.expand_as(y).clone()  # 1 where a value is known or already filled
+    x = y * filled
+    for sigma in (2, 4, 8, 16, 32, 64, 128):
+        if filled.all():
             break
-        num = blur(filled * known)
-        den = F.conv2d(pad(known, (k, k, k, k), mode="reflect"), blur.kernel[:1]) + 1e-8
-        filled = torch.where(known > 0, y, num / den)
-        known = torch.ones_like(known)
-    return filled
+        blur = operators.gaussian_blur(min(sigma, (min(y.shape[-2:]) - 1) / 3)).to(y.device)
+        support = blur(filled)
+        new = (filled == 0) & (support > 0.05)
+        x = torch.where(new, blur(x) / support.clamp_min(1e-8), x)
+        filled = filled + new.float()
+    return torch.where(filled > 0, x, y.new_tensor(0.5))
 
 
 def inpaint(image, mask, steps: int = 40, device: str = "auto") -> Image.Image:
