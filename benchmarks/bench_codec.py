@@ -32,11 +32,11 @@ print(len(data))
 """
 
 
-def timed(fn, repeat):
+def timed(repeat, fn, *args):
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        result = fn()
+        result = fn(*args)
         times.append(time.perf_counter() - t0)
     return statistics.median(times), result
 
@@ -61,8 +61,8 @@ def main():
     model.compress(image, args.quality)  # warm-up
     print(f"768x512, quality {args.quality}, {args.threads} torch threads, median of {args.repeat}")
     for q in sorted({1, args.quality}):
-        enc, data = timed(lambda: model.compress(image, q), args.repeat)
-        dec, _ = timed(lambda: model.decompress(data), args.repeat)
+        enc, data = timed(args.repeat, model.compress, image, q)
+        dec, _ = timed(args.repeat, model.decompress, data)
         print(f"  quality {q}: encode {enc:.3f} s, decode {dec:.3f} s, "
               f"{len(data) * 8 / (768 * 512):.3f} bpp")
 

@@ -84,13 +84,18 @@ def classical_sr(low, scale):
 
 
 def classical_deblur(blurred, sigma):
+    """Richardson-Lucy and Wiener with the true PSF. Both assume circular or zero boundaries, so
+    the image is reflect-padded first and cropped after; the settings (100 RL iterations, Wiener
+    balance 1e-3) were picked on scikit-image's astronaut, not on the benchmark photos."""
     from skimage.restoration import richardson_lucy, wiener
 
     psf = gaussian_kernel(sigma).numpy()
-    f = blurred / 255.0
-    rl = np.stack([richardson_lucy(f[..., c], psf, num_iter=30) for c in range(3)], -1)
-    wn = np.stack([wiener(f[..., c], psf, balance=0.01) for c in range(3)], -1)
-    return {"Richardson-Lucy": rl, "Wiener": wn}
+    psf /= psf.sum()
+    p = 4 * psf.shape[0]
+    f = np.pad(blurred / 255.0, ((p, p), (p, p), (0, 0)), mode="reflect")
+    rl = np.stack([richardson_lucy(f[..., c], psf, num_iter=100) for c in range(3)], -1)
+    wn = np.stack([wiener(f[..., c], psf, balance=1e-3) for c in range(3)], -1)
+    return {"Richardson-Lucy": rl[p:-p, p:-p], "Wiener": wn[p:-p, p:-p]}
 
 
 def as8(x):
@@ -107,10 +112,10 @@ def blur(rgb, sigma):
     return as8(gaussian_blur(sigma)(x)[0].permute(1, 2, 0).numpy())
 
 
-def timed(fn):
+def timed(fn, *args, **kwargs):
     """(output as an array, seconds) of one latent-MAP run."""
     t0 = time.perf_counter()
-    out = np.asarray(fn())
+    out = np.asarray(fn(*args, **kwargs))
     return out, time.perf_counter() - t0
 
 
@@ -134,15 +139,15 @@ def main():
             for name, missing in masks(rgb.shape[:2], k).items():
                 damaged = np.where(missing[..., None], 255, rgb).astype(np.uint8)
                 results = {m: (o, None) for m, o in classical_inpaint(damaged, missing).items()}
-                results["latent MAP"] = timed(lambda: restore.inpaint(damaged, missing, steps=args.steps,
-                                                                       device="cpu"))
+                results["latent MAP"] = timed(restore.inpaint, damaged, missing, steps=args.steps,
+                                                device="cpu")
                 cases.append(("inpaint", name, damaged, results, missing))
         if "denoise" in tasks:
             for sigma in (15, 25, 50):
                 noisy = as8((rgb + np.random.default_rng(k).normal(0, sigma, rgb.shape)) / 255)
                 results = {m: (o, None) for m, o in classical_denoise(noisy, sigma).items()}
-                results["latent MAP"] = timed(lambda: restore.restore(noisy, "denoise", sigma=sigma,
-                                                                       steps=args.steps, device="cpu"))
+                results["latent MAP"] = timed(restore.restore, noisy, "denoise", sigma=sigma,
+                                                steps=args.steps, device="cpu")
                 cases.append(("denoise", f"sigma {sigma}", noisy, results, None))
         if "sr" in tasks:
             for scale in (2, 4):
@@ -150,14 +155,14 @@ def main():
                 hr = rgb[:h, :w]
                 low = np.asarray(Image.fromarray(hr).resize((w // scale, h // scale), Image.BICUBIC))
                 results = {m: (o, None) for m, o in classical_sr(low, scale).items()}
-                results["latent MAP"] = timed(lambda: restore.restore(low, "sr", scale=scale,
-                                                                       steps=args.steps, device="cpu"))
+                results["latent MAP"] = timed(restore.restore, low, "sr", scale=scale,
+                                                steps=args.steps, device="cpu")
                 cases.append(("sr", f"x{scale}", low, results, hr))
         if "deblur" in tasks:
             blurred = blur(rgb, 2.0)
             results = {m: (o, None) for m, o in classical_deblur(blurred, 2.0).items()}
-            results["latent MAP"] = timed(lambda: restore.restore(blurred, "deblur", blur_sigma=2.0,
-                                                                   steps=args.steps, device="cpu"))
+            results["latent MAP"] = timed(restore.restore, blurred, "deblur", blur_sigma=2.0,
+                                            steps=args.steps, device="cpu")
             cases.append(("deblur", "gaussian 2", blurred, results, None))
         for task, setting, damaged, results, extra in cases:
             truth = extra if task == "sr" else rgb
@@ -183,7 +188,8 @@ def write_outputs(rows, figures, out):
     groups = dict.fromkeys((r["task"], r["setting"], r["method"]) for r in rows)
     for task, setting, method in groups:
         sel = [r for r in rows if (r["task"], r["setting"], r["method"]) == (task, setting, method)]
-        mean = lambda key: np.mean([r[key] for r in sel]) if sel[0].get(key) is not None else float("nan")  # noqa: E731
+        def mean(key, sel=sel):
+            return np.mean([r[key] for r in sel]) if sel[0].get(key) is not None else float("nan")
         lines.append(f"| {task} | {setting} | {method} | {mean('psnr'):.2f} | {mean('psnr_missing'):.2f} | "
                      f"{mean('ms_ssim'):.4f} | {mean('seconds'):.1f} |")
     (out / "restore.md").write_text("\n".join(lines) + "\n")

@@ -127,8 +127,9 @@ def info(input_path: Path):
 @main.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--codec", "specs", multiple=True, metavar="NAME",
-              help="vqpress, jpeg, webp, avif, jpeg2000, jxl or compressai:ARCH:CHECKPOINT; "
-                   "repeatable [default: vqpress jpeg webp avif jpeg2000].")
+              help="vqpress, jpeg, webp, avif, jpeg2000, jxl, compressai:ARCH (the shipped "
+                   "peers) or compressai:ARCH:CKPT[,CKPT...]; repeatable [default: vqpress, jpeg, "
+                   "webp, avif, jpeg2000 and the shipped peers].")
 @click.option("--quality", "grids", multiple=True, metavar="NAME=Q1,Q2,...",
               help="Override a codec's quality grid, e.g. jpeg=10,30,50,70,90.")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True)
@@ -139,7 +140,7 @@ def rd(folder: Path, specs: tuple[str, ...], grids: tuple[str, ...], output: Pat
     from codec import baselines
     from codec import rd as study
 
-    specs = specs or tuple(baselines.DEFAULT_SET)
+    specs = specs or tuple(baselines.default_set())
     codecs = {spec: baselines.get(spec, device) for spec in specs}
     overrides = {}
     for item in grids:
@@ -226,7 +227,7 @@ def _read(path: Path) -> bytes:
         raise VQPressError(f"{path}: cannot read ({e.strerror})") from None
 
 
-from cli.train import train  # noqa: E402  (registers the `train` group)
+from cli.train import train
 
 main.add_command(train)
 

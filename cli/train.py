@@ -93,18 +93,19 @@ def export(vqvae_run, prior_run, model_id, out):
               required=True)
 @click.option("--lmbda", type=float, required=True, help="Rate-distortion trade-off (e.g. 0.0018 .. 0.0483).")
 @click.option("--crop", type=int, default=128, show_default=True)
-@click.option("--width-of-quality", "width_quality", type=int, default=3, show_default=True,
-              help="Use the channel widths of this compressai zoo quality (1-8).")
+@click.option("--widths", type=(int, int), default=(96, 128), show_default=True,
+              help="Channels N (transforms) and M (latent).")
+@click.option("--init", type=folder, help="Start from this run's weights (e.g. another lambda).")
 def compressai(data, valid, run, steps, batch, lr, validate_every, threads, device, arch, lmbda,
-               crop, width_quality):
-    """Train a compressai peer (learned baseline) from scratch, for `vqpress rd`."""
+               crop, widths, init):
+    """Train a compressai peer (learned baseline) for `vqpress rd`."""
     from codec.codec import resolve_device
     from codec.train import TrainConfig, train_compressai
 
     cfg = TrainConfig(data=str(data), valid=valid and str(valid), run=str(run), steps=steps,
                       batch=batch, crop=crop, lr=lr, min_lr=lr / 10, validate_every=validate_every,
                       threads=threads, device=str(resolve_device(device)))
-    train_compressai(cfg, arch, lmbda, width_quality)
+    train_compressai(cfg, arch, lmbda, widths, init and str(init))
 
 
 @train.command(name="export-peer")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from PIL import Image, features
@@ -145,18 +145,32 @@ def compressai_model(arch: str, checkpoints: str) -> RDCodec:
 
 BUILTIN = {"vqpress": vqpress, "jpeg": jpeg, "webp": webp, "avif": avif, "jpeg2000": jpeg2000,
            "jxl": jxl}
-DEFAULT_SET = ["vqpress", "jpeg", "webp", "avif", "jpeg2000"]
+PEERS = ["bmshj2018-factorized", "bmshj2018-hyperprior"]
+
+
+def default_set() -> list[str]:
+    """vqpress, the classical codecs Pillow has, and the shipped learned peers."""
+    from .zoo import shipped_peers
+
+    return (["vqpress", "jpeg", "webp", "avif", "jpeg2000"]
+            + [f"compressai:{arch}" for arch in PEERS if shipped_peers(arch)])
 
 
 def get(spec: str, device: str = "cpu") -> RDCodec:
-    """A codec by name, or `compressai:ARCH:CHECKPOINT`."""
+    """A codec by name, or `compressai:ARCH[:CHECKPOINT,...]` (without checkpoints: the shipped
+    peers of ARCH)."""
     if spec.startswith("compressai:"):
-        try:
-            _, arch, checkpoints = spec.split(":", 2)
-        except ValueError:
-            raise VQPressError("use --codec compressai:ARCH:CHECKPOINT[,CHECKPOINT...]") from None
-        return compressai_model(arch, checkpoints)
+        from .zoo import shipped_peers
+
+        _, arch, *checkpoints = spec.split(":", 2)
+        if not checkpoints:
+            shipped = shipped_peers(arch)
+            if not shipped:
+                raise VQPressError(f"no shipped compressai:{arch} peers; use "
+                                   "--codec compressai:ARCH:CHECKPOINT[,CHECKPOINT...]")
+            checkpoints = [",".join(str(p) for p in shipped)]
+        return compressai_model(arch, checkpoints[0])
     if spec not in BUILTIN:
         raise VQPressError(f"unknown codec {spec!r} (choose from {', '.join(BUILTIN)} "
-                           "or compressai:ARCH:CHECKPOINT)")
+                           "or compressai:ARCH[:CHECKPOINT,...])")
     return BUILTIN[spec](device) if spec == "vqpress" else BUILTIN[spec]()

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from . import container
-from .entropy import encode_symbols, decode_symbols
+from .entropy import decode_symbols, encode_symbols
 from .errors import VQPressError
 from .imageio import from_rgb8, to_rgb8
 from .vqvae import DOWNSCALE

@@ -102,7 +102,7 @@ def plot_rd(curve: dict[str, dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     for name, c in curve.items():
-        style = dict(marker="o", ms=3, lw=2.2 if name == "vqpress" else 1.2)
+        style = {"marker": "o", "ms": 3, "lw": 2.2 if name == "vqpress" else 1.2}
         axes[0].plot(c["bpp"], c["psnr"], label=name, **style)
         axes[1].plot(c["bpp"], [ms_ssim_db(v) for v in c["ms_ssim"]], label=name, **style)
     for ax, label in zip(axes, ["PSNR (RGB) [dB]", "MS-SSIM [dB]  (-10 log10(1 - MS-SSIM))"]):
@@ -170,7 +170,7 @@ def run(codecs: list[RDCodec], folder: Path, out: Path, grids: dict[str, list] |
 
 def bd_markdown(table: list[dict]) -> str:
     lines = ["| test | reference | BD-rate (PSNR) | BD-rate (MS-SSIM) |", "|---|---|---:|---:|"]
-    fmt = lambda v: "n/a" if math.isnan(v) else f"{v:+.1f}%"  # noqa: E731
+    fmt = lambda v: "n/a" if math.isnan(v) else f"{v:+.1f}%"
     for r in table:
         lines.append(f"| {r['test']} | {r['reference']} | {fmt(r['bd_rate_psnr'])} | "
                      f"{fmt(r['bd_rate_ms_ssim'])} |")

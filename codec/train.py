@@ -159,7 +159,8 @@ def hardware(device: str = "cpu") -> str:
         return torch.cuda.get_device_name()
     cpu = platform.machine()
     try:
-        names = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")]
+        with open("/proc/cpuinfo") as f:
+            names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
         cpu = names[0] if names else cpu
     except OSError:
         pass
@@ -173,7 +174,7 @@ def symbol_maps(model: VQVAE, images: list[np.ndarray]) -> list[torch.Tensor]:
     maps = []
     for im in tqdm(images, desc="symbol maps", leave=False):
         h, w = (s // DOWNSCALE * DOWNSCALE for s in im.shape[:2])
-        x = torch.from_numpy(np.ascontiguousarray(im[:h, :w])).permute(2, 0, 1)[None].float() / 255
+        x = torch.from_numpy(np.array(im[:h, :w])).permute(2, 0, 1)[None].float() / 255
         x = x.to(next(model.parameters()).device)
         maps.append(model.encode(x, model.config.num_stages)[0].to(torch.uint8).cpu())
     return maps
@@ -229,16 +230,27 @@ def train_prior(cfg: TrainConfig, vqvae: VQVAE, prior_config: PriorConfig) -> Pi
     return prior
 
 
-def train_compressai(cfg: TrainConfig, arch: str, lmbda: float, quality: int = 3):
-    """A learned peer: compressai's `arch` (e.g. bmshj2018-hyperprior) at the channel widths of
-    its zoo quality `quality`, trained from scratch on the same crops and schedule as ours with
-    loss lambda * 255^2 * MSE + bpp. The entropy models' quantiles (aux loss) get their own
-    parameter group at a fixed lr of 1e-3, as in compressai's examples."""
+def train_compressai(cfg: TrainConfig, arch: str, lmbda: float, widths: tuple[int, int] = (96, 128),
+                     init: str | None = None):
+    """A learned peer: compressai's `arch` (e.g. bmshj2018-hyperprior) with N, M = `widths`
+    channels, trained on the same crops as ours with loss lambda * 255^2 * MSE + bpp.
+
+    `init` names a run whose weights start this one (a fresh optimizer and schedule): the usual
+    way to get several lambdas from one base run. Its steps and seconds are recorded so the model
+    card gives the whole budget. The entropy models' quantiles (aux loss) get their own parameter
+    group at a fixed lr of 1e-3, as in compressai's examples."""
     from compressai.losses import RateDistortionLoss
-    from compressai.zoo import image_models
+    from compressai.zoo.image import model_architectures
 
     run = _prepare(cfg)
-    net = image_models[arch](quality=quality, pretrained=False).to(cfg.device)
+    n, m = widths
+    net = model_architectures[arch](N=n, M=m).to(cfg.device)
+    if init:
+        base = torch.load(Path(init) / "ckpt.pt", map_location="cpu", weights_only=False)
+        cfg.extra["init"] = {"run": str(init), "steps": base["step"],
+                             "seconds": round(base["seconds"]), "lmbda": base["model_config"]["lmbda"]}
+        if not (run / "ckpt.pt").exists():
+            net.load_state_dict(base["model"])
     aux = {n for n, _ in net.named_parameters() if n.endswith(".quantiles")}
     optimizer = torch.optim.Adam([
         {"params": [p for n, p in net.named_parameters() if n not in aux], "lr": cfg.lr},
@@ -246,7 +258,7 @@ def train_compressai(cfg: TrainConfig, arch: str, lmbda: float, quality: int = 3
     ])
     start = _load_checkpoint(run, net, optimizer)
     crops = RandomCrops(load_folder(cfg.data), cfg.crop, seed=cfg.seed + start[0])
-    cfg.extra.update(train_images=len(crops.images), arch=arch, lmbda=lmbda, quality=quality)
+    cfg.extra.update(train_images=len(crops.images), arch=arch, lmbda=lmbda)
     criterion = RateDistortionLoss(lmbda=lmbda)
 
     def batch_loss():
@@ -255,26 +267,41 @@ def train_compressai(cfg: TrainConfig, arch: str, lmbda: float, quality: int = 3
         return out["loss"] + net.aux_loss(), {"bpp": out["bpp_loss"].item(),
                                                "mse": out["mse_loss"].item()}
 
-    _fit(cfg, run, net, optimizer, {"arch": arch, "quality": quality, "lmbda": lmbda},
+    _fit(cfg, run, net, optimizer, {"arch": arch, "N": n, "M": m, "lmbda": lmbda},
          f"{arch} lambda={lmbda}", batch_loss, None, start)
     return net
 
 
 def export_compressai(run, out: Path, name: str) -> Path:
-    """Write <out>/<name>.safetensors (the state dict compressai's from_state_dict reads) and
-    its model card."""
+    """Write <out>/<name>.safetensors (fp16 state dict that compressai's from_state_dict reads),
+    its model card (.json and .md) and its checksum line."""
     from safetensors.torch import save_file
 
     from .zoo import CHECKSUMS, sha256_file
 
     ckpt = torch.load(Path(run) / "ckpt.pt", map_location="cpu", weights_only=False)
     path = out / f"{name}.safetensors"
-    save_file({k: v.contiguous() for k, v in ckpt["model"].items()}, str(path),
+    save_file({k: (v.half() if v.is_floating_point() else v).contiguous()
+               for k, v in ckpt["model"].items()}, str(path),
               metadata={"arch": ckpt["model_config"]["arch"]})
     card = {"model_id": name, "peer": _summary(ckpt)}
     (out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     digest = sha256_file(path)
     _add_checksum(out / CHECKSUMS, path.name, digest)
+    c = card["peer"]
+    init = c.get("init")
+    lines = [f"# {name}", "", f"File `{name}.safetensors`, sha256 `{digest}`.", "",
+             f"A learned peer for `vqpress rd`: compressai's `{c['model_config']['arch']}` "
+             f"(N={c['model_config']['N']}, M={c['model_config']['M']}), fp16, trained by "
+             "`vqpress train compressai` with loss lambda * 255^2 * MSE + bpp; no pretrained "
+             "weights were used.", "",
+             f"- data: `{c['data']}` ({c['train_images']} images)",
+             f"- lambda {c['model_config']['lmbda']}: {c['steps']} steps, batch {c['batch']}, "
+             f"crop {c['crop']}, peak lr {c['lr']}, {c['train_seconds'] / 60:.0f} min on {c['hardware']}"]
+    if init:
+        lines.append(f"- started from `{init['run']}` (lambda {init['lmbda']}, {init['steps']} steps, "
+                     f"{init['seconds'] / 60:.0f} min), which the peers of the other lambdas share")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     return path
 
 
@@ -302,7 +329,7 @@ def _summary(ckpt: dict) -> dict:
             "valid": cfg["valid"], "steps": ckpt["step"],
             "batch": cfg["batch"], "crop": cfg["crop"], "lr": cfg["lr"],
             "train_seconds": round(ckpt["seconds"]), "hardware": ckpt.get("hardware", "unknown"),
-            "model_config": ckpt["model_config"],
+            "model_config": ckpt["model_config"], "init": cfg["extra"].get("init"),
             "last_validation": ckpt["history"][-1] if ckpt["history"] else None}
 
 

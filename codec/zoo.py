@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,7 @@ def _checksums() -> dict[str, str]:
     return {name: digest for digest, name in (line.split() for line in text.splitlines() if line)}
 
 
-@lru_cache(maxsize=None)
+@cache
 def weights_file(model_id: str) -> tuple[Path, str]:
     """(path, sha256) of a shipped model, verified."""
     name = f"{model_id}.safetensors"
@@ -54,6 +54,15 @@ def weights_file(model_id: str) -> tuple[Path, str]:
     if digest != expected:
         raise WeightsError(f"{path} is damaged (sha256 {digest[:12]}..., expected {expected[:12]}...)")
     return path, digest
+
+
+def shipped_peers(arch: str) -> list[Path]:
+    """The shipped compressai peers of `arch` (files `<arch>-l<lambda>.safetensors`), verified,
+    lowest lambda (rate) first."""
+    folder = Path(str(weights.locate(CHECKSUMS))).parent
+    stems = sorted((p.stem for p in folder.glob(f"{arch}-l*.safetensors")),
+                   key=lambda stem: float(stem.rsplit("-l", 1)[1]))
+    return [weights_file(stem)[0] for stem in stems]
 
 
 def save_codec(path, vqvae: VQVAE, prior_tables: dict[str, np.ndarray], card: dict) -> str:

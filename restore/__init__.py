@@ -7,4 +7,4 @@
 
 from .api import TASKS, inpaint, restore
 
-__all__ = ["inpaint", "restore", "TASKS"]
+__all__ = ["TASKS", "inpaint", "restore"]

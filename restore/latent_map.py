@@ -8,8 +8,8 @@ variances of the residual stages, summed). Big images are solved in overlapping 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -29,7 +29,7 @@ class LatentPrior:
     std: torch.Tensor
 
     @classmethod
-    def from_vqvae(cls, vqvae) -> "LatentPrior":
+    def from_vqvae(cls, vqvae) -> LatentPrior:
         mean, var = codebook_gaussian(vqvae.rvq)
         return cls(vqvae.encoder, vqvae.decoder, mean[None, :, None, None], var.sqrt()[None, :, None, None])
 

@@ -74,6 +74,6 @@ def test_errors_are_one_line_and_write_nothing(files):
 
 def test_console_script_runs():
     r = subprocess.run([sys.executable, "-m", "cli.main", "info", "/nonexistent.vqp"],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, check=False)
     assert r.returncode == 1
     assert r.stderr.strip() == "Error: /nonexistent.vqp: no such file"

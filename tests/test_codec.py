@@ -37,7 +37,7 @@ def test_payload_is_within_one_percent_of_cross_entropy(model):
     image = skdata.coffee()[:256, :384]
     for q in (1, 4, 8):
         result = model.compress_detailed(image, q)
-        header, payload = unpack(result.data)
+        _, payload = unpack(result.data)
         assert len(payload) * 8 <= result.cross_entropy_bits * 1.01 + 64
 
 
@@ -116,7 +116,7 @@ def test_encoded_on_gpu_decodes_on_cpu(photo):
     """The networks may run on a GPU; the symbols it chose decode exactly on the CPU."""
     gpu, cpu = codec.load(device="cuda"), codec.load(device="cpu")
     data = gpu.compress(photo, 8)
-    header, payload = unpack(data)
+    _, payload = unpack(data)
     symbols = gpu.symbols(photo, 8)
     from codec.entropy import decode_symbols
 

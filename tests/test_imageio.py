@@ -2,8 +2,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from codec.imageio import (MODE_GRAY, MODE_GRAY16, MODE_RGB, MODE_RGBA, ImageError, from_rgb8,
-                           open_image, save_image, to_rgb8)
+from codec.imageio import (
+    MODE_GRAY,
+    MODE_GRAY16,
+    MODE_RGB,
+    MODE_RGBA,
+    ImageError,
+    from_rgb8,
+    open_image,
+    save_image,
+    to_rgb8,
+)
 
 
 def test_modes_become_rgb8(photo):

@@ -9,6 +9,11 @@ from PIL import Image
 from cli.main import main
 
 
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 @pytest.fixture(scope="module")
 def rd_run(tmp_path_factory, photo):
     folder = tmp_path_factory.mktemp("imgs")
@@ -39,11 +44,11 @@ def test_outputs_exist_in_compressai_layout(rd_run):
 
 def test_per_image_rows_and_bpp_from_real_bytes(rd_run):
     _, out, _ = rd_run
-    rows = list(csv.DictReader(open(out / "per_image.csv")))
+    rows = read_csv(out / "per_image.csv")
     assert len(rows) == 3 * 5 * 2
     for r in rows:
         assert float(r["bpp"]) == pytest.approx(int(r["bytes"]) * 8 / (int(r["width"]) * int(r["height"])))
-    table = list(csv.DictReader(open(out / "bd_rate.csv")))
+    table = read_csv(out / "bd_rate.csv")
     assert len(table) == 6  # every ordered pair of 3 codecs
 
 
@@ -54,7 +59,7 @@ def test_same_numbers_twice(rd_run):
     rows = rd.measure([baselines.jpeg()], {"JPEG": [10, 30, 50, 70, 90]}, folder)
     first = {(r["image"], r["quality"]): (r["bytes"], round(r["psnr"], 9)) for r in rows}
     saved = {(r["image"], int(r["quality"])): (int(r["bytes"]), round(float(r["psnr"]), 9))
-             for r in csv.DictReader(open(out / "per_image.csv")) if r["codec"] == "JPEG"}
+             for r in read_csv(out / "per_image.csv") if r["codec"] == "JPEG"}
     assert first == saved
 
 

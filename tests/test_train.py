@@ -1,0 +1,105 @@
+"""The training commands end to end on a few tiny images: train, resume, export, reload."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from safetensors.torch import load_file
+
+from cli.main import main
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    from skimage import data
+
+    d = tmp_path_factory.mktemp("train")
+    for k, im in enumerate([data.astronaut(), data.chelsea(), data.coffee()]):
+        Image.fromarray(np.ascontiguousarray(im[:96, :128])).save(d / f"{k}.png")
+    return d
+
+
+def invoke(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_codec_training_resumes_and_exports(folder, tmp_path):
+    from codec.zoo import load_codec_file
+
+    vq, pr, out = tmp_path / "vq", tmp_path / "pr", tmp_path / "weights"
+    tiny = ["--channels", 16, "--latent-dim", 8, "--codes", 16, "--stages", 2, "--crop", 32,
+            "--batch", 2, "--threads", 1, "--device", "cpu"]
+    invoke("train", "vqvae", "--data", folder, "--valid", folder, "--run", vq, "--steps", 2, *tiny)
+    text = invoke("train", "vqvae", "--data", folder, "--valid", folder, "--run", vq, "--steps", 4,
+                  "--validate-every", 4, *tiny)
+    assert "resuming" in text
+    ckpt = torch.load(vq / "ckpt.pt", weights_only=False)
+    assert ckpt["step"] == 4 and set(ckpt["history"][-1]) >= {"psnr@1", "psnr@2"}
+
+    invoke("train", "prior", "--data", folder, "--valid", folder, "--run", pr, "--vqvae-run", vq,
+           "--steps", 2, "--crop", 4, "--batch", 2, "--channels", 8, "--blocks", 1,
+           "--validate-every", 2, "--threads", 1, "--device", "cpu")
+    invoke("train", "export", "--vqvae-run", vq, "--prior-run", pr, "--model-id", "tiny", "--out", out)
+
+    path = out / "tiny.safetensors"
+    assert f"{sha256(path)}  tiny.safetensors" in (out / "SHA256SUMS").read_text()
+    card = json.loads((out / "tiny.json").read_text())
+    assert card["vqvae"]["steps"] == 4 and card["prior"]["steps"] == 2
+    assert "## vqvae" in (out / "tiny.md").read_text()
+    vqvae, _ = load_codec_file(path)
+    trained = ckpt["model"]["decoder.0.weight"]
+    assert torch.allclose(vqvae.state_dict()["decoder.0.weight"], trained, atol=1e-3)
+
+
+def test_peer_training_from_a_base_run_exports_fp16_with_its_budget(folder, tmp_path, photo):
+    from codec import baselines
+
+    base, peer, out = tmp_path / "base", tmp_path / "peer", tmp_path / "weights"
+    out.mkdir()
+    common = ["--arch", "bmshj2018-factorized", "--data", folder, "--widths", 8, 8, "--crop", 64,
+              "--batch", 2, "--threads", 1, "--device", "cpu"]
+    invoke("train", "compressai", *common, "--lmbda", 0.0067, "--run", base, "--steps", 3)
+    invoke("train", "compressai", *common, "--lmbda", 0.013, "--run", peer, "--steps", 2,
+           "--init", base)
+    invoke("train", "export-peer", "--run", peer, "--name", "bmshj2018-factorized-l0.013", "--out", out)
+
+    path = out / "bmshj2018-factorized-l0.013.safetensors"
+    state = load_file(str(path))
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    card = json.loads((out / "bmshj2018-factorized-l0.013.json").read_text())["peer"]
+    assert card["steps"] == 2 and card["init"]["steps"] == 3 and card["init"]["lmbda"] == 0.0067
+    assert "started from" in (out / "bmshj2018-factorized-l0.013.md").read_text()
+    assert f"{sha256(path)}  {path.name}" in (out / "SHA256SUMS").read_text()
+
+    codec = baselines.get(f"compressai:bmshj2018-factorized:{path}")
+    assert codec.decode(codec.encode(photo, 0)).shape == photo.shape
+
+
+@pytest.mark.parametrize("arch", ["bmshj2018-factorized", "bmshj2018-hyperprior"])
+def test_shipped_peers_round_trip_with_rate_rising_by_lambda(arch):
+    """The peers in weights/ load (checksums verified), round-trip, and spend more bytes at a
+    higher lambda."""
+    from skimage import data
+
+    from codec import baselines
+    from codec.zoo import shipped_peers
+
+    assert len(shipped_peers(arch)) >= 4
+    codec = baselines.get(f"compressai:{arch}")
+    rgb = np.ascontiguousarray(data.astronaut()[:128, :192])
+    sizes = []
+    for q in codec.qualities:
+        data_bytes = codec.encode(rgb, q)
+        assert codec.decode(data_bytes).shape == rgb.shape
+        sizes.append(len(data_bytes))
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
