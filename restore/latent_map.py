@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from codec.quantizer import ResidualVQ
 
-TILE = 480  # output pixels per tile side: a multiple of 8 x each scale (2, 3, 4)
+TILE = 960  # output pixels per tile side (a 768x512 photo is one tile): a multiple of 8 x each scale (2, 3, 4)
 OVERLAP = 96  # so tile starts (multiples of TILE - OVERLAP) stay on that grid too
 
 
