@@ -7,7 +7,7 @@ thick strokes, a 128x128 box and 50/90% random missing pixels (OpenCV Telea and 
 scikit-image biharmonic); denoising at sigma 15/25/50 (scikit-image non-local means and TV);
 super-resolution x2/x4 (bicubic, Lanczos); Gaussian deblurring at sigma 2 (Richardson-Lucy,
 Wiener). Writes OUT/restore.csv (per image), OUT/restore.md (means) and OUT/<task>.png
-side-by-side figures. OpenCV is optional (pip install opencv-python-headless).
+side-by-side figures. OpenCV is optional: pip install -e ".[bench]".
 """
 
 from __future__ import annotations
