@@ -11,6 +11,7 @@ import io
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, features
@@ -139,7 +140,8 @@ def compressai_model(arch: str, checkpoints: str) -> RDCodec:
             x = nets[quality].decompress(parts, (sh, sw))["x_hat"]
         return (x[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy())[:h, :w]
 
-    return RDCodec(arch, f"compressai {arch} trained by vqpress ({checkpoints})",
+    names = ", ".join(Path(c).name for c in checkpoints.split(","))  # no machine paths in results
+    return RDCodec(arch, f"compressai {arch} ({names})",
                    list(range(len(nets))), encode, decode)
 
 
