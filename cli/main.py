@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from cli.train import train
 from codec.errors import VQPressError
 
 
@@ -226,8 +227,6 @@ def _read(path: Path) -> bytes:
     except OSError as e:
         raise VQPressError(f"{path}: cannot read ({e.strerror})") from None
 
-
-from cli.train import train
 
 main.add_command(train)
 

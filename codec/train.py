@@ -288,7 +288,12 @@ def export_compressai(run, out: Path, name: str) -> Path:
     (out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     digest = sha256_file(path)
     _add_checksum(out / CHECKSUMS, path.name, digest)
-    c = card["peer"]
+    (out / f"{name}.md").write_text(peer_card(name, card["peer"], digest))
+    return path
+
+
+def peer_card(name: str, c: dict, digest: str) -> str:
+    """A person-readable model card of a compressai peer (the JSON beside it has the same facts)."""
     init = c.get("init")
     lines = [f"# {name}", "", f"File `{name}.safetensors`, sha256 `{digest}`.", "",
              f"A learned peer for `vqpress rd`: compressai's `{c['model_config']['arch']}` "
@@ -301,8 +306,7 @@ def export_compressai(run, out: Path, name: str) -> Path:
     if init:
         lines.append(f"- started from `{init['run']}` (lambda {init['lmbda']}, {init['steps']} steps, "
                      f"{init['seconds'] / 60:.0f} min), which the peers of the other lambdas share")
-    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
-    return path
+    return "\n".join(lines) + "\n"
 
 
 def _add_checksum(sums: Path, filename: str, digest: str) -> None:
