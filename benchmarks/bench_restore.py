@@ -1,6 +1,7 @@
 """Restoration benchmark: latent MAP against the classical methods a user would reach for.
 
     python benchmarks/bench_restore.py DIR -o OUT [--limit N] [--steps 40] [--tasks inpaint,denoise,sr,deblur]
+                                                  [--size WxH]
 
 For each image of DIR (deterministic damage, seeded per image): inpainting with thin strokes,
 thick strokes, a 128x128 box and 50/90% random missing pixels (OpenCV Telea and Navier-Stokes,
@@ -128,6 +129,7 @@ def main():
     parser.add_argument("--limit", type=int, default=0, help="only the first N images")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--tasks", default="inpaint,denoise,sr,deblur")
+    parser.add_argument("--size", help="resize every photo to WxH first (e.g. 768x512, for timing)")
     args = parser.parse_args()
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -136,6 +138,9 @@ def main():
     paths = image_paths(args.folder)[: args.limit or None]
     for k, path in enumerate(paths):
         rgb = to_rgb8(open_image(path))[0]
+        if args.size:
+            w, h = (int(v) for v in args.size.split("x"))
+            rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.LANCZOS))
         cases = []  # (task, setting, damaged input for display, {method: (output, seconds)}, missing)
         if "inpaint" in tasks:
             for name, missing in masks(rgb.shape[:2], k).items():
