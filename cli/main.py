@@ -149,12 +149,22 @@ def rd(folder: Path, specs: tuple[str, ...], grids: tuple[str, ...], output: Pat
         if name not in codecs or not values:
             raise VQPressError(f"--quality {item!r}: use NAME=Q1,Q2,... with NAME one of {', '.join(codecs)}")
         try:
-            overrides[codecs[name].name] = [int(v) for v in values.split(",")]
+            overrides[codecs[name].name] = [_number(v) for v in values.split(",")]
         except ValueError:
-            raise VQPressError(f"--quality {item!r}: qualities must be integers") from None
+            raise VQPressError(f"--quality {item!r}: qualities must be numbers") from None
+        codec = codecs[name]
+        if codec.levels_only and not set(overrides[codec.name]) <= set(codec.qualities):
+            raise VQPressError(f"--quality {item!r}: {name} has the levels "
+                               f"{', '.join(map(str, codec.qualities))}")
     result = study.run(list(codecs.values()), folder, output, overrides)
     click.echo(study.bd_markdown([r for r in result["bd"] if r["test"] == "vqpress"]))
     click.echo(f"wrote {output}/: per-codec JSON, per_image.csv, bd_rate.csv/.md, rd.png, crops.png")
+
+
+def _number(text: str) -> int | float:
+    """A quality setting: an integer where it is one (most codecs), else a float (WebP takes 0.5)."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
 
 
 def _box_mask(image, box: str):

@@ -26,6 +26,7 @@ class RDCodec:
     qualities: list  # the default grid, worst to best
     encode: Callable[[np.ndarray, object], bytes]
     decode: Callable[[bytes], np.ndarray]
+    levels_only: bool = False  # True: only the default grid's levels exist (learned models)
 
 
 def _pillow(fmt: str, **fixed) -> tuple[Callable, Callable]:
@@ -48,25 +49,29 @@ def _pillow_quality(fmt: str, quality) -> dict:
 
 def jpeg() -> RDCodec:
     return RDCodec("JPEG", f"Pillow JPEG (libjpeg {features.version('jpg')}), default settings (4:2:0)",
-                   [2, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95], *_pillow("JPEG"))
+                   [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95],
+                   *_pillow("JPEG"))
 
 
 def webp() -> RDCodec:
     return RDCodec("WebP", f"Pillow WebP (libwebp {features.version('webp')}), lossy, method 4",
-                   [0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95], *_pillow("WEBP"))
+                   [0, 0.5, 1, 1.5, 2, 3, 4, 5, 7, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95],
+                   *_pillow("WEBP"))
 
 
 def avif() -> RDCodec:
     if not features.check("avif"):
         raise VQPressError("this Pillow has no AVIF support")
     return RDCodec("AVIF", f"Pillow AVIF (libavif {features.version('avif')}), default speed",
-                   [5, 10, 20, 30, 40, 50, 60, 70, 80, 90], *_pillow("AVIF"))
+                   [0, 3, 5, 6, 7, 8, 9, 10, 12, 15, 20, 30, 40, 50, 60, 70, 80, 90],
+                   *_pillow("AVIF"))
 
 
 def jpeg2000() -> RDCodec:
     return RDCodec("JPEG 2000", f"Pillow JPEG 2000 (OpenJPEG {features.version('jpg_2000')}), "
                    "rate mode (quality = compression ratio)",
-                   [400, 250, 160, 100, 70, 50, 35, 25, 16, 10], *_pillow("JPEG2000"))
+                   [1000, 800, 600, 500, 400, 320, 250, 200, 160, 130, 100, 70, 50, 35, 25, 16, 10],
+                   *_pillow("JPEG2000"))
 
 
 def jxl() -> RDCodec:
@@ -75,8 +80,8 @@ def jxl() -> RDCodec:
     except ImportError:
         raise VQPressError("JPEG XL needs the optional pillow-jxl-plugin "
                            "(pip install 'vqpress[jxl]')") from None
-    return RDCodec("JPEG XL", "pillow-jxl-plugin, lossy", [5, 10, 20, 30, 40, 50, 60, 70, 80, 90],
-                   *_pillow("JXL"))
+    return RDCodec("JPEG XL", "pillow-jxl-plugin, lossy",
+                   [0, 1, 2, 3, 4, 5, 7, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90], *_pillow("JXL"))
 
 
 def vqpress(device: str = "cpu") -> RDCodec:
@@ -88,7 +93,8 @@ def vqpress(device: str = "cpu") -> RDCodec:
         return np.asarray(model.decompress(data).convert("RGB"))
 
     return RDCodec("vqpress", f"vqpress {model.model_id} (VQ-VAE + PixelCNN prior), .vqp with header",
-                   list(model.qualities), lambda rgb, q: model.compress(rgb, q), decode)
+                   list(model.qualities), lambda rgb, q: model.compress(rgb, q), decode,
+                   levels_only=True)
 
 
 def _load_compressai(arch: str, checkpoint: str):
@@ -142,7 +148,7 @@ def compressai_model(arch: str, checkpoints: str) -> RDCodec:
 
     names = ", ".join(Path(c).name for c in checkpoints.split(","))  # no machine paths in results
     return RDCodec(arch, f"compressai {arch} ({names})",
-                   list(range(len(nets))), encode, decode)
+                   list(range(len(nets))), encode, decode, levels_only=True)
 
 
 BUILTIN = {"vqpress": vqpress, "jpeg": jpeg, "webp": webp, "avif": avif, "jpeg2000": jpeg2000,

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import torch
 from pytorch_msssim import ms_ssim as _ms_ssim
+from scipy.interpolate import PchipInterpolator
 
 MS_SSIM_MIN_SIDE = 161
 
@@ -34,26 +35,51 @@ def ms_ssim_db(value: float) -> float:
     return -10 * math.log10(max(1e-10, 1 - value))
 
 
+def frontier(rate, quality) -> tuple[np.ndarray, np.ndarray]:
+    """The points of an RD curve that a user would pick, sorted by rate: each one has a higher
+    quality than every cheaper point (a point with more bits and no better quality is dropped,
+    as are repeats, e.g. two quality settings that give the same file)."""
+    rate, quality = np.asarray(rate, np.float64), np.asarray(quality, np.float64)
+    keep, best = [], -math.inf
+    for i in np.lexsort((-quality, rate)):
+        if quality[i] > best:
+            keep.append(i)
+            best = quality[i]
+    return rate[keep], quality[keep]
+
+
+def points_in_overlap(rate_a, quality_a, rate_b, quality_b) -> tuple[int, int]:
+    """How many frontier points of each curve lie inside the common quality range."""
+    (_, qa), (_, qb) = frontier(rate_a, quality_a), frontier(rate_b, quality_b)
+    lo, hi = max(qa.min(), qb.min()), min(qa.max(), qb.max())
+    return int(np.sum((qa >= lo) & (qa <= hi))), int(np.sum((qb >= lo) & (qb <= hi)))
+
+
 def _mean_gap(x1, y1, x2, y2) -> float:
-    """Mean of (cubic fit of y2) - (cubic fit of y1) over the overlap of the x ranges."""
+    """Mean of y2(x) - y1(x) over the overlap of the x ranges, each curve interpolated piecewise
+    cubically (PCHIP). Unlike the original single cubic polynomial, this follows dense grids
+    that span 20 dB without wiggling, and agrees with it on smooth 4-point curves."""
     x1, y1, x2, y2 = (np.asarray(v, np.float64) for v in (x1, y1, x2, y2))
     lo, hi = max(x1.min(), x2.min()), min(x1.max(), x2.max())
     if min(len(x1), len(x2)) < 4 or not lo < hi:
         return math.nan
-    p1, p2 = np.polyint(np.polyfit(x1, y1, 3)), np.polyint(np.polyfit(x2, y2, 3))
-    area = (np.polyval(p2, hi) - np.polyval(p2, lo)) - (np.polyval(p1, hi) - np.polyval(p1, lo))
-    return float(area / (hi - lo))
+    f1, f2 = PchipInterpolator(x1, y1), PchipInterpolator(x2, y2)
+    return float((f2.integrate(lo, hi) - f1.integrate(lo, hi)) / (hi - lo))
 
 
 def bd_rate(rate_ref, dist_ref, rate_test, dist_test) -> float:
     """Bjontegaard delta rate in percent: the average bit-rate change of `test` against `ref`
-    at equal quality (negative: test needs fewer bits). Cubic fits of log-rate against
-    quality over the overlap of the two quality ranges; NaN without an overlap or with fewer
-    than 4 points per curve."""
+    at equal quality (negative: test needs fewer bits). Log-rate is interpolated against
+    quality on each curve's frontier and averaged over the common quality range; NaN without
+    an overlap or with fewer than 4 frontier points per curve."""
+    rate_ref, dist_ref = frontier(rate_ref, dist_ref)
+    rate_test, dist_test = frontier(rate_test, dist_test)
     gap = _mean_gap(dist_ref, np.log(rate_ref), dist_test, np.log(rate_test))
     return (math.exp(gap) - 1) * 100 if math.isfinite(gap) else math.nan
 
 
 def bd_psnr(rate_ref, dist_ref, rate_test, dist_test) -> float:
     """Bjontegaard delta quality: the average quality change (dB) at equal rate."""
+    rate_ref, dist_ref = frontier(rate_ref, dist_ref)
+    rate_test, dist_test = frontier(rate_test, dist_test)
     return _mean_gap(np.log(rate_ref), dist_ref, np.log(rate_test), dist_test)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from .baselines import RDCodec
 from .data import image_paths
 from .imageio import open_image, to_rgb8
-from .metrics import bd_rate, ms_ssim, ms_ssim_db, psnr
+from .metrics import bd_rate, ms_ssim, ms_ssim_db, points_in_overlap, psnr
 
 FIELDS = ["codec", "quality", "image", "width", "height", "bytes", "bpp", "psnr", "ms_ssim",
           "encoding_time", "decoding_time"]
@@ -83,7 +83,8 @@ def bd_table(curve: dict[str, dict]) -> list[dict]:
     for ref, a in curve.items():
         for test, b in curve.items():
             if ref != test:
-                rows.append({"test": test, "reference": ref,
+                n_test, n_ref = points_in_overlap(b["bpp"], b["psnr"], a["bpp"], a["psnr"])
+                rows.append({"test": test, "reference": ref, "points_test": n_test, "points_ref": n_ref,
                              "bd_rate_psnr": bd_rate(a["bpp"], a["psnr"], b["bpp"], b["psnr"]),
                              "bd_rate_ms_ssim": bd_rate(a["bpp"], [ms_ssim_db(v) for v in a["ms_ssim"]],
                                                         b["bpp"], [ms_ssim_db(v) for v in b["ms_ssim"]])})
@@ -159,7 +160,8 @@ def run(codecs: list[RDCodec], folder: Path, out: Path, grids: dict[str, list] |
             json.dumps(compressai_json(codec.name, codec.description, curve[codec.name]), indent=2))
     table = bd_table(curve)
     with open(out / "bd_rate.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, ["test", "reference", "bd_rate_psnr", "bd_rate_ms_ssim"])
+        writer = csv.DictWriter(f, ["test", "reference", "bd_rate_psnr", "bd_rate_ms_ssim",
+                                    "points_test", "points_ref"])
         writer.writeheader()
         writer.writerows(table)
     (out / "bd_rate.md").write_text(bd_markdown(table))
@@ -169,10 +171,13 @@ def run(codecs: list[RDCodec], folder: Path, out: Path, grids: dict[str, list] |
 
 
 def bd_markdown(table: list[dict]) -> str:
-    lines = ["| test | reference | BD-rate (PSNR) | BD-rate (MS-SSIM) |", "|---|---|---:|---:|"]
+    lines = ["| test | reference | BD-rate (PSNR) | BD-rate (MS-SSIM) | points in PSNR overlap |",
+             "|---|---|---:|---:|---:|"]
     fmt = lambda v: "n/a" if math.isnan(v) else f"{v:+.1f}%"
     for r in table:
         lines.append(f"| {r['test']} | {r['reference']} | {fmt(r['bd_rate_psnr'])} | "
-                     f"{fmt(r['bd_rate_ms_ssim'])} |")
-    return "\n".join(lines) + "\n\nNegative: the test codec needs that many percent fewer bits " \
-                              "than the reference for the same quality.\n"
+                     f"{fmt(r['bd_rate_ms_ssim'])} | {r['points_test']} / {r['points_ref']} |")
+    return "\n".join(lines) + (
+        "\n\nNegative: the test codec needs that many percent fewer bits than the reference for "
+        "the same quality. Points: how many points of each curve's frontier (test / reference) "
+        "lie inside the PSNR range both cover; fewer than 5 makes a BD number rough.\n")

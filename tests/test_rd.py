@@ -21,7 +21,7 @@ def rd_run(tmp_path_factory, photo):
     Image.fromarray(np.ascontiguousarray(photo[::-1, :80])).save(folder / "b.png")
     out = tmp_path_factory.mktemp("rd")
     args = ["rd", str(folder), "-o", str(out), "--codec", "vqpress", "--codec", "jpeg",
-            "--codec", "webp", "--quality", "jpeg=10,30,50,70,90", "--quality", "webp=10,30,50,70,90",
+            "--codec", "webp", "--quality", "jpeg=10,30,50,70,90", "--quality", "webp=0.5,10,30,50,90",
             "--quality", "vqpress=1,2,4,6,8", "--device", "cpu"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
@@ -48,8 +48,11 @@ def test_per_image_rows_and_bpp_from_real_bytes(rd_run):
     assert len(rows) == 3 * 5 * 2
     for r in rows:
         assert float(r["bpp"]) == pytest.approx(int(r["bytes"]) * 8 / (int(r["width"]) * int(r["height"])))
+    assert {r["quality"] for r in rows if r["codec"] == "WebP"} >= {"0.5", "10"}  # WebP takes floats
     table = read_csv(out / "bd_rate.csv")
     assert len(table) == 6  # every ordered pair of 3 codecs
+    for r in table:
+        assert 0 <= int(r["points_test"]) <= 5 and 0 <= int(r["points_ref"]) <= 5
 
 
 def test_same_numbers_twice(rd_run):
@@ -66,6 +69,14 @@ def test_same_numbers_twice(rd_run):
 def test_unknown_codec_is_a_clear_error(tmp_path):
     r = CliRunner().invoke(main, ["rd", str(tmp_path), "-o", str(tmp_path / "o"), "--codec", "gif"])
     assert r.exit_code == 1 and "unknown codec 'gif'" in r.output
+
+
+@pytest.mark.parametrize("grid, message", [("vqpress=2.5", "vqpress has the levels 1, 2"),
+                                           ("jpeg=ten", "qualities must be numbers")])
+def test_bad_quality_grid_is_a_clear_error(tmp_path, grid, message):
+    r = CliRunner().invoke(main, ["rd", str(tmp_path), "-o", str(tmp_path / "o"), "--codec", "vqpress",
+                                  "--codec", "jpeg", "--quality", grid])
+    assert r.exit_code == 1 and message in r.output and not (tmp_path / "o").exists()
 
 
 def test_compressai_peer_round_trip(tmp_path, photo):
