@@ -51,13 +51,20 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
 
 
-def _load_checkpoint(run: Path, model, optimizer) -> tuple[int, float, list]:
+def _load_checkpoint(run: Path, model, optimizer, cfg: TrainConfig) -> tuple[int, float, list]:
+    """Resume from run/ckpt.pt if there is one. Resuming with more steps than the checkpoint's
+    run had restarts the cosine schedule; cfg.extra["schedules"] records it for the model card."""
     ckpt_path = run / "ckpt.pt"
     if not ckpt_path.exists():
         return 0, 0.0, []
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
+    before = ckpt["train_config"]
+    schedules = before["extra"].get("schedules", [{"from_step": 0, "steps": before["steps"]}])
+    if cfg.steps != schedules[-1]["steps"]:
+        schedules = [*schedules, {"from_step": ckpt["step"], "steps": cfg.steps}]
+    cfg.extra["schedules"] = schedules
     print(f"resuming {run} at step {ckpt['step']}")
     return ckpt["step"], ckpt["seconds"], ckpt["history"]
 
@@ -137,7 +144,7 @@ def train_vqvae(cfg: TrainConfig, model_config: VQVAEConfig = VQVAEConfig()) -> 
     run = _prepare(cfg)
     model = VQVAE(model_config).to(cfg.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    start = _load_checkpoint(run, model, optimizer)
+    start = _load_checkpoint(run, model, optimizer, cfg)
     crops = RandomCrops(load_folder(cfg.data), cfg.crop, seed=cfg.seed + start[0])
     cfg.extra["train_images"] = len(crops.images)
     valid = center_crops(load_folder(cfg.valid), 256) if cfg.valid else None
@@ -213,7 +220,7 @@ def train_prior(cfg: TrainConfig, vqvae: VQVAE, prior_config: PriorConfig) -> Pi
     run = _prepare(cfg)
     prior = PixelCNNPrior(prior_config).to(cfg.device)
     optimizer = torch.optim.Adam(prior.parameters(), lr=cfg.lr)
-    start = _load_checkpoint(run, prior, optimizer)
+    start = _load_checkpoint(run, prior, optimizer, cfg)
     maps = symbol_maps(vqvae, load_folder(cfg.data, min_side=cfg.crop * DOWNSCALE))
     cfg.extra["train_images"] = len(maps)
     valid = symbol_maps(vqvae, load_folder(cfg.valid)) if cfg.valid else None
@@ -256,7 +263,7 @@ def train_compressai(cfg: TrainConfig, arch: str, lmbda: float, widths: tuple[in
         {"params": [p for n, p in net.named_parameters() if n not in aux], "lr": cfg.lr},
         {"params": [p for n, p in net.named_parameters() if n in aux], "lr": 1e-3, "fixed_lr": True},
     ])
-    start = _load_checkpoint(run, net, optimizer)
+    start = _load_checkpoint(run, net, optimizer, cfg)
     crops = RandomCrops(load_folder(cfg.data), cfg.crop, seed=cfg.seed + start[0])
     cfg.extra.update(train_images=len(crops.images), arch=arch, lmbda=lmbda)
     criterion = RateDistortionLoss(lmbda=lmbda)
@@ -334,6 +341,7 @@ def _summary(ckpt: dict) -> dict:
             "batch": cfg["batch"], "crop": cfg["crop"], "lr": cfg["lr"],
             "train_seconds": round(ckpt["seconds"]), "hardware": ckpt.get("hardware", "unknown"),
             "model_config": ckpt["model_config"], "init": cfg["extra"].get("init"),
+            "schedules": cfg["extra"].get("schedules"),
             "last_validation": ckpt["history"][-1] if ckpt["history"] else None}
 
 
@@ -357,6 +365,15 @@ def export_codec(vqvae_run, prior_run, model_id: str, out: Path) -> Path:
     return path
 
 
+def _schedule_lines(schedules: list | None) -> list[str]:
+    """One card line for a run that was extended (resumed with more steps)."""
+    if not schedules or len(schedules) < 2:
+        return []
+    parts = [f"steps {s['from_step']}-{s['steps']}" for s in schedules]
+    return [f"- lr schedule: warm-up and cosine over {', then a restarted cosine over '.join(parts)} "
+            "(the run was resumed with more steps)"]
+
+
 def model_card(model_id: str, card: dict, digest: str) -> str:
     """A person-readable model card (the JSON beside it has the same facts)."""
     lines = [f"# {model_id}", "", f"File `{model_id}.safetensors`, sha256 `{digest}`.", "",
@@ -371,6 +388,7 @@ def model_card(model_id: str, card: dict, digest: str) -> str:
                   f"- data: `{c['data']}` ({c['train_images']} images), validation `{c['valid']}`",
                   f"- {c['steps']} steps, batch {c['batch']}, crop {c['crop']}, peak lr {c['lr']}",
                   f"- {c['train_seconds'] / 60:.0f} min of training on {c['hardware']}",
+                  *_schedule_lines(c.get("schedules")),
                   f"- config: `{json.dumps(c['model_config'])}`",
                   f"- last validation: `{json.dumps(c['last_validation'])}`", ""]
     return "\n".join(lines)

@@ -76,6 +76,14 @@ def save_codec(path, vqvae: VQVAE, prior_tables: dict[str, np.ndarray], card: di
     return sha256_file(path)
 
 
+def codec_card(model_id: str) -> dict:
+    """The training facts stored in a shipped codec file (the JSON model card's content)."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights_file(model_id)[0]), "np") as f:
+        return json.loads(f.metadata()["card"])
+
+
 def load_codec_file(path) -> tuple[VQVAE, FixedPointPrior]:
     from safetensors import safe_open
 

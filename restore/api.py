@@ -20,9 +20,13 @@ TASKS = ("denoise", "sr", "deblur")
 
 def _prior(device: str) -> LatentPrior:
     from codec.codec import load
+    from codec.zoo import codec_card
 
     model = load(device=device)
-    return LatentPrior.from_vqvae(model.vqvae), model.device
+    # the decoder's error with every stage, on the validation crops it was trained with
+    stages = model.vqvae.config.num_stages
+    psnr = codec_card(model.model_id)["vqvae"]["last_validation"][f"psnr@{stages}"]
+    return LatentPrior.from_vqvae(model.vqvae, pixel_std=10 ** (-psnr / 20)), model.device
 
 
 def _tensor(rgb: np.ndarray, device) -> torch.Tensor:

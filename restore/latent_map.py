@@ -4,6 +4,11 @@ D is a generative decoder and p(z) a Gaussian over its latent map. Until a dedic
 shipped, D is the codec's VQ-VAE decoder with the quantiser relaxed to a continuous latent,
 and p(z) is the per-channel Gaussian implied by its codebooks (usage-weighted means and
 variances of the residual stages, summed). Big images are solved in overlapping tiles.
+
+Like a VAE, the model does not say an image *is* D(z): x = D(z) + e, with e white Gaussian of
+the decoder's reconstruction error (pixel_std). So after z*, the image itself is the MAP
+argmin_x ||A x - y||^2 / (2 sigma^2) + ||x - D(z*)||^2 / (2 pixel_std^2): what the observation
+says where it says something, D(z*) where it does not (`refine`).
 """
 
 from __future__ import annotations
@@ -27,11 +32,13 @@ class LatentPrior:
     decoder: nn.Module
     mean: torch.Tensor  # (1, C, 1, 1)
     std: torch.Tensor
+    pixel_std: float  # the decoder's RMS reconstruction error, [0, 1] units
 
     @classmethod
-    def from_vqvae(cls, vqvae) -> LatentPrior:
+    def from_vqvae(cls, vqvae, pixel_std: float) -> LatentPrior:
         mean, var = codebook_gaussian(vqvae.rvq)
-        return cls(vqvae.encoder, vqvae.decoder, mean[None, :, None, None], var.sqrt()[None, :, None, None])
+        return cls(vqvae.encoder, vqvae.decoder, mean[None, :, None, None],
+                   var.sqrt()[None, :, None, None], pixel_std)
 
     def neg_log_prior(self, z: torch.Tensor) -> torch.Tensor:
         return (((z - self.mean) / self.std) ** 2).sum() / 2
@@ -67,7 +74,41 @@ def solve(prior: LatentPrior, y: torch.Tensor, op: nn.Module, init: torch.Tensor
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
     with torch.no_grad():
-        return prior.decoder(z).clamp(0, 1)
+        x0 = prior.decoder(z)
+    return refine(x0, y, op, sigma, prior.pixel_std).clamp(0, 1)
+
+
+def refine(x0: torch.Tensor, y: torch.Tensor, op: nn.Module, sigma: float, pixel_std: float,
+           iters: int = 50, tol: float = 1e-6) -> torch.Tensor:
+    """argmin_x ||A x - y||^2 / sigma^2 + ||x - x0||^2 / pixel_std^2 for a linear A, i.e.
+    (A^T A + lam I) x = A^T y + lam x0 with lam = (sigma / pixel_std)^2, by conjugate gradients
+    from x0 (A^T comes from autograd). Exact after one step where A is a mask or the identity."""
+    lam = (sigma / pixel_std) ** 2
+
+    def adjoint(v: torch.Tensor) -> torch.Tensor:  # A^T v
+        probe = torch.zeros_like(x0, requires_grad=True)
+        with torch.enable_grad():
+            return torch.autograd.grad(op(probe), probe, v)[0]
+
+    def normal(v: torch.Tensor) -> torch.Tensor:  # (A^T A + lam I) v
+        return adjoint(op(v)) + lam * v
+
+    with torch.no_grad():
+        x = x0.clone()
+        r = adjoint(y) + lam * x0 - normal(x)
+        p, rr = r.clone(), (r * r).sum()
+        scale = rr.sqrt().clamp_min(1e-30)
+        for _ in range(iters):
+            if rr.sqrt() <= tol * scale:
+                break
+            q = normal(p)
+            alpha = rr / (p * q).sum()
+            x += alpha * p
+            r -= alpha * q
+            rr_new = (r * r).sum()
+            p = r + (rr_new / rr) * p
+            rr = rr_new
+    return x
 
 
 def _starts(length: int) -> list[int]:

@@ -56,7 +56,7 @@ def test_tiles_cover_the_image_and_blend_to_the_whole(monkeypatch):
     monkeypatch.setattr(latent_map, "TILE", 48)
     monkeypatch.setattr(latent_map, "OVERLAP", 16)
     zero = torch.zeros(1, 3, 1, 1)
-    prior = latent_map.LatentPrior(torch.nn.Identity(), torch.nn.Identity(), zero, zero + 1)
+    prior = latent_map.LatentPrior(torch.nn.Identity(), torch.nn.Identity(), zero, zero + 1, 0.05)
     guess = torch.rand(1, 3, 72, 104)
     seen = []
 
@@ -67,6 +67,23 @@ def test_tiles_cover_the_image_and_blend_to_the_whole(monkeypatch):
     out = latent_map.solve_tiled(prior, 72, 104, 1, tile, sigma=0.01, steps=0, desc="test")
     assert len(seen) == 2 * 3  # rows start at 0, 24; columns at 0, 32, 56
     assert torch.allclose(out, guess, atol=1e-6)
+
+
+def test_refine_by_hand():
+    """The pixel step against closed forms: a per-pixel blend for the identity, and for a
+    downsampling an image whose shrunk copy is the observation when the noise is tiny."""
+    from restore.latent_map import refine
+
+    torch.manual_seed(0)
+    x0, y = torch.rand(1, 3, 16, 24), torch.rand(1, 3, 16, 24)
+    blend = (0.04**2 * y + 0.03**2 * x0) / (0.04**2 + 0.03**2)
+    assert torch.allclose(refine(x0, y, torch.nn.Identity(), 0.03, 0.04), blend, atol=1e-6)
+    down = operators.Downsample(2)
+    low = torch.rand(1, 3, 8, 12)
+    x = refine(x0, low, down, 1e-4, 0.04, iters=200)
+    assert (down(x) - low).abs().max() < 1e-3 < (down(x0) - low).abs().max()
+    # with a huge noise the observation says nothing and x0 comes back
+    assert torch.allclose(refine(x0, low, down, 1e3, 0.04), x0, atol=1e-6)
 
 
 def test_inpaint_keeps_known_pixels_exactly(photo):

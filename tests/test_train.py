@@ -55,7 +55,10 @@ def test_codec_training_resumes_and_exports(folder, tmp_path):
     assert f"{sha256(path)}  tiny.safetensors" in (out / "SHA256SUMS").read_text()
     card = json.loads((out / "tiny.json").read_text())
     assert card["vqvae"]["steps"] == 4 and card["prior"]["steps"] == 2
-    assert "## vqvae" in (out / "tiny.md").read_text()
+    # the resumed run was extended from 2 to 4 steps: its card says so
+    assert card["vqvae"]["schedules"] == [{"from_step": 0, "steps": 2}, {"from_step": 2, "steps": 4}]
+    text = (out / "tiny.md").read_text()
+    assert "## vqvae" in text and "restarted cosine over steps 2-4" in text
     vqvae, _ = load_codec_file(path)
     trained = ckpt["model"]["decoder.0.weight"]
     assert torch.allclose(vqvae.state_dict()["decoder.0.weight"], trained, atol=1e-3)
