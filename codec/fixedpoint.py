@@ -44,7 +44,7 @@ def _quantise(w: torch.Tensor) -> tuple[np.ndarray, int]:
     """Integer weights and their power-of-two scale exponent."""
     w = w.detach().double().numpy()
     peak = max(float(np.abs(w).max()), 1e-8)
-    shift = int(math.floor(math.log2(WEIGHT_MAX / peak)))
+    shift = math.floor(math.log2(WEIGHT_MAX / peak))
     return np.round(w * 2.0**shift), shift
 
 

@@ -140,7 +140,8 @@ def _fit(cfg: TrainConfig, run: Path, model, optimizer, model_config: dict, desc
     bar.close()
 
 
-def train_vqvae(cfg: TrainConfig, model_config: VQVAEConfig = VQVAEConfig()) -> VQVAE:
+def train_vqvae(cfg: TrainConfig, model_config: VQVAEConfig | None = None) -> VQVAE:
+    model_config = model_config or VQVAEConfig()
     run = _prepare(cfg)
     model = VQVAE(model_config).to(cfg.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -303,13 +304,13 @@ def peer_card(name: str, c: dict, digest: str) -> str:
     """A person-readable model card of a compressai peer (the JSON beside it has the same facts)."""
     init = c.get("init")
     lines = [f"# {name}", "", f"File `{name}.safetensors`, sha256 `{digest}`.", "",
-             f"A learned peer for `vqpress rd`: compressai's `{c['model_config']['arch']}` "
+             (f"A learned peer for `vqpress rd`: compressai's `{c['model_config']['arch']}` "
              f"(N={c['model_config']['N']}, M={c['model_config']['M']}), fp16, trained by "
              "`vqpress train compressai` with loss lambda * 255^2 * MSE + bpp; no pretrained "
-             "weights were used.", "",
+             "weights were used."), "",
              f"- data: `{c['data']}` ({c['train_images']} images)",
-             f"- lambda {c['model_config']['lmbda']}: {c['steps']} steps, batch {c['batch']}, "
-             f"crop {c['crop']}, peak lr {c['lr']}, {c['train_seconds'] / 60:.0f} min on {c['hardware']}"]
+             (f"- lambda {c['model_config']['lmbda']}: {c['steps']} steps, batch {c['batch']}, "
+             f"crop {c['crop']}, peak lr {c['lr']}, {c['train_seconds'] / 60:.0f} min on {c['hardware']}")]
     if init:
         lines.append(f"- started from `{init['run']}` (lambda {init['lmbda']}, {init['steps']} steps, "
                      f"{init['seconds'] / 60:.0f} min), which the peers of the other lambdas share")
@@ -370,18 +371,18 @@ def _schedule_lines(schedules: list | None) -> list[str]:
     if not schedules or len(schedules) < 2:
         return []
     parts = [f"steps {s['from_step']}-{s['steps']}" for s in schedules]
-    return [f"- lr schedule: warm-up and cosine over {', then a restarted cosine over '.join(parts)} "
-            "(the run was resumed with more steps)"]
+    return [(f"- lr schedule: warm-up and cosine over {', then a restarted cosine over '.join(parts)} "
+            "(the run was resumed with more steps)")]
 
 
 def model_card(model_id: str, card: dict, digest: str) -> str:
     """A person-readable model card (the JSON beside it has the same facts)."""
     lines = [f"# {model_id}", "", f"File `{model_id}.safetensors`, sha256 `{digest}`.", "",
-             "VQ-VAE (fp16 weights) + PixelCNN prior (int32 fixed-point tables) of the vqpress "
-             "codec. Trained from scratch by `vqpress train`; no pretrained weights were used.",
-             "Validation numbers: the VQ-VAE's mean PSNR on 256x256 centre crops of the validation "
+             ("VQ-VAE (fp16 weights) + PixelCNN prior (int32 fixed-point tables) of the vqpress "
+             "codec. Trained from scratch by `vqpress train`; no pretrained weights were used."),
+             ("Validation numbers: the VQ-VAE's mean PSNR on 256x256 centre crops of the validation "
              "photos for each number of stages (psnr@k), and the float prior's bits per pixel of "
-             "the whole validation photos at each quality (bpp@k).", ""]
+             "the whole validation photos at each quality (bpp@k)."), ""]
     for part in ("vqvae", "prior"):
         c = card[part]
         lines += [f"## {part}", "",
