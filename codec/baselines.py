@@ -55,7 +55,7 @@ def jpeg() -> RDCodec:
 
 def webp() -> RDCodec:
     return RDCodec("WebP", f"Pillow WebP (libwebp {features.version('webp')}), lossy, method 4",
-                   [0, 0.5, 1, 1.5, 2, 3, 4, 5, 7, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95],
+                   [0, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 4, 5, 7, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95],
                    *_pillow("WEBP"))
 
 
@@ -63,7 +63,7 @@ def avif() -> RDCodec:
     if not features.check("avif"):
         raise VQPressError("this Pillow has no AVIF support")
     return RDCodec("AVIF", f"Pillow AVIF (libavif {features.version('avif')}), default speed",
-                   [0, 3, 5, 6, 7, 8, 9, 10, 12, 15, 20, 30, 40, 50, 60, 70, 80, 90],
+                   [0, 3, 6, 8, 10, 12, 14, 16, 18, 20, 25, 30, 40, 50, 60, 70, 80, 90],
                    *_pillow("AVIF"))
 
 
