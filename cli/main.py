@@ -102,7 +102,7 @@ def decompress(input_path: Path, output: Path | None, device: str):
     data = _read(input_path)
     output = output or input_path.with_suffix(".png")
     check_output(input_path, output)
-    image = api.load(device=device).decompress(data)
+    image = api.decompress(data, device)
     save_image(image, output)
     click.echo(f"{output}: {image.width}x{image.height} {image.mode}")
 

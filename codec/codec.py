@@ -14,7 +14,7 @@ from .entropy import decode_symbols, encode_symbols
 from .errors import VQPressError
 from .imageio import from_rgb8, to_rgb8
 from .vqvae import DOWNSCALE
-from .zoo import DEFAULT_MODEL, load_codec_file, weights_file
+from .zoo import DEFAULT_MODEL, load_codec_file, model_is_shipped, weights_file
 
 TILE = 128  # symbols per tile side for the transforms (1024 px): bounds memory on big photos
 HALO = 8  # symbols of overlap on each side of a tile, cropped away after the transform
@@ -133,5 +133,10 @@ def compress(image: Image.Image | np.ndarray, quality: int = 4, device: str = "a
 
 
 def decompress(data: bytes, device: str = "auto") -> Image.Image:
-    """Decode .vqp bytes to a PIL image (grayscale sources come back grayscale)."""
-    return load(device=device).decompress(data)
+    """Decode .vqp bytes to a PIL image (grayscale sources come back grayscale), with the
+    shipped model the file names, so files made by earlier weights still decode."""
+    header, _ = container.unpack(data)
+    if not model_is_shipped(header.model_id):
+        raise VQPressError(f"file was made with model {header.model_id}, "
+                           "which this vqpress does not ship")
+    return load(header.model_id, device).decompress(data)

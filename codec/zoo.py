@@ -42,6 +42,10 @@ def _checksums() -> dict[str, str]:
     return {name: digest for digest, name in (line.split() for line in text.splitlines() if line)}
 
 
+def model_is_shipped(model_id: str) -> bool:
+    return f"{model_id}.safetensors" in _checksums()
+
+
 @cache
 def weights_file(model_id: str) -> tuple[Path, str]:
     """(path, sha256) of a shipped model, verified."""

@@ -65,6 +65,12 @@ def test_file_from_other_weights_is_rejected(model, photo):
                                               header.mode, header.quality), payload)
     with pytest.raises(codec.VQPressError, match="made with model rvq8-v1 .weights 00000000"):
         model.decompress(foreign)
+    # the module-level decoder picks the model the file names, and says so when it is not shipped
+    assert codec.decompress(model.compress(photo, 1)).size == (photo.shape[1], photo.shape[0])
+    unknown = container.pack(container.Header("rvq9-x", header.weights_hash, header.width,
+                                              header.height, header.mode, header.quality), payload)
+    with pytest.raises(codec.VQPressError, match="made with model rvq9-x, which this vqpress does not ship"):
+        codec.decompress(unknown)
 
 
 ENCODE = """
