@@ -187,7 +187,8 @@ def _box_mask(image, box: str):
               help="Mask image of the same size: white = missing.")
 @click.option("--box", help="Missing rectangle x,y,w,h (instead of --mask).")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True)
-@click.option("--steps", type=int, default=40, show_default=True)
+@click.option("--steps", type=click.IntRange(0, 10000),
+              help="Gradient steps on the latent [default: per task, see restore.DEFAULT_STEPS].")
 @device_option
 @friendly_errors
 def inpaint(input_path, mask_path, box, output, steps, device):
@@ -213,7 +214,8 @@ def inpaint(input_path, mask_path, box, output, steps, device):
 @click.option("--blur-sigma", type=float, default=2.0, show_default=True,
               help="deblur: Gaussian blur standard deviation in pixels.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True)
-@click.option("--steps", type=int, default=40, show_default=True)
+@click.option("--steps", type=click.IntRange(0, 10000),
+              help="Gradient steps on the latent [default: per task, see restore.DEFAULT_STEPS].")
 @device_option
 @friendly_errors
 def restore_command(input_path, task, sigma, scale, blur_sigma, output, steps, device):
