@@ -176,8 +176,8 @@ def main():
         if "deblur" in tasks:
             blurred = blur(rgb, 2.0)
             results = classical_deblur(blurred, 2.0)
-            ours(results, lambda steps: restore.restore(blurred, "deblur", blur_sigma=2.0, steps=steps,
-                                                        device="cpu"))  # noqa: B023 (called at once)
+            ours(results, lambda steps, y=blurred: restore.restore(
+                y, "deblur", blur_sigma=2.0, steps=steps, device="cpu"))
             cases.append(("deblur", "gaussian 2", blurred, results, None))
         for task, setting, damaged, results, extra in cases:
             truth = extra if task == "sr" else rgb
