@@ -100,6 +100,17 @@ def test_inpaint_keeps_known_pixels_exactly(photo):
 def test_output_sizes(photo, task, kwargs, size):
     out = restore.restore(photo, task=task, steps=2, device="cpu", **kwargs)
     assert out.size == size
+    assert restore.restore(photo, task=task, device="cpu", **kwargs).size == size  # default steps
+
+
+def test_sr_with_no_steps_agrees_with_its_observation(photo):
+    """The encoder's estimate alone, after the pixel step, shrinks back to the input."""
+    from restore import operators as ops
+
+    out = np.asarray(restore.restore(photo[:64, :96], task="sr", scale=2, steps=0, device="cpu"))
+    x = torch.from_numpy(out.copy()).permute(2, 0, 1)[None].float() / 255
+    back = ops.Downsample(2)(x)[0].permute(1, 2, 0).mul(255).numpy()
+    assert np.abs(back - photo[:64, :96]).mean() < 1.0
 
 
 def test_errors(photo, tmp_path):
