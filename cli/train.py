@@ -76,7 +76,7 @@ def prior(data, valid, run, steps, batch, lr, validate_every, threads, device, v
 @train.command()
 @click.option("--vqvae-run", type=folder, required=True)
 @click.option("--prior-run", type=folder, required=True)
-@click.option("--model-id", default="rvq8-v1", show_default=True)
+@click.option("--model-id", required=True, help="File stem, e.g. rvq8-v3 (a new id for new weights).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("weights"),
               show_default=True)
 def export(vqvae_run, prior_run, model_id, out):

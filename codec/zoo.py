@@ -21,7 +21,7 @@ from .errors import VQPressError
 from .fixedpoint import FixedPointPrior
 from .vqvae import VQVAE, VQVAEConfig
 
-DEFAULT_MODEL = "rvq8-v1"
+DEFAULT_MODEL = "rvq8-v2"
 CHECKSUMS = "SHA256SUMS"
 
 
