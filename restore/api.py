@@ -16,7 +16,7 @@ from . import operators
 from .latent_map import LatentPrior, pad_to, solve_tiled
 
 TASKS = ("denoise", "sr", "deblur")
-# Gradient steps on z by default, per task, chosen on the validation photos: with the codec's
+# Gradient steps on z by default, per task, chosen on a validation photo: with the codec's
 # decoder as D, steps lower PSNR for denoise, sr and deblur (the encoder's estimate plus the
 # pixel step is best), while inpainting gains from fitting the fill to its surroundings.
 DEFAULT_STEPS = {"inpaint": 10, "denoise": 0, "sr": 0, "deblur": 0}
