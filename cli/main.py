@@ -148,11 +148,11 @@ def rd(folder: Path, specs: tuple[str, ...], grids: tuple[str, ...], output: Pat
         name, _, values = item.partition("=")
         if name not in codecs or not values:
             raise VQPressError(f"--quality {item!r}: use NAME=Q1,Q2,... with NAME one of {', '.join(codecs)}")
+        codec = codecs[name]
         try:
-            overrides[codecs[name].name] = [_number(v) for v in values.split(",")]
+            overrides[codec.name] = [_number(v) for v in values.split(",")]
         except ValueError:
             raise VQPressError(f"--quality {item!r}: qualities must be numbers") from None
-        codec = codecs[name]
         if codec.levels_only and not set(overrides[codec.name]) <= set(codec.qualities):
             raise VQPressError(f"--quality {item!r}: {name} has the levels "
                                f"{', '.join(map(str, codec.qualities))}")

@@ -80,19 +80,20 @@ def save_codec(path, vqvae: VQVAE, prior_tables: dict[str, np.ndarray], card: di
     return sha256_file(path)
 
 
-def codec_card(model_id: str) -> dict:
-    """The training facts stored in a shipped codec file (the JSON model card's content)."""
-    from safetensors import safe_open
-
-    with safe_open(str(weights_file(model_id)[0]), "np") as f:
-        return json.loads(f.metadata()["card"])
-
-
-def load_codec_file(path) -> tuple[VQVAE, FixedPointPrior]:
+def _metadata(path, key: str) -> dict:
     from safetensors import safe_open
 
     with safe_open(str(path), "np") as f:
-        config = VQVAEConfig(**json.loads(f.metadata()["vqvae_config"]))
+        return json.loads(f.metadata()[key])
+
+
+def codec_card(model_id: str) -> dict:
+    """The training facts stored in a shipped codec file (the JSON model card's content)."""
+    return _metadata(weights_file(model_id)[0], "card")
+
+
+def load_codec_file(path) -> tuple[VQVAE, FixedPointPrior]:
+    config = VQVAEConfig(**_metadata(path, "vqvae_config"))
     tensors = load_file(str(path))
     vqvae = VQVAE(config)
     state = {k[6:]: torch.from_numpy(v.astype(np.float32) if v.dtype == np.float16 else v)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -22,7 +24,8 @@ TASKS = ("denoise", "sr", "deblur")
 DEFAULT_STEPS = {"inpaint": 10, "denoise": 0, "sr": 0, "deblur": 0}
 
 
-def _prior(device: str) -> LatentPrior:
+@cache
+def _prior(device: str) -> tuple[LatentPrior, torch.device]:
     from codec.codec import load
     from codec.zoo import codec_card
 

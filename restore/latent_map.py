@@ -95,7 +95,7 @@ def refine(x0: torch.Tensor, y: torch.Tensor, op: nn.Module, sigma: float, pixel
 
     with torch.no_grad():
         x = x0.clone()
-        r = adjoint(y) + lam * x0 - normal(x)
+        r = adjoint(y - op(x0))  # the right-hand side minus the system at x0
         p, rr = r.clone(), (r * r).sum()
         scale = rr.sqrt().clamp_min(1e-30)
         for _ in range(iters):
