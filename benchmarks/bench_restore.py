@@ -122,6 +122,16 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - t0
 
 
+def size_arg(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use WxH, e.g. 768x512") from None
+    if w < 16 or h < 16:
+        raise argparse.ArgumentTypeError(f"{text!r}: sides must be at least 16 px")
+    return w, h
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder")
@@ -131,7 +141,8 @@ def main():
     parser.add_argument("--compare-steps", type=int, metavar="N",
                         help="also run latent MAP with N steps, as its own row")
     parser.add_argument("--tasks", default="inpaint,denoise,sr,deblur")
-    parser.add_argument("--size", help="resize every photo to WxH first (e.g. 768x512, for timing)")
+    parser.add_argument("--size", type=size_arg,
+                        help="resize every photo to WxH first (e.g. 768x512, for timing)")
     args = parser.parse_args()
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -148,8 +159,7 @@ def main():
     for k, path in enumerate(paths):
         rgb = to_rgb8(open_image(path))[0]
         if args.size:
-            w, h = (int(v) for v in args.size.split("x"))
-            rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.LANCZOS))
+            rgb = np.asarray(Image.fromarray(rgb).resize(args.size, Image.LANCZOS))
         cases = []  # (task, setting, damaged input for display, {method: (output, seconds)}, missing)
         if "inpaint" in tasks:
             for name, missing in masks(rgb.shape[:2], k).items():
