@@ -118,3 +118,42 @@ def export_peer(run, name, out):
     from codec.train import export_compressai
 
     click.echo(f"wrote {export_compressai(run, out, name)}")
+
+
+@train.command()
+@_common
+@click.option("--crop", type=int, default=128, show_default=True, help="Crop side in pixels.")
+@click.option("--kl-weight", type=float, default=5e-5, show_default=True,
+              help="loss = MSE + kl_weight * KL (nats per pixel).")
+@click.option("--from-codec", help="Start from this shipped codec's autoencoder (e.g. rvq8-v2).")
+@click.option("--channels", type=int, default=96, show_default=True, help="Without --from-codec.")
+@click.option("--latent-dim", type=int, default=32, show_default=True, help="Without --from-codec.")
+def vae(data, valid, run, steps, batch, lr, validate_every, threads, device, crop, kl_weight,
+        from_codec, channels, latent_dim):
+    """Train the restoration VAE (Gaussian latent map) for `vqpress restore` / `inpaint`."""
+    from codec.codec import load, resolve_device
+    from codec.train import TrainConfig
+    from restore.train import train_vae
+    from restore.vae import VAE, VAEConfig
+
+    cfg = TrainConfig(data=str(data), valid=valid and str(valid), run=str(run), steps=steps,
+                      batch=batch, crop=crop, lr=lr, min_lr=lr / 10, validate_every=validate_every,
+                      threads=threads, device=str(resolve_device(device)))
+    if from_codec:
+        cfg.extra["init"] = {"codec": from_codec}
+        model = VAE.from_vqvae(load(from_codec, device="cpu").vqvae, kl_weight)
+    else:
+        model = VAE(VAEConfig(channels, latent_dim, kl_weight))
+    train_vae(cfg, model)
+
+
+@train.command(name="export-vae")
+@click.option("--run", type=folder, required=True)
+@click.option("--model-id", required=True, help="File stem, e.g. vae-v1.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("weights"),
+              show_default=True)
+def export_vae(run, model_id, out):
+    """Write a trained VAE to <out>/<model-id>.safetensors with its model card."""
+    from restore.train import export_vae as export
+
+    click.echo(f"wrote {export(run, model_id, out)}")

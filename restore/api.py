@@ -16,8 +16,10 @@ from codec.vqvae import DOWNSCALE
 
 from . import operators
 from .latent_map import LatentPrior, pad_to, solve_tiled
+from .vae import load_vae
 
 TASKS = ("denoise", "sr", "deblur")
+DEFAULT_VAE = "vae-v1"
 # Gradient steps on z by default, per task, chosen on a validation photo: with the codec's
 # decoder as D, steps lower PSNR for denoise, sr and deblur (the encoder's estimate plus the
 # pixel step is best), while inpainting gains from fitting the fill to its surroundings.
@@ -26,14 +28,11 @@ DEFAULT_STEPS = {"inpaint": 10, "denoise": 0, "sr": 0, "deblur": 0}
 
 @cache
 def _prior(device: str) -> tuple[LatentPrior, torch.device]:
-    from codec.codec import load
-    from codec.zoo import codec_card
+    from codec.codec import resolve_device
 
-    model = load(device=device)
-    # the decoder's error with every stage, on the validation crops it was trained with
-    stages = model.vqvae.config.num_stages
-    psnr = codec_card(model.model_id)["vqvae"]["last_validation"][f"psnr@{stages}"]
-    return LatentPrior.from_vqvae(model.vqvae, pixel_std=10 ** (-psnr / 20)), model.device
+    dev = resolve_device(device)
+    vae, _ = load_vae(DEFAULT_VAE)
+    return LatentPrior.from_vae(vae.to(dev)), dev
 
 
 def _tensor(rgb: np.ndarray, device) -> torch.Tensor:
@@ -85,7 +84,8 @@ def inpaint(image, mask, steps: int | None = None, device: str = "auto") -> Imag
 
     def tile(y0, y1, x0, x1):
         k = known[..., y0:y1, x0:x1]
-        return y[..., y0:y1, x0:x1] * k, operators.Mask(k[0, 0]), init[..., y0:y1, x0:x1]
+        return (y[..., y0:y1, x0:x1] * k, operators.Mask(k[0, 0]), init[..., y0:y1, x0:x1],
+                lambda v: _smooth_fill(v, k))
 
     steps = DEFAULT_STEPS["inpaint"] if steps is None else steps
     x = solve_tiled(prior, y.shape[-2], y.shape[-1], 1, tile, sigma=2 / 255, steps=steps,
@@ -108,7 +108,10 @@ def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: f
         if scale not in (2, 3, 4):
             raise VQPressError("--scale must be 2, 3 or 4")
         y = pad_to(y, DOWNSCALE)
-        init = F.interpolate(y, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+        def first_guess(v):
+            return F.interpolate(v, scale_factor=scale, mode="bicubic", align_corners=False)
+
+        init = first_guess(y).clamp(0, 1)
         op, noise, out_h, out_w = operators.Downsample(scale), 1 / 255, h * scale, w * scale
     else:
         if task == "denoise" and not 0 < sigma <= 100:
@@ -117,6 +120,9 @@ def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: f
             raise VQPressError("--blur-sigma must be in (0, 10]")
         scale = 1
         y = pad_to(y, DOWNSCALE)
+        def first_guess(v):
+            return v
+
         init = y
         op = nn.Identity() if task == "denoise" else operators.gaussian_blur(blur_sigma).to(dev)
         noise = sigma / 255 if task == "denoise" else 1 / 255
@@ -124,7 +130,7 @@ def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: f
 
     def tile(y0, y1, x0, x1):
         s = scale
-        return y[..., y0 // s:y1 // s, x0 // s:x1 // s], op, init[..., y0:y1, x0:x1]
+        return y[..., y0 // s:y1 // s, x0 // s:x1 // s], op, init[..., y0:y1, x0:x1], first_guess
 
     steps = DEFAULT_STEPS[task] if steps is None else steps
     x = solve_tiled(prior, init.shape[-2], init.shape[-1], scale, tile, sigma=noise, steps=steps,

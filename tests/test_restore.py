@@ -55,14 +55,15 @@ def test_tiles_cover_the_image_and_blend_to_the_whole(monkeypatch):
 
     monkeypatch.setattr(latent_map, "TILE", 48)
     monkeypatch.setattr(latent_map, "OVERLAP", 16)
-    zero = torch.zeros(1, 3, 1, 1)
-    prior = latent_map.LatentPrior(torch.nn.Identity(), torch.nn.Identity(), zero, zero + 1, 0.05)
+    flat = torch.full((64,), 1e-3)
+    prior = latent_map.LatentPrior(torch.nn.Identity(), torch.nn.Identity(), flat, flat)
     guess = torch.rand(1, 3, 72, 104)
     seen = []
 
     def tile(y0, y1, x0, x1):
         seen.append((y0, y1, x0, x1))
-        return guess[..., y0:y1, x0:x1], torch.nn.Identity(), guess[..., y0:y1, x0:x1]
+        g = guess[..., y0:y1, x0:x1]
+        return g, torch.nn.Identity(), g, lambda v: v
 
     out = latent_map.solve_tiled(prior, 72, 104, 1, tile, sigma=0.01, steps=0, desc="test")
     assert len(seen) == 2 * 3  # rows start at 0, 24; columns at 0, 32, 56
@@ -70,20 +71,58 @@ def test_tiles_cover_the_image_and_blend_to_the_whole(monkeypatch):
 
 
 def test_refine_by_hand():
-    """The pixel step against closed forms: a per-pixel blend for the identity, and for a
-    downsampling an image whose shrunk copy is the observation when the noise is tiny."""
-    from restore.latent_map import refine
+    """The pixel step against closed forms. A flat spectrum is white noise: a per-pixel blend
+    for the identity; for a downsampling, an image whose shrunk copy is the observation when the
+    noise is tiny. For the identity with a coloured spectrum, the Wiener filter."""
+    from restore.spectra import NUM_BINS, power_grid, refine
 
     torch.manual_seed(0)
+    flat = torch.full((NUM_BINS,), 0.04**2)
     x0, y = torch.rand(1, 3, 16, 24), torch.rand(1, 3, 16, 24)
     blend = (0.04**2 * y + 0.03**2 * x0) / (0.04**2 + 0.03**2)
-    assert torch.allclose(refine(x0, y, torch.nn.Identity(), 0.03, 0.04), blend, atol=1e-6)
+    assert torch.allclose(refine(x0, y, torch.nn.Identity(), 0.03, flat), blend, atol=1e-5)
     down = operators.Downsample(2)
     low = torch.rand(1, 3, 8, 12)
-    x = refine(x0, low, down, 1e-4, 0.04, iters=200)
+    x = refine(x0, low, down, 1e-4, flat, iters=300)
     assert (down(x) - low).abs().max() < 1e-3 < (down(x0) - low).abs().max()
     # with a huge noise the observation says nothing and x0 comes back
-    assert torch.allclose(refine(x0, low, down, 1e3, 0.04), x0, atol=1e-6)
+    assert torch.allclose(refine(x0, low, down, 1e3, flat), x0, atol=1e-6)
+    # coloured spectrum, identity, no padding (the FFT's circle is the whole problem): each
+    # frequency is a blend with the Wiener weight S / (S + sigma^2)
+    power = torch.logspace(-1, -5, NUM_BINS)
+    s = power_grid(power, 16, 24)
+    wiener = torch.fft.irfft2(torch.fft.rfft2(x0) + s / (s + 0.03**2) * torch.fft.rfft2(y - x0),
+                              s=(16, 24))
+    assert torch.allclose(refine(x0, y, torch.nn.Identity(), 0.03, power, pad=0), wiener, atol=1e-5)
+
+
+def test_radial_power_and_gain():
+    from restore.spectra import power_gain, radial_power
+
+    torch.manual_seed(0)
+    white = torch.randn(16, 3, 64, 64) * 0.1
+    assert torch.allclose(radial_power(white)[1:], torch.tensor(0.01), rtol=0.25)
+    like = torch.zeros(4, 3, 64, 64)
+    assert torch.allclose(power_gain(lambda v: v, like), torch.tensor(1.0))
+    assert torch.allclose(power_gain(lambda v: 0.5 * v, like), torch.tensor(0.25))
+    gain = power_gain(operators.gaussian_blur(2.0), like)
+    assert gain[0] > 0.9 and gain[-1] < 1e-3 and (gain[1:].diff() <= 1e-3).all()  # a low-pass
+
+
+def test_vae_started_from_the_codec_decodes_like_it():
+    """Away from the borders (zero padding of the latent differs) the whitened VAE decodes its
+    posterior mean exactly as the VQ-VAE decodes its unquantised latent."""
+    import codec
+    from restore.vae import VAE
+
+    vqvae = codec.load(device="cpu").vqvae
+    vae = VAE.from_vqvae(vqvae, kl_weight=1e-4)
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        a, b = vqvae.decoder(vqvae.encoder(x)), vae.decoder(vae.encode_mean(x))
+        recon, kl = vae(x)
+    assert torch.allclose(a[..., 40:-40, 40:-40], b[..., 40:-40, 40:-40], atol=1e-5)
+    assert recon.shape == x.shape and kl > 0
 
 
 def test_inpaint_keeps_known_pixels_exactly(photo):

@@ -1,0 +1,119 @@
+"""Training and export of the restoration VAE, with the codec's loop (`codec.train`)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from codec.data import RandomCrops, load_folder
+from codec.train import (
+    TrainConfig,
+    _add_checksum,
+    _fit,
+    _load_checkpoint,
+    _prepare,
+    _schedule_lines,
+    _summary,
+    center_crops,
+)
+
+from .spectra import radial_power
+from .vae import VAE, VAEConfig, save_vae
+
+
+@torch.no_grad()
+def validate_vae(vae: VAE, crops: list[torch.Tensor]) -> dict:
+    """Mean PSNR of D(posterior mean) on the validation crops, and the mean KL in bits per pixel
+    (what the latent costs: the VAE's rate)."""
+    vae.eval()
+    psnrs, kls = [], []
+    device = next(vae.parameters()).device
+    for c in crops:
+        x = c[None].float().to(device) / 255
+        mean, logvar = vae.posterior(x)
+        y = vae.decoder(mean).clamp(0, 1)
+        psnrs.append(-10 * math.log10(F.mse_loss(y, x).item() + 1e-12))
+        kl = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).sum() / (x.shape[-2] * x.shape[-1])
+        kls.append(kl.item() / math.log(2))
+    vae.train()
+    return {"psnr": round(sum(psnrs) / len(psnrs), 3), "kl_bpp": round(sum(kls) / len(kls), 4)}
+
+
+def train_vae(cfg: TrainConfig, vae: VAE) -> VAE:
+    """Fit the VAE (loss = MSE + kl_weight * KL per pixel). `vae` is the starting point: fresh,
+    or `VAE.from_vqvae(...)`; a run with a checkpoint resumes from it instead."""
+    run = _prepare(cfg)
+    vae = vae.to(cfg.device)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
+    start = _load_checkpoint(run, vae, optimizer, cfg)
+    crops = RandomCrops(load_folder(cfg.data), cfg.crop, seed=cfg.seed + start[0])
+    cfg.extra["train_images"] = len(crops.images)
+    valid = center_crops(load_folder(cfg.valid), 256) if cfg.valid else None
+    beta = vae.config.kl_weight
+
+    def batch_loss():
+        x = crops.batch(cfg.batch).to(cfg.device)
+        x_hat, kl = vae(x)
+        mse = F.mse_loss(x_hat, x)
+        return mse + beta * kl, {"mse": mse.item(), "kl": kl.item()}
+
+    _fit(cfg, run, vae, optimizer, vae.config.to_dict(), "vae", batch_loss,
+         valid and (lambda: validate_vae(vae, valid)), start)
+    return vae
+
+
+@torch.no_grad()
+def measure_spectra(vae: VAE, images: list[np.ndarray], crops: int = 64, size: int = 256,
+                    seed: int = 0) -> None:
+    """Set the VAE's spectra buffers from random crops of the training images: the power of the
+    decoder's error x - D(mean z) and of the images (each crop minus its mean colour)."""
+    batch = RandomCrops(images, size, seed=seed).batch(crops)
+    vae.eval()
+    errors = torch.cat([x - vae.decoder(vae.encode_mean(x)) for x in batch.split(8)])
+    vae.log_residual_power.copy_(radial_power(errors).log10())
+    vae.log_image_power.copy_(radial_power(batch - batch.mean((2, 3), keepdim=True)).log10())
+
+
+def export_vae(run, model_id: str, out: Path) -> Path:
+    """Write <out>/<model_id>.safetensors, its model card (.json, .md) and its checksum line.
+    The spectra the restoration model needs are measured here, on the run's training images."""
+    ckpt = torch.load(Path(run) / "ckpt.pt", map_location="cpu", weights_only=False)
+    vae = VAE(VAEConfig(**ckpt["model_config"]))
+    vae.load_state_dict({**vae.state_dict(), **ckpt["model"]})  # spectra buffers come next
+    measure_spectra(vae, load_folder(ckpt["train_config"]["data"], min_side=256))
+    card = {"model_id": model_id, "vae": _summary(ckpt)}
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{model_id}.safetensors"
+    digest = save_vae(path, vae, card)
+    _add_checksum(out / "SHA256SUMS", path.name, digest)
+    (out / f"{model_id}.json").write_text(json.dumps(card, indent=2) + "\n")
+    (out / f"{model_id}.md").write_text(vae_card(model_id, card["vae"], digest))
+    return path
+
+
+def vae_card(model_id: str, c: dict, digest: str) -> str:
+    """A person-readable model card of the restoration VAE (the JSON beside it has the same facts)."""
+    init = c.get("init")
+    lines = [f"# {model_id}", "", f"File `{model_id}.safetensors`, sha256 `{digest}`.", "",
+             ("The restoration prior of `vqpress restore` / `vqpress inpaint`: a fully convolutional "
+              "VAE (fp16) with a Gaussian latent map at 1/8 scale, trained by `vqpress train vae` "
+              "with loss MSE + kl_weight * KL; no pretrained weights were used."),
+             ("Validation numbers: mean PSNR of the decoded posterior mean on 256x256 centre crops "
+              "of the validation photos, and the mean KL in bits per pixel."), "",
+             f"- data: `{c['data']}` ({c['train_images']} images), validation `{c['valid']}`",
+             f"- {c['steps']} steps, batch {c['batch']}, crop {c['crop']}, peak lr {c['lr']}",
+             f"- {c['train_seconds'] / 60:.0f} min of training on {c['hardware']}",
+             *_schedule_lines(c.get("schedules")),
+             f"- config: `{json.dumps(c['model_config'])}`",
+             f"- last validation: `{json.dumps(c['last_validation'])}`",
+             ("- spectra (buffers `log_residual_power`, `log_image_power`): measured at export on 64 "
+              "random 256x256 crops of the training images")]
+    if init:
+        lines.append(f"- started from the autoencoder of codec weights `{init['codec']}`, its latent "
+                     "whitened with the codebooks' per-channel Gaussian")
+    return "\n".join(lines) + "\n"

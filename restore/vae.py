@@ -1,0 +1,117 @@
+"""The restoration prior: a fully convolutional VAE with z ~ N(0, I) on a latent map at 1/8 scale.
+
+Same transforms as the codec's VQ-VAE (compressai GDN layers); the encoder's last convolution
+gives a mean and a log-variance per latent channel. `from_vqvae` starts one from a trained
+VQ-VAE: its latent is whitened with the codebooks' per-channel Gaussian (folded into the two
+convolutions that touch the latent), so training starts at the autoencoder's quality with
+roughly unit-Gaussian latents instead of from scratch (exactly the same
+output away from the borders, where zero padding of the latent differs).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from compressai.layers import GDN, ResidualBlock
+from compressai.models.utils import conv, deconv
+from safetensors.numpy import load_file, save_file
+from torch import nn
+
+from codec.vqvae import VQVAE
+from codec.zoo import _metadata, sha256_file, weights_file
+
+from .spectra import NUM_BINS
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    channels: int = 96
+    latent_dim: int = 32
+    kl_weight: float = 5e-5  # loss = MSE + kl_weight * KL (nats per pixel)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class VAE(nn.Module):
+    def __init__(self, config: VAEConfig = VAEConfig()):
+        super().__init__()
+        self.config = config
+        n, d = config.channels, config.latent_dim
+        self.encoder = nn.Sequential(
+            conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n),
+            ResidualBlock(n, n), conv(n, 2 * d, kernel_size=3, stride=1),
+        )
+        self.decoder = nn.Sequential(
+            conv(d, n, kernel_size=3, stride=1), ResidualBlock(n, n), GDN(n, inverse=True),
+            deconv(n, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True), deconv(n, 3),
+        )
+        # log10 radial power spectra measured on training crops at export (`restore.spectra`):
+        # of the decoder's error x - D(mean z), and of the images themselves (x minus its mean)
+        self.register_buffer("log_residual_power", torch.zeros(NUM_BINS))
+        self.register_buffer("log_image_power", torch.zeros(NUM_BINS))
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, log-variance) of q(z | x) for x in [0, 1], sides divisible by 8."""
+        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        return mean, logvar.clamp(-30, 20)
+
+    def encode_mean(self, x: torch.Tensor) -> torch.Tensor:
+        return self.posterior(x)[0]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reconstruction from a posterior sample, KL(q(z|x) || N(0, I)) in nats per pixel)."""
+        mean, logvar = self.posterior(x)
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        kl = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).sum() / (x.shape[0] * x.shape[-2] * x.shape[-1])
+        return self.decoder(z), kl
+
+    @classmethod
+    @torch.no_grad()
+    def from_vqvae(cls, vqvae: VQVAE, kl_weight: float, init_logvar: float = -7.0) -> VAE:
+        c = vqvae.config
+        vae = cls(VAEConfig(c.channels, c.latent_dim, kl_weight))
+        vae.encoder[:-1].load_state_dict(vqvae.encoder[:-1].state_dict())
+        vae.decoder[1:].load_state_dict(vqvae.decoder[1:].state_dict())
+        m, var = codebook_gaussian(vqvae.rvq)
+        s = var.sqrt()
+        last, head = vqvae.encoder[-1], vae.encoder[-1]
+        d = c.latent_dim
+        head.weight[:d] = last.weight / s[:, None, None, None]  # z = (z_vq - m) / s
+        head.bias[:d] = (last.bias - m) / s
+        head.weight[d:] = 0
+        head.bias[d:] = init_logvar
+        first, new_first = vqvae.decoder[0], vae.decoder[0]  # z_vq = s z + m
+        new_first.weight.copy_(first.weight * s[None, :, None, None])
+        new_first.bias.copy_(first.bias + (first.weight * m[None, :, None, None]).sum((1, 2, 3)))
+        return vae
+
+
+def codebook_gaussian(rvq) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance per channel of a sum of independent residual-VQ stage codes."""
+    mean = var = 0
+    for vq in rvq.stages:
+        w = vq.cluster_size / vq.cluster_size.sum()
+        m = (w[:, None] * vq.codebook).sum(0)
+        mean = mean + m
+        var = var + (w[:, None] * (vq.codebook - m) ** 2).sum(0)
+    return mean, var.clamp_min(1e-6)
+
+
+def save_vae(path, vae: VAE, card: dict) -> str:
+    """Write a VAE weights file (fp16 tensors, config and card in the metadata); returns its sha256."""
+    tensors = {k: v.detach().cpu().half().numpy() for k, v in vae.state_dict().items()}
+    save_file(tensors, str(path), metadata={"vae_config": json.dumps(vae.config.to_dict()),
+                                            "card": json.dumps(card)})
+    return sha256_file(path)
+
+
+def load_vae(model_id: str) -> tuple[VAE, dict]:
+    """A shipped VAE (checksum verified) in eval mode, and its card."""
+    path, _ = weights_file(model_id)
+    vae = VAE(VAEConfig(**_metadata(path, "vae_config")))
+    vae.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in load_file(str(path)).items()})
+    return vae.eval(), _metadata(path, "card")
