@@ -108,6 +108,7 @@ def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: f
         if scale not in (2, 3, 4):
             raise VQPressError("--scale must be 2, 3 or 4")
         y = pad_to(y, DOWNSCALE)
+
         def first_guess(v):
             return F.interpolate(v, scale_factor=scale, mode="bicubic", align_corners=False)
 
@@ -120,6 +121,7 @@ def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: f
             raise VQPressError("--blur-sigma must be in (0, 10]")
         scale = 1
         y = pad_to(y, DOWNSCALE)
+
         def first_guess(v):
             return v
 

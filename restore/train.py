@@ -70,8 +70,10 @@ def train_vae(cfg: TrainConfig, vae: VAE) -> VAE:
 @torch.no_grad()
 def measure_spectra(vae: VAE, images: list[np.ndarray], crops: int = 64, size: int = 256,
                     seed: int = 0) -> None:
-    """Set the VAE's spectra buffers from random crops of the training images: the power of the
-    decoder's error x - D(mean z) and of the images (each crop minus its mean colour)."""
+    """Set the VAE's spectra buffers from random crops of the training images (size x size, or
+    the smallest image's side): the power of the decoder's error x - D(mean z) and of the
+    images (each crop minus its mean colour)."""
+    size = min(size, *(min(im.shape[:2]) // 8 * 8 for im in images))
     batch = RandomCrops(images, size, seed=seed).batch(crops)
     vae.eval()
     errors = torch.cat([x - vae.decoder(vae.encode_mean(x)) for x in batch.split(8)])
@@ -85,7 +87,7 @@ def export_vae(run, model_id: str, out: Path) -> Path:
     ckpt = torch.load(Path(run) / "ckpt.pt", map_location="cpu", weights_only=False)
     vae = VAE(VAEConfig(**ckpt["model_config"]))
     vae.load_state_dict({**vae.state_dict(), **ckpt["model"]})  # spectra buffers come next
-    measure_spectra(vae, load_folder(ckpt["train_config"]["data"], min_side=256))
+    measure_spectra(vae, load_folder(ckpt["train_config"]["data"]))
     card = {"model_id": model_id, "vae": _summary(ckpt)}
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{model_id}.safetensors"

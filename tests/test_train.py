@@ -63,6 +63,19 @@ def test_codec_training_resumes_and_exports(folder, tmp_path):
     trained = ckpt["model"]["decoder.0.weight"]
     assert torch.allclose(vqvae.state_dict()["decoder.0.weight"], trained, atol=1e-3)
 
+    # a decoder-only fine-tune keeps the encoder and codebooks, so the symbols and the prior
+    dec = tmp_path / "dec"
+    invoke("train", "decoder", "--data", folder, "--valid", folder, "--run", dec, "--vqvae-run", vq,
+           "--steps", 2, "--crop", 32, "--batch", 2, "--validate-every", 2, "--threads", 1,
+           "--device", "cpu")
+    tuned = torch.load(dec / "ckpt.pt", weights_only=False)["model"]
+    for name, value in ckpt["model"].items():
+        if not name.startswith("decoder."):
+            assert torch.equal(tuned[name], value), name
+    assert not all(torch.equal(tuned[n], v) for n, v in ckpt["model"].items() if n.startswith("decoder."))
+    invoke("train", "export", "--vqvae-run", dec, "--prior-run", pr, "--model-id", "tiny-dec", "--out", out)
+    assert "decoder-only fine-tune" in (out / "tiny-dec.md").read_text()
+
 
 def test_peer_training_from_a_base_run_exports_fp16_with_its_budget(folder, tmp_path, photo):
     from codec import baselines
@@ -106,3 +119,28 @@ def test_shipped_peers_round_trip_with_rate_rising_by_lambda(arch):
         assert codec.decode(data_bytes).shape == rgb.shape
         sizes.append(len(data_bytes))
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+
+
+def test_vae_training_exports_weights_with_spectra(folder, tmp_path):
+    from safetensors.numpy import load_file as load_np
+
+    from restore.vae import VAE, VAEConfig
+
+    run, out = tmp_path / "vae", tmp_path / "weights"
+    invoke("train", "vae", "--data", folder, "--valid", folder, "--run", run, "--steps", 3,
+           "--channels", 16, "--latent-dim", 4, "--crop", 32, "--batch", 2, "--validate-every", 3,
+           "--threads", 1, "--device", "cpu")
+    ckpt = torch.load(run / "ckpt.pt", weights_only=False)
+    assert ckpt["step"] == 3 and set(ckpt["history"][-1]) >= {"psnr", "kl_bpp"}
+    invoke("train", "export-vae", "--run", run, "--model-id", "tiny-vae", "--out", out)
+    path = out / "tiny-vae.safetensors"
+    assert f"{sha256(path)}  tiny-vae.safetensors" in (out / "SHA256SUMS").read_text()
+    tensors = load_np(str(path))
+    assert all(v.dtype == np.float16 for v in tensors.values())
+    vae = VAE(VAEConfig(16, 4))
+    vae.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in tensors.items()})
+    # the spectra were measured: finite, and the photos' power falls with frequency
+    assert torch.isfinite(vae.log_image_power).all() and torch.isfinite(vae.log_residual_power).all()
+    assert vae.log_image_power[1] > vae.log_image_power[-1] + 1
+    assert json.loads((out / "tiny-vae.json").read_text())["vae"]["steps"] == 3
+    assert "spectra" in (out / "tiny-vae.md").read_text()
