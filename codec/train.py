@@ -401,12 +401,12 @@ def export_codec(vqvae_run, prior_run, model_id: str, out: Path) -> Path:
 
 
 def _schedule_lines(schedules: list | None) -> list[str]:
-    """One card line for a run that was extended (resumed with more steps)."""
+    """One card line for a run that was resumed with a new number of steps (a restarted cosine)."""
     if not schedules or len(schedules) < 2:
         return []
     parts = [f"steps {s['from_step']}-{s['steps']}" for s in schedules]
     return [(f"- lr schedule: warm-up and cosine over {', then a restarted cosine over '.join(parts)} "
-            "(the run was resumed with more steps)")]
+            "(the run was resumed with a new number of steps)")]
 
 
 def _init_lines(init: dict | None) -> list[str]:
