@@ -55,21 +55,6 @@ def vqvae(data, valid, run, steps, batch, lr, validate_every, threads, device, c
 @train.command()
 @_common
 @click.option("--vqvae-run", type=folder, required=True, help="Run folder of the trained VQ-VAE.")
-@click.option("--crop", type=int, default=128, show_default=True, help="Crop side in pixels.")
-def decoder(data, valid, run, steps, batch, lr, validate_every, threads, device, vqvae_run, crop):
-    """Fine-tune only the VQ-VAE's decoder: same symbols, same prior, same file sizes."""
-    from codec.codec import resolve_device
-    from codec.train import TrainConfig, train_decoder
-
-    cfg = TrainConfig(data=str(data), valid=valid and str(valid), run=str(run), steps=steps,
-                      batch=batch, crop=crop, lr=lr, min_lr=lr / 10, validate_every=validate_every,
-                      threads=threads, device=str(resolve_device(device)))
-    train_decoder(cfg, str(vqvae_run))
-
-
-@train.command()
-@_common
-@click.option("--vqvae-run", type=folder, required=True, help="Run folder of the trained VQ-VAE.")
 @click.option("--crop", type=int, default=32, show_default=True, help="Crop side in symbols.")
 @click.option("--channels", type=int, default=64, show_default=True)
 @click.option("--blocks", type=int, default=2, show_default=True, help="Gated type-B blocks.")

@@ -162,40 +162,6 @@ def train_vqvae(cfg: TrainConfig, model_config: VQVAEConfig | None = None) -> VQ
     return model
 
 
-def train_decoder(cfg: TrainConfig, init: str) -> VQVAE:
-    """Fine-tune only the decoder of the VQ-VAE of run `init`, on the symbols its frozen encoder
-    and codebooks give (a random number of stages per image, as in training).
-
-    The symbols of every image stay exactly what they were, so the prior trained on them still
-    fits and the file sizes do not change: any PSNR gained is free."""
-    run = _prepare(cfg)
-    base = torch.load(Path(init) / "ckpt.pt", map_location="cpu", weights_only=False)
-    model = load_run_vqvae(init).to(cfg.device)
-    model.encoder.requires_grad_(False)
-    cfg.extra["init"] = {"run": str(init), "steps": base["step"], "seconds": round(base["seconds"])}
-    optimizer = torch.optim.Adam(model.decoder.parameters(), lr=cfg.lr)
-    start = _load_checkpoint(run, model, optimizer, cfg)
-    crops = RandomCrops(load_folder(cfg.data), cfg.crop, seed=cfg.seed + start[0])
-    cfg.extra["train_images"] = len(crops.images)
-    valid = center_crops(load_folder(cfg.valid), 256) if cfg.valid else None
-    stages = model.config.num_stages
-
-    def batch_loss():
-        x = crops.batch(cfg.batch).to(cfg.device)
-        with torch.no_grad():  # model.encode never updates the codebooks
-            indices = model.encode(x, stages)
-            keep = torch.randint(1, stages + 1, (cfg.batch, 1, 1, 1), device=cfg.device)
-            dropped = torch.arange(stages, device=cfg.device)[None, :, None, None] >= keep
-            z_q = sum(vq.lookup(indices[:, s]) * ~dropped[:, s, ..., None]
-                      for s, vq in enumerate(model.rvq.stages)).permute(0, 3, 1, 2)
-        mse = F.mse_loss(model.decoder(z_q), x)
-        return mse, {"mse": mse.item()}
-
-    _fit(cfg, run, model, optimizer, model.config.to_dict(), "decoder", batch_loss,
-         valid and (lambda: validate_vqvae(model, valid)), start)
-    return model
-
-
 def hardware(device: str = "cpu") -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name()
@@ -409,14 +375,6 @@ def _schedule_lines(schedules: list | None) -> list[str]:
             "(the run was resumed with a new number of steps)")]
 
 
-def _init_lines(init: dict | None) -> list[str]:
-    """One card line for a decoder fine-tuned on another run's frozen encoder and codebooks."""
-    if not init:
-        return []
-    return [(f"- decoder-only fine-tune: encoder and codebooks frozen from `{init['run']}` "
-             f"({init['steps']} steps, {init['seconds'] / 60:.0f} min, counted apart from the above)")]
-
-
 def model_card(model_id: str, card: dict, digest: str) -> str:
     """A person-readable model card (the JSON beside it has the same facts)."""
     lines = [f"# {model_id}", "", f"File `{model_id}.safetensors`, sha256 `{digest}`.", "",
@@ -432,7 +390,6 @@ def model_card(model_id: str, card: dict, digest: str) -> str:
                   f"- {c['steps']} steps, batch {c['batch']}, crop {c['crop']}, peak lr {c['lr']}",
                   f"- {c['train_seconds'] / 60:.0f} min of training on {c['hardware']}",
                   *_schedule_lines(c.get("schedules")),
-                  *_init_lines(c.get("init")),
                   f"- config: `{json.dumps(c['model_config'])}`",
                   f"- last validation: `{json.dumps(c['last_validation'])}`", ""]
     return "\n".join(lines)

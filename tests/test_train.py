@@ -63,19 +63,6 @@ def test_codec_training_resumes_and_exports(folder, tmp_path):
     trained = ckpt["model"]["decoder.0.weight"]
     assert torch.allclose(vqvae.state_dict()["decoder.0.weight"], trained, atol=1e-3)
 
-    # a decoder-only fine-tune keeps the encoder and codebooks, so the symbols and the prior
-    dec = tmp_path / "dec"
-    invoke("train", "decoder", "--data", folder, "--valid", folder, "--run", dec, "--vqvae-run", vq,
-           "--steps", 2, "--crop", 32, "--batch", 2, "--validate-every", 2, "--threads", 1,
-           "--device", "cpu")
-    tuned = torch.load(dec / "ckpt.pt", weights_only=False)["model"]
-    for name, value in ckpt["model"].items():
-        if not name.startswith("decoder."):
-            assert torch.equal(tuned[name], value), name
-    assert not all(torch.equal(tuned[n], v) for n, v in ckpt["model"].items() if n.startswith("decoder."))
-    invoke("train", "export", "--vqvae-run", dec, "--prior-run", pr, "--model-id", "tiny-dec", "--out", out)
-    assert "decoder-only fine-tune" in (out / "tiny-dec.md").read_text()
-
 
 def test_peer_training_from_a_base_run_exports_fp16_with_its_budget(folder, tmp_path, photo):
     from codec import baselines
