@@ -69,6 +69,19 @@ def motion_kernel(length: int, angle_degrees: float) -> torch.Tensor:
     return kernel
 
 
+def gaussian_smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """What gaussian_blur(sigma)(x) gives, as two 1-D passes: far faster for wide kernels."""
+    radius = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    g = torch.exp(-t**2 / (2 * sigma**2))
+    g = (g / g.sum()).float().to(x.device)
+    c = x.shape[1]
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), g.view(1, 1, 1, -1).repeat(c, 1, 1, 1),
+                 groups=c)
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), g.view(1, 1, -1, 1).repeat(c, 1, 1, 1),
+                    groups=c)
+
+
 def gaussian_blur(sigma: float) -> Blur:
     return Blur(gaussian_kernel(sigma))
 

@@ -43,6 +43,12 @@ def test_blur_kernels_by_hand():
     assert torch.allclose(operators.Blur(m)(impulse)[0, 0, 7, 5:10], torch.full((5,), 0.2))
 
 
+def test_separable_smoothing_equals_the_blur_operator():
+    x = torch.rand(1, 3, 40, 50)
+    for sigma in (0.7, 2.0, 13.0):
+        assert torch.allclose(operators.gaussian_smooth(x, sigma), operators.gaussian_blur(sigma)(x), atol=1e-5)
+
+
 def test_compose_applies_in_order():
     op = operators.Compose(operators.gaussian_blur(1.0), operators.Downsample(2))
     assert op(torch.rand(1, 3, 32, 32)).shape == (1, 3, 16, 16)
