@@ -23,7 +23,7 @@ from codec.train import (
 )
 
 from .spectra import radial_power
-from .vae import VAE, VAEConfig, save_vae
+from .vae import VAE, VAEConfig, kl_divergence, save_vae
 
 
 @torch.no_grad()
@@ -38,8 +38,7 @@ def validate_vae(vae: VAE, crops: list[torch.Tensor]) -> dict:
         mean, logvar = vae.posterior(x)
         y = vae.decoder(mean).clamp(0, 1)
         psnrs.append(-10 * math.log10(F.mse_loss(y, x).item() + 1e-12))
-        kl = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).sum() / (x.shape[-2] * x.shape[-1])
-        kls.append(kl.item() / math.log(2))
+        kls.append(kl_divergence(mean, logvar).item() / (x.shape[-2] * x.shape[-1]) / math.log(2))
     vae.train()
     return {"psnr": round(sum(psnrs) / len(psnrs), 3), "kl_bpp": round(sum(kls) / len(kls), 4)}
 

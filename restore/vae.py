@@ -66,8 +66,7 @@ class VAE(nn.Module):
         """(reconstruction from a posterior sample, KL(q(z|x) || N(0, I)) in nats per pixel)."""
         mean, logvar = self.posterior(x)
         z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
-        kl = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).sum() / (x.shape[0] * x.shape[-2] * x.shape[-1])
-        return self.decoder(z), kl
+        return self.decoder(z), kl_divergence(mean, logvar) / (x.shape[0] * x.shape[-2] * x.shape[-1])
 
     @classmethod
     @torch.no_grad()
@@ -88,6 +87,11 @@ class VAE(nn.Module):
         new_first.weight.copy_(first.weight * s[None, :, None, None])
         new_first.bias.copy_(first.bias + (first.weight * m[None, :, None, None]).sum((1, 2, 3)))
         return vae
+
+
+def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)) in nats, summed over every element."""
+    return 0.5 * (mean**2 + logvar.exp() - 1 - logvar).sum()
 
 
 def codebook_gaussian(rvq) -> tuple[torch.Tensor, torch.Tensor]:
