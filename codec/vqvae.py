@@ -26,20 +26,31 @@ class VQVAEConfig:
         return asdict(self)
 
 
+def analysis_transform(channels: int, out: int) -> nn.Sequential:
+    """Image (3 channels) -> `out` channels at 1/DOWNSCALE resolution."""
+    n = channels
+    return nn.Sequential(
+        conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n),
+        ResidualBlock(n, n), conv(n, out, kernel_size=3, stride=1),
+    )
+
+
+def synthesis_transform(latent: int, channels: int) -> nn.Sequential:
+    """`latent` channels at 1/DOWNSCALE resolution -> image (3 channels)."""
+    n = channels
+    return nn.Sequential(
+        conv(latent, n, kernel_size=3, stride=1), ResidualBlock(n, n), GDN(n, inverse=True),
+        deconv(n, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True), deconv(n, 3),
+    )
+
+
 class VQVAE(nn.Module):
     def __init__(self, config: VQVAEConfig = VQVAEConfig()):
         super().__init__()
         self.config = config
-        n, d = config.channels, config.latent_dim
-        self.encoder = nn.Sequential(
-            conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n),
-            ResidualBlock(n, n), conv(n, d, kernel_size=3, stride=1),
-        )
-        self.decoder = nn.Sequential(
-            conv(d, n, kernel_size=3, stride=1), ResidualBlock(n, n), GDN(n, inverse=True),
-            deconv(n, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True), deconv(n, 3),
-        )
-        self.rvq = ResidualVQ(config.num_stages, config.num_codes, d, config.beta)
+        self.encoder = analysis_transform(config.channels, config.latent_dim)
+        self.decoder = synthesis_transform(config.latent_dim, config.channels)
+        self.rvq = ResidualVQ(config.num_stages, config.num_codes, config.latent_dim, config.beta)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None):
         """x in [0, 1], sides divisible by DOWNSCALE. Returns (reconstruction, indices, commitment)."""

@@ -15,12 +15,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from compressai.layers import GDN, ResidualBlock
-from compressai.models.utils import conv, deconv
 from safetensors.numpy import load_file, save_file
 from torch import nn
 
-from codec.vqvae import VQVAE
+from codec.vqvae import VQVAE, analysis_transform, synthesis_transform
 from codec.zoo import _metadata, sha256_file, weights_file
 
 from .spectra import NUM_BINS
@@ -40,15 +38,8 @@ class VAE(nn.Module):
     def __init__(self, config: VAEConfig = VAEConfig()):
         super().__init__()
         self.config = config
-        n, d = config.channels, config.latent_dim
-        self.encoder = nn.Sequential(
-            conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n),
-            ResidualBlock(n, n), conv(n, 2 * d, kernel_size=3, stride=1),
-        )
-        self.decoder = nn.Sequential(
-            conv(d, n, kernel_size=3, stride=1), ResidualBlock(n, n), GDN(n, inverse=True),
-            deconv(n, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True), deconv(n, 3),
-        )
+        self.encoder = analysis_transform(config.channels, 2 * config.latent_dim)  # mean, log-variance
+        self.decoder = synthesis_transform(config.latent_dim, config.channels)
         # log10 radial power spectra measured on training crops at export (`restore.spectra`):
         # of the decoder's error x - D(mean z), and of the images themselves (x minus its mean)
         self.register_buffer("log_residual_power", torch.zeros(NUM_BINS))
