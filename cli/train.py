@@ -32,6 +32,16 @@ def _common(fn):
     return fn
 
 
+def _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device):
+    """The TrainConfig of the common options (min lr a tenth of the peak)."""
+    from codec.codec import resolve_device
+    from codec.train import TrainConfig
+
+    return TrainConfig(data=str(data), valid=valid and str(valid), run=str(run), steps=steps,
+                       batch=batch, crop=crop, lr=lr, min_lr=lr / 10, validate_every=validate_every,
+                       threads=threads, device=str(resolve_device(device)))
+
+
 @train.command()
 @_common
 @click.option("--crop", type=int, default=128, show_default=True, help="Crop side in pixels.")
@@ -42,13 +52,10 @@ def _common(fn):
 def vqvae(data, valid, run, steps, batch, lr, validate_every, threads, device, crop, channels,
           latent_dim, codes, stages):
     """Train the VQ-VAE (reconstruction + commitment, quantiser dropout)."""
-    from codec.codec import resolve_device
-    from codec.train import TrainConfig, train_vqvae
+    from codec.train import train_vqvae
     from codec.vqvae import VQVAEConfig
 
-    cfg = TrainConfig(data=str(data), valid=valid and str(valid), run=str(run), steps=steps,
-                      batch=batch, crop=crop, lr=lr, min_lr=lr / 10, validate_every=validate_every,
-                      threads=threads, device=str(resolve_device(device)))
+    cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
     train_vqvae(cfg, VQVAEConfig(channels, latent_dim, codes, stages))
 
 
@@ -61,13 +68,10 @@ def vqvae(data, valid, run, steps, batch, lr, validate_every, threads, device, c
 def prior(data, valid, run, steps, batch, lr, validate_every, threads, device, vqvae_run, crop,
           channels, blocks):
     """Train the PixelCNN prior on the VQ-VAE's symbol maps of the training images."""
-    from codec.codec import resolve_device
     from codec.prior import PriorConfig
-    from codec.train import TrainConfig, load_run_vqvae, train_prior
+    from codec.train import load_run_vqvae, train_prior
 
-    cfg = TrainConfig(data=str(data), valid=valid and str(valid), run=str(run), steps=steps,
-                      batch=batch, crop=crop, lr=lr, min_lr=lr / 10, validate_every=validate_every,
-                      threads=threads, device=str(resolve_device(device)))
+    cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
     model = load_run_vqvae(vqvae_run).to(cfg.device)
     c = model.config
     train_prior(cfg, model, PriorConfig(c.num_codes, c.num_stages, channels=channels, blocks=blocks))
@@ -99,12 +103,9 @@ def export(vqvae_run, prior_run, model_id, out):
 def compressai(data, valid, run, steps, batch, lr, validate_every, threads, device, arch, lmbda,
                crop, widths, init):
     """Train a compressai peer (learned baseline) for `vqpress rd`."""
-    from codec.codec import resolve_device
-    from codec.train import TrainConfig, train_compressai
+    from codec.train import train_compressai
 
-    cfg = TrainConfig(data=str(data), valid=valid and str(valid), run=str(run), steps=steps,
-                      batch=batch, crop=crop, lr=lr, min_lr=lr / 10, validate_every=validate_every,
-                      threads=threads, device=str(resolve_device(device)))
+    cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
     train_compressai(cfg, arch, lmbda, widths, init and str(init))
 
 
@@ -131,14 +132,11 @@ def export_peer(run, name, out):
 def vae(data, valid, run, steps, batch, lr, validate_every, threads, device, crop, kl_weight,
         from_codec, channels, latent_dim):
     """Train the restoration VAE (Gaussian latent map) for `vqpress restore` / `inpaint`."""
-    from codec.codec import load, resolve_device
-    from codec.train import TrainConfig
+    from codec.codec import load
     from restore.train import train_vae
     from restore.vae import VAE, VAEConfig
 
-    cfg = TrainConfig(data=str(data), valid=valid and str(valid), run=str(run), steps=steps,
-                      batch=batch, crop=crop, lr=lr, min_lr=lr / 10, validate_every=validate_every,
-                      threads=threads, device=str(resolve_device(device)))
+    cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
     if from_codec:
         cfg.extra["init"] = {"codec": from_codec}
         model = VAE.from_vqvae(load(from_codec, device="cpu").vqvae, kl_weight)
