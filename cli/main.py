@@ -240,6 +240,8 @@ def _read(path: Path) -> bytes:
         raise VQPressError(f"{path}: cannot read ({e.strerror})") from None
 
 
+for command in train.commands.values():  # training commands fail in one line too
+    command.callback = friendly_errors(command.callback)
 main.add_command(train)
 
 if __name__ == "__main__":

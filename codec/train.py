@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .data import RandomCrops, load_folder
+from .errors import VQPressError
 from .prior import PixelCNNPrior, PriorConfig
 from .vqvae import DOWNSCALE, VQVAE, VQVAEConfig
 
@@ -51,13 +52,21 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
 
 
+def read_checkpoint(run) -> dict:
+    """The checkpoint of a finished or running training run (on the CPU)."""
+    path = Path(run) / "ckpt.pt"
+    if not path.is_file():
+        raise VQPressError(f"{run}: no checkpoint ({path.name}); is it a training run folder?")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
 def _load_checkpoint(run: Path, model, optimizer, cfg: TrainConfig) -> tuple[int, float, list]:
     """Resume from run/ckpt.pt if there is one. Resuming with more steps than the checkpoint's
     run had restarts the cosine schedule; cfg.extra["schedules"] records it for the model card."""
     ckpt_path = run / "ckpt.pt"
     if not ckpt_path.exists():
         return 0, 0.0, []
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(run)
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     before = ckpt["train_config"]
@@ -254,7 +263,7 @@ def train_compressai(cfg: TrainConfig, arch: str, lmbda: float, widths: tuple[in
     n, m = widths
     net = model_architectures[arch](N=n, M=m).to(cfg.device)
     if init:
-        base = torch.load(Path(init) / "ckpt.pt", map_location="cpu", weights_only=False)
+        base = read_checkpoint(init)
         cfg.extra["init"] = {"run": str(init), "steps": base["step"],
                              "seconds": round(base["seconds"]), "lmbda": base["model_config"]["lmbda"]}
         if not (run / "ckpt.pt").exists():
@@ -287,7 +296,7 @@ def export_compressai(run, out: Path, name: str) -> Path:
 
     from .zoo import CHECKSUMS, sha256_file
 
-    ckpt = torch.load(Path(run) / "ckpt.pt", map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(run)
     path = out / f"{name}.safetensors"
     save_file({k: (v.half() if v.is_floating_point() else v).contiguous()
                for k, v in ckpt["model"].items()}, str(path),
@@ -324,7 +333,7 @@ def _add_checksum(sums: Path, filename: str, digest: str) -> None:
 
 
 def load_run_vqvae(run) -> VQVAE:
-    ckpt = torch.load(Path(run) / "ckpt.pt", map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(run)
     model = VQVAE(VQVAEConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     return model.eval()
@@ -351,8 +360,8 @@ def export_codec(vqvae_run, prior_run, model_id: str, out: Path) -> Path:
     from .fixedpoint import export_tables
     from .zoo import CHECKSUMS, save_codec
 
-    vq_ckpt = torch.load(Path(vqvae_run) / "ckpt.pt", map_location="cpu", weights_only=False)
-    pr_ckpt = torch.load(Path(prior_run) / "ckpt.pt", map_location="cpu", weights_only=False)
+    vq_ckpt = read_checkpoint(vqvae_run)
+    pr_ckpt = read_checkpoint(prior_run)
     vqvae = load_run_vqvae(vqvae_run)
     prior = PixelCNNPrior(PriorConfig(**pr_ckpt["model_config"]))
     prior.load_state_dict(pr_ckpt["model"])

@@ -20,6 +20,7 @@ from codec.train import (
     _schedule_lines,
     _summary,
     center_crops,
+    read_checkpoint,
 )
 
 from .spectra import radial_power
@@ -83,7 +84,7 @@ def measure_spectra(vae: VAE, images: list[np.ndarray], crops: int = 64, size: i
 def export_vae(run, model_id: str, out: Path) -> Path:
     """Write <out>/<model_id>.safetensors, its model card (.json, .md) and its checksum line.
     The spectra the restoration model needs are measured here, on the run's training images."""
-    ckpt = torch.load(Path(run) / "ckpt.pt", map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(run)
     vae = VAE(VAEConfig(**ckpt["model_config"]))
     vae.load_state_dict({**vae.state_dict(), **ckpt["model"]})  # spectra buffers come next
     measure_spectra(vae, load_folder(ckpt["train_config"]["data"]))

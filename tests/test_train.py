@@ -131,3 +131,15 @@ def test_vae_training_exports_weights_with_spectra(folder, tmp_path):
     assert vae.log_image_power[1] > vae.log_image_power[-1] + 1
     assert json.loads((out / "tiny-vae.json").read_text())["vae"]["steps"] == 3
     assert "spectra" in (out / "tiny-vae.md").read_text()
+
+
+def test_training_commands_fail_in_one_line(folder, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for args in (["export-vae", "--run", empty, "--model-id", "x", "--out", tmp_path / "w"],
+                 ["export", "--vqvae-run", empty, "--prior-run", empty, "--model-id", "x", "--out", tmp_path / "w"],
+                 ["vae", "--data", folder, "--run", tmp_path / "r", "--steps", 1, "--from-codec", "nosuch"]):
+        result = CliRunner().invoke(main, ["train", *map(str, args)])
+        assert result.exit_code == 1, result.output
+        assert result.output.count("\n") == 1 and result.output.startswith("Error: "), result.output
+    assert not (tmp_path / "w").exists()
