@@ -155,3 +155,19 @@ def export_vae(run, model_id, out):
     from restore.train import export_vae as export
 
     click.echo(f"wrote {export(run, model_id, out)}")
+
+
+@train.command()
+@_common
+@click.option("--crop", type=int, default=192, show_default=True,
+              help="Crop side in pixels (a multiple of 24 keeps every super-resolution scale).")
+@click.option("--from-vae", default="vae-v1", show_default=True,
+              help="The shipped VAE whose decoder (frozen) the restoration encoder learns to feed.")
+def restorer(data, valid, run, steps, batch, lr, validate_every, threads, device, crop, from_vae):
+    """Train a restoration encoder: damaged image -> the latent of the clean one."""
+    from restore.train import train_restorer
+    from restore.vae import load_vae
+
+    cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
+    cfg.extra["init"] = {"vae": from_vae}
+    train_restorer(cfg, load_vae(from_vae)[0].add_restorer())

@@ -26,11 +26,11 @@ class VQVAEConfig:
         return asdict(self)
 
 
-def analysis_transform(channels: int, out: int) -> nn.Sequential:
-    """Image (3 channels) -> `out` channels at 1/DOWNSCALE resolution."""
+def analysis_transform(channels: int, out: int, inputs: int = 3) -> nn.Sequential:
+    """Image (`inputs` planes: RGB, and any extra ones) -> `out` channels at 1/DOWNSCALE resolution."""
     n = channels
     return nn.Sequential(
-        conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n),
+        conv(inputs, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n),
         ResidualBlock(n, n), conv(n, out, kernel_size=3, stride=1),
     )
 

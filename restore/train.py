@@ -23,6 +23,7 @@ from codec.train import (
     read_checkpoint,
 )
 
+from .damage import TASK_WEIGHTS, random_damage
 from .spectra import radial_power
 from .vae import VAE, VAEConfig, kl_divergence, save_vae
 
@@ -64,6 +65,54 @@ def train_vae(cfg: TrainConfig, vae: VAE) -> VAE:
 
     _fit(cfg, run, vae, optimizer, vae.config.to_dict(), "vae", batch_loss,
          valid and (lambda: validate_vae(vae, valid)), start)
+    return vae
+
+
+@torch.no_grad()
+def validate_restorer(vae: VAE, crops: list[torch.Tensor], seed: int = 0) -> dict:
+    """Mean PSNR of D(restoration encoder(first guess)) per task, each validation crop damaged
+    the same way at every validation (`random_damage` seeded per crop and task)."""
+    vae.eval()
+    device = next(vae.parameters()).device
+    out = {}
+    for task in TASK_WEIGHTS:
+        psnrs = []
+        for i, c in enumerate(crops):
+            x = c[None].float() / 255
+            d = random_damage(x, np.random.default_rng([seed, i]), task)
+            z = vae.restore_mean(d.guess.to(device), d.known.to(device), d.noise.to(device),
+                                 d.blur.to(device), d.scale.to(device))
+            y = vae.decoder(z).clamp(0, 1).cpu()
+            psnrs.append(-10 * math.log10(F.mse_loss(y, x).item() + 1e-12))
+        out[f"psnr_{task}"] = round(sum(psnrs) / len(psnrs), 3)
+    vae.train()
+    return out
+
+
+def train_restorer(cfg: TrainConfig, vae: VAE) -> VAE:
+    """Fit the restoration encoder of `vae` (`VAE.add_restorer`) with its decoder frozen: loss =
+    MSE between the clean crop and D(restoration encoder(random damage of the crop)). So it learns
+    the latent whose decoding is closest to the clean image, for latent MAP to start from."""
+    run = _prepare(cfg)
+    vae = vae.to(cfg.device).requires_grad_(False)
+    vae.restorer.requires_grad_(True)
+    optimizer = torch.optim.Adam(vae.restorer.parameters(), lr=cfg.lr)
+    start = _load_checkpoint(run, vae, optimizer, cfg)
+    crops = RandomCrops(load_folder(cfg.data), cfg.crop, seed=cfg.seed + start[0])
+    cfg.extra["train_images"] = len(crops.images)
+    valid = center_crops(load_folder(cfg.valid), 240) if cfg.valid else None
+    rng = np.random.default_rng(cfg.seed + start[0])
+
+    def batch_loss():
+        x = crops.batch(cfg.batch)
+        d = random_damage(x, rng)
+        to = (lambda t: t.to(cfg.device))
+        z = vae.restore_mean(to(d.guess), to(d.known), to(d.noise), to(d.blur), to(d.scale))
+        mse = F.mse_loss(vae.decoder(z), to(x))
+        return mse, {"mse": mse.item()}
+
+    _fit(cfg, run, vae, optimizer, vae.config.to_dict(), "restorer", batch_loss,
+         valid and (lambda: validate_restorer(vae, valid)), start)
     return vae
 
 

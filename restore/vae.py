@@ -11,7 +11,7 @@ output away from the borders, where zero padding of the latent differs).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -23,12 +23,17 @@ from codec.zoo import _metadata, sha256_file, weights_file
 
 from .spectra import NUM_BINS
 
+# The restoration encoder's extra input planes after the known-pixel mask: (offset, unit) that
+# bring each number of the damage to about [0, 1].
+CONDITIONS = {"known": None, "noise": (0.0, 0.25), "blur": (0.0, 4.0), "scale": (1.0, 3.0)}
+
 
 @dataclass(frozen=True)
 class VAEConfig:
     channels: int = 96
     latent_dim: int = 32
     kl_weight: float = 5e-5  # loss = MSE + kl_weight * KL (nats per pixel)
+    restorer: bool = False  # a second encoder, for damaged images (`VAE.restore_mean`)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,6 +45,9 @@ class VAE(nn.Module):
         self.config = config
         self.encoder = analysis_transform(config.channels, 2 * config.latent_dim)  # mean, log-variance
         self.decoder = synthesis_transform(config.latent_dim, config.channels)
+        if config.restorer:
+            self.restorer = analysis_transform(config.channels, config.latent_dim,
+                                               inputs=3 + len(CONDITIONS))
         # log10 radial power spectra measured on training crops at export (`restore.spectra`):
         # of the decoder's error x - D(mean z), and of the images themselves (x minus its mean)
         self.register_buffer("log_residual_power", torch.zeros(NUM_BINS))
@@ -52,6 +60,39 @@ class VAE(nn.Module):
 
     def encode_mean(self, x: torch.Tensor) -> torch.Tensor:
         return self.posterior(x)[0]
+
+    def restore_mean(self, guess: torch.Tensor, known: torch.Tensor, noise=0.0, blur=0.0,
+                     scale=1) -> torch.Tensor:
+        """The latent of the clean image, estimated from a first guess of it (B, 3, H, W) and
+        what is known of the damage: `known` (B or 1, 1, H, W) is 1 where the guess is an
+        observed pixel and 0 where it was filled in; noise (std in [0, 1] units), blur (Gaussian
+        std in pixels) and scale (super-resolution factor) are numbers or (B,) tensors."""
+        b, _, h, w = guess.shape
+
+        def plane(value, offset, unit):
+            v = (torch.as_tensor(value, dtype=guess.dtype, device=guess.device) - offset) / unit
+            return v.reshape(-1, 1, 1, 1).expand(b, 1, h, w)
+
+        planes = [known.to(guess.dtype).expand(b, 1, h, w)] + [
+            plane(value, *CONDITIONS[name]) for name, value in
+            (("noise", noise), ("blur", blur), ("scale", scale))]
+        return self.restorer(torch.cat([guess, *planes], dim=1))
+
+    @torch.no_grad()
+    def add_restorer(self) -> VAE:
+        """A copy with a restoration encoder that starts as this VAE's encoder (posterior mean),
+        with zero weights on the extra input planes."""
+        vae = VAE(replace(self.config, restorer=True))
+        vae.load_state_dict(self.state_dict(), strict=False)
+        vae.restorer[1:-1].load_state_dict(self.encoder[1:-1].state_dict())
+        first, last = vae.restorer[0], vae.restorer[-1]
+        first.weight.zero_()
+        first.weight[:, :3] = self.encoder[0].weight
+        first.bias.copy_(self.encoder[0].bias)
+        d = self.config.latent_dim
+        last.weight.copy_(self.encoder[-1].weight[:d])
+        last.bias.copy_(self.encoder[-1].bias[:d])
+        return vae
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(reconstruction from a posterior sample, KL(q(z|x) || N(0, I)) in nats per pixel)."""
