@@ -19,24 +19,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 import restore
 from codec.data import image_paths
 from codec.imageio import open_image, to_rgb8
 from codec.metrics import ms_ssim, psnr
+from restore.damage import strokes
 from restore.operators import gaussian_kernel
-
-
-def strokes(shape, width, seed):
-    rng = np.random.default_rng(seed)
-    mask = Image.new("L", (shape[1], shape[0]), 0)
-    draw = ImageDraw.Draw(mask)
-    for _ in range(12):
-        pts = [tuple(int(v) for v in (rng.integers(0, shape[1]), rng.integers(0, shape[0])))
-               for _ in range(4)]
-        draw.line(pts, fill=255, width=width, joint="curve")
-    return np.asarray(mask) > 0
 
 
 def masks(shape, seed):
@@ -45,7 +35,8 @@ def masks(shape, seed):
     side = min(128, min(shape) // 2)  # 128x128 on real photos; smaller on tiny test images
     y, x = (shape[0] - side) // 2, (shape[1] - side) // 2
     box[y:y + side, x:x + side] = True
-    return {"thin strokes": strokes(shape, 4, seed), "thick strokes": strokes(shape, 16, seed),
+    return {"thin strokes": strokes(shape, 12, 4, np.random.default_rng(seed)),
+            "thick strokes": strokes(shape, 12, 16, np.random.default_rng(seed)),
             "box 128": box, "random 50%": rng.random(shape) < 0.5,
             "random 90%": rng.random(shape) < 0.9}
 

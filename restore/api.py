@@ -6,7 +6,6 @@ from functools import cache
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
@@ -15,6 +14,7 @@ from codec.imageio import to_rgb8
 from codec.vqvae import DOWNSCALE
 
 from . import operators
+from .damage import smooth_fill, upscale
 from .latent_map import LatentPrior, pad_to, solve_tiled
 from .vae import load_vae
 
@@ -45,22 +45,6 @@ def _image(x: torch.Tensor, height: int, width: int) -> Image.Image:
     return Image.fromarray(rgb.cpu().numpy())
 
 
-def _smooth_fill(y: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    """First guess for the missing pixels: normalised Gaussian averages of the filled pixels,
-    at growing scales, each scale filling only the pixels it has enough support for."""
-    filled = known.expand_as(y).clone()  # 1 where a value is known or already filled
-    x = y * filled
-    for sigma in (2, 4, 8, 16, 32, 64, 128):
-        if filled.all():
-            break
-        s = min(sigma, (min(y.shape[-2:]) - 1) / 3)
-        support = operators.gaussian_smooth(filled, s)
-        new = (filled == 0) & (support > 0.05)
-        x = torch.where(new, operators.gaussian_smooth(x, s) / support.clamp_min(1e-8), x)
-        filled = filled + new.float()
-    return torch.where(filled > 0, x, y.new_tensor(0.5))
-
-
 def inpaint(image, mask, steps: int | None = None, device: str = "auto") -> Image.Image:
     """Fill the pixels where `mask` is true (white = missing); known pixels are kept exactly.
 
@@ -81,15 +65,15 @@ def inpaint(image, mask, steps: int | None = None, device: str = "auto") -> Imag
     h, w = rgb.shape[:2]
     y = pad_to(_tensor(rgb, dev), DOWNSCALE)
     known = pad_to(torch.from_numpy(~missing)[None, None].float().to(dev), DOWNSCALE)
-    init = _smooth_fill(y, known)
+    init = smooth_fill(y, known)
 
     def tile(y0, y1, x0, x1):
         k = known[..., y0:y1, x0:x1]
-        return (y[..., y0:y1, x0:x1] * k, operators.Mask(k[0, 0]), init[..., y0:y1, x0:x1],
-                lambda v: _smooth_fill(v, k))
+        return (y[..., y0:y1, x0:x1] * k, operators.Mask(k[0, 0]), init[..., y0:y1, x0:x1], k,
+                lambda v: smooth_fill(v, k))
 
     steps = DEFAULT_STEPS["inpaint"] if steps is None else steps
-    x = solve_tiled(prior, y.shape[-2], y.shape[-1], 1, tile, sigma=2 / 255, steps=steps,
+    x = solve_tiled(prior, y.shape[-2], y.shape[-1], 1, tile, {}, sigma=2 / 255, steps=steps,
                     desc="inpaint")
     x = torch.where(known > 0, y, x)  # known pixels exactly as given
     return _image(x, h, w)
@@ -111,10 +95,11 @@ def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: f
         y = pad_to(y, DOWNSCALE)
 
         def first_guess(v):
-            return F.interpolate(v, scale_factor=scale, mode="bicubic", align_corners=False)
+            return upscale(v, scale)
 
         init = first_guess(y).clamp(0, 1)
         op, noise, out_h, out_w = operators.Downsample(scale), 1 / 255, h * scale, w * scale
+        damage = {"scale": scale}
     else:
         if task == "denoise" and not 0 < sigma <= 100:
             raise VQPressError("--sigma must be in (0, 100]")
@@ -129,13 +114,15 @@ def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: f
         init = y
         op = nn.Identity() if task == "denoise" else operators.gaussian_blur(blur_sigma).to(dev)
         noise = sigma / 255 if task == "denoise" else 1 / 255
+        damage = {"noise": sigma / 255} if task == "denoise" else {"blur": blur_sigma}
         out_h, out_w = h, w
 
     def tile(y0, y1, x0, x1):
         s = scale
-        return y[..., y0 // s:y1 // s, x0 // s:x1 // s], op, init[..., y0:y1, x0:x1], first_guess
+        return (y[..., y0 // s:y1 // s, x0 // s:x1 // s], op, init[..., y0:y1, x0:x1],
+                torch.ones_like(init[:, :1, y0:y1, x0:x1]), first_guess)
 
     steps = DEFAULT_STEPS[task] if steps is None else steps
-    x = solve_tiled(prior, init.shape[-2], init.shape[-1], scale, tile, sigma=noise, steps=steps,
-                    desc=task)
+    x = solve_tiled(prior, init.shape[-2], init.shape[-1], scale, tile, damage, sigma=noise,
+                    steps=steps, desc=task)
     return _image(x, out_h, out_w)

@@ -37,8 +37,8 @@ def smooth_fill(y: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
 
 
 def upscale(low: torch.Tensor, scale: int) -> torch.Tensor:
-    """First guess for super-resolution."""
-    return F.interpolate(low, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+    """First guess for super-resolution (linear: not clamped to [0, 1])."""
+    return F.interpolate(low, scale_factor=scale, mode="bicubic", align_corners=False)
 
 
 def strokes(shape: tuple[int, int], lines: int, width: int, rng: np.random.Generator) -> np.ndarray:
@@ -91,23 +91,23 @@ def random_damage(x: torch.Tensor, rng: np.random.Generator, task: str | None = 
     guesses, knowns, tasks = [], [], []
     noise, blur, scale = torch.zeros(b), torch.zeros(b), torch.ones(b)
     drawn = [task] * b if task else rng.choice(list(TASK_WEIGHTS), b, p=list(TASK_WEIGHTS.values()))
-    for i, task in enumerate(drawn):
+    for i, name in enumerate(drawn):
         clean = x[i:i + 1]
         known = torch.ones(1, 1, h, w)
-        if task == "inpaint":
+        if name == "inpaint":
             known = torch.from_numpy(~random_mask((h, w), rng)).float()[None, None]
             guess = smooth_fill(clean * known, known)
-        elif task == "denoise":
+        elif name == "denoise":
             noise[i] = rng.uniform(3, 60) / 255
             guess = as_8bit(clean + noise[i] * torch.from_numpy(rng.standard_normal(clean.shape)).float())
-        elif task == "sr":
+        elif name == "sr":
             s = int(rng.choice([s for s in (2, 3, 4) if h % (8 * s) == 0 and w % (8 * s) == 0] or [1]))
             scale[i] = s
-            guess = upscale(as_8bit(operators.Downsample(s)(clean)), s) if s > 1 else clean
+            guess = upscale(as_8bit(operators.Downsample(s)(clean)), s).clamp(0, 1) if s > 1 else clean
         else:
             blur[i] = rng.uniform(0.5, 4.0)
             guess = as_8bit(operators.gaussian_smooth(clean, float(blur[i])))
         guesses.append(guess)
         knowns.append(known)
-        tasks.append(str(task))
+        tasks.append(str(name))
     return Damaged(torch.cat(guesses), torch.cat(knowns), noise, blur, scale, tasks)

@@ -29,14 +29,18 @@ OVERLAP = 96  # so tile starts (multiples of TILE - OVERLAP) stay on that grid t
 
 @dataclass
 class LatentPrior:
-    encoder: Callable[[torch.Tensor], torch.Tensor]  # image -> latent (posterior mean)
+    # (first guess, known-pixel mask, noise=, blur=, scale=) -> latent: the VAE's restoration
+    # encoder, or its plain encoder (posterior mean of the first guess) when it has none
+    encoder: Callable[..., torch.Tensor]
     decoder: nn.Module
     residual_power: torch.Tensor  # radial spectrum of x - D(E(x)) on training images
     image_power: torch.Tensor  # radial spectrum of training images
 
     @classmethod
     def from_vae(cls, vae: VAE) -> LatentPrior:
-        return cls(vae.encode_mean, vae.decoder, 10 ** vae.log_residual_power.float().cpu(),
+        encoder = vae.restore_mean if vae.config.restorer else (
+            lambda guess, known, **damage: vae.encode_mean(guess))
+        return cls(encoder, vae.decoder, 10 ** vae.log_residual_power.float().cpu(),
                    10 ** vae.log_image_power.float().cpu())
 
     @staticmethod
@@ -56,13 +60,15 @@ class LatentPrior:
         return power
 
 
-def solve(prior: LatentPrior, y: torch.Tensor, op: nn.Module, init: torch.Tensor, sigma: float,
-          steps: int, power: torch.Tensor, lr: float = 0.05, bar: tqdm | None = None) -> torch.Tensor:
+def solve(prior: LatentPrior, y: torch.Tensor, op: nn.Module, init: torch.Tensor,
+          known: torch.Tensor, damage: dict, sigma: float, steps: int, power: torch.Tensor,
+          lr: float = 0.05, bar: tqdm | None = None) -> torch.Tensor:
     """MAP estimate of the clean image for one image or tile: y is the observation (1, 3, h, w),
-    init a first guess of the clean image (1, 3, H, W), sigma the noise level in [0, 1] units,
-    power the spectrum of the error x - D(z) (`LatentPrior.error_power`)."""
+    init a first guess of the clean image (1, 3, H, W), known (1, 1, H, W) 1 where init is an
+    observed pixel, damage the encoder's noise / blur / scale, sigma the noise level of the data
+    term in [0, 1] units, power the spectrum of the error x - D(z) (`LatentPrior.error_power`)."""
     with torch.no_grad():
-        z = prior.encoder(init)
+        z = prior.encoder(init, known, **damage)
     z.requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=lr)
     pixels = init.numel()
@@ -98,22 +104,22 @@ def _ramp(n: int, device) -> torch.Tensor:
 
 
 def solve_tiled(prior: LatentPrior, height: int, width: int, scale: int,
-                tile_problem: Callable[[int, int, int, int], tuple], sigma: float, steps: int,
-                desc: str) -> torch.Tensor:
+                tile_problem: Callable[[int, int, int, int], tuple], damage: dict, sigma: float,
+                steps: int, desc: str) -> torch.Tensor:
     """Solve over overlapping output tiles and blend them; height and width must be multiples
     of 8 * scale.
 
-    tile_problem(y0, y1, x0, x1) returns (y, op, init, first_guess) for that output region, where
-    init = first_guess(y)."""
+    tile_problem(y0, y1, x0, x1) returns (y, op, init, known, first_guess) for that output
+    region, where init = first_guess(y)."""
     ys, xs = _starts(height), _starts(width)
     out = weight = None
     with tqdm(total=len(ys) * len(xs) * steps, desc=desc, unit="step") as bar:
         for y0 in ys:
             for x0 in xs:
                 y1, x1 = min(height, y0 + TILE), min(width, x0 + TILE)
-                y, op, init, first_guess = tile_problem(y0, y1, x0, x1)
+                y, op, init, known, first_guess = tile_problem(y0, y1, x0, x1)
                 power = prior.error_power(op, first_guess, init)
-                tile = solve(prior, y, op, init, sigma, steps, power, bar=bar)
+                tile = solve(prior, y, op, init, known, damage, sigma, steps, power, bar=bar)
                 if out is None:
                     out = torch.zeros(1, 3, height, width, device=tile.device)
                     weight = torch.zeros(1, 1, height, width, device=tile.device)

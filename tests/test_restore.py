@@ -62,16 +62,16 @@ def test_tiles_cover_the_image_and_blend_to_the_whole(monkeypatch):
     monkeypatch.setattr(latent_map, "TILE", 48)
     monkeypatch.setattr(latent_map, "OVERLAP", 16)
     flat = torch.full((64,), 1e-3)
-    prior = latent_map.LatentPrior(torch.nn.Identity(), torch.nn.Identity(), flat, flat)
+    prior = latent_map.LatentPrior(lambda guess, known: guess, torch.nn.Identity(), flat, flat)
     guess = torch.rand(1, 3, 72, 104)
     seen = []
 
     def tile(y0, y1, x0, x1):
         seen.append((y0, y1, x0, x1))
         g = guess[..., y0:y1, x0:x1]
-        return g, torch.nn.Identity(), g, lambda v: v
+        return g, torch.nn.Identity(), g, torch.ones_like(g[:, :1]), lambda v: v
 
-    out = latent_map.solve_tiled(prior, 72, 104, 1, tile, sigma=0.01, steps=0, desc="test")
+    out = latent_map.solve_tiled(prior, 72, 104, 1, tile, {}, sigma=0.01, steps=0, desc="test")
     assert len(seen) == 2 * 3  # rows start at 0, 24; columns at 0, 32, 56
     assert torch.allclose(out, guess, atol=1e-6)
 
@@ -129,6 +129,47 @@ def test_vae_started_from_the_codec_decodes_like_it():
         recon, kl = vae(x)
     assert torch.allclose(a[..., 40:-40, 40:-40], b[..., 40:-40, 40:-40], atol=1e-5)
     assert recon.shape == x.shape and kl > 0
+
+
+def test_restorer_starts_as_the_encoder():
+    """A new restoration encoder ignores the damage planes (zero weights) and gives the
+    posterior mean, so its training starts from the VAE's own encoder."""
+    from restore.vae import VAE, VAEConfig
+
+    vae = VAE(VAEConfig(channels=16, latent_dim=4)).add_restorer()
+    assert vae.config.restorer and vae.restorer[0].weight.shape[1] == 7
+    x = torch.rand(2, 3, 48, 64)
+    known = (torch.rand(2, 1, 48, 64) > 0.5).float()
+    with torch.no_grad():
+        z = vae.restore_mean(x, known, noise=torch.tensor([0.1, 0.2]), blur=2.0, scale=3)
+        assert torch.allclose(z, vae.encode_mean(x), atol=1e-6)
+        vae.restorer[0].weight[:, 3:] = 1  # once trained, the planes matter
+        assert not torch.allclose(vae.restore_mean(x, known, noise=0.1), vae.encode_mean(x))
+
+
+def test_random_damage_is_what_each_task_observes():
+    from restore.damage import random_damage
+
+    x = torch.rand(6, 3, 48, 48).mul(255).round().div(255)
+    for task in ("inpaint", "denoise", "sr", "deblur"):
+        d = random_damage(x, np.random.default_rng(1), task)
+        a = random_damage(x, np.random.default_rng(1), task)
+        assert torch.equal(d.guess, a.guess) and torch.equal(d.known, a.known)  # seeded
+        assert d.guess.shape == x.shape and d.tasks == [task] * 6
+        assert d.guess.min() >= 0 and d.guess.max() <= 1
+        known = d.known.bool().expand_as(x)
+        if task == "inpaint":
+            assert torch.equal(d.guess[known], x[known]) and not known.all()
+        else:
+            assert known.all()
+        if task in ("denoise", "deblur"):  # the guess is the 8-bit observation itself
+            assert torch.equal(d.guess, d.guess.mul(255).round().div(255))
+        assert ((d.noise > 0) == (task == "denoise")).all()
+        assert ((d.blur > 0) == (task == "deblur")).all()
+        assert set(d.scale.tolist()) <= ({2.0, 3.0} if task == "sr" else {1.0})  # 48 = 8 x 2 x 3
+    d = random_damage(x, np.random.default_rng(0), "denoise")
+    err = (d.guess - x).std(dim=(1, 2, 3))
+    assert torch.allclose(err, d.noise, rtol=0.3, atol=2 / 255)
 
 
 def test_inpaint_keeps_known_pixels_exactly(photo):

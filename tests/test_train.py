@@ -133,6 +133,22 @@ def test_vae_training_exports_weights_with_spectra(folder, tmp_path):
     assert "spectra" in (out / "tiny-vae.md").read_text()
 
 
+def test_restorer_training_exports_a_vae_with_both_encoders(folder, tmp_path):
+    from safetensors.numpy import load_file as load_np
+
+    run, out = tmp_path / "restorer", tmp_path / "weights"
+    invoke("train", "restorer", "--data", folder, "--valid", folder, "--run", run, "--steps", 2,
+           "--crop", 48, "--batch", 2, "--validate-every", 2, "--threads", 1, "--device", "cpu")
+    ckpt = torch.load(run / "ckpt.pt", weights_only=False)
+    assert set(ckpt["history"][-1]) >= {"psnr_inpaint", "psnr_denoise", "psnr_sr", "psnr_deblur"}
+    invoke("train", "export-vae", "--run", run, "--model-id", "tiny-restorer", "--out", out)
+    tensors = load_np(str(out / "tiny-restorer.safetensors"))
+    assert any(k.startswith("restorer.") for k in tensors) and any(k.startswith("encoder.") for k in tensors)
+    card = json.loads((out / "tiny-restorer.json").read_text())
+    assert card["base"]["model_id"] == "vae-v1" and card["vae"]["model_config"]["restorer"]
+    assert "restoration encoder" in (out / "tiny-restorer.md").read_text()
+
+
 def test_training_commands_fail_in_one_line(folder, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
