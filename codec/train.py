@@ -347,7 +347,7 @@ def _summary(ckpt: dict) -> dict:
 
         images = len(image_paths(cfg["data"]))
     return {"data": cfg["data"], "train_images": images,
-            "valid": cfg["valid"], "steps": ckpt["step"],
+            "valid": cfg["valid"], "steps": ckpt["step"], "planned_steps": cfg["steps"],
             "batch": cfg["batch"], "crop": cfg["crop"], "lr": cfg["lr"],
             "train_seconds": round(ckpt["seconds"]), "hardware": ckpt.get("hardware", "unknown"),
             "model_config": ckpt["model_config"], "init": cfg["extra"].get("init"),

@@ -37,8 +37,9 @@ class LatentPrior:
     image_power: torch.Tensor  # radial spectrum of training images
 
     @classmethod
-    def from_vae(cls, vae: VAE) -> LatentPrior:
-        encoder = vae.restore_mean if vae.config.restorer else (
+    def from_vae(cls, vae: VAE, restorer: bool = True) -> LatentPrior:
+        """restorer: start from the VAE's restoration encoder when it has one."""
+        encoder = vae.restore_mean if restorer and vae.config.restorer else (
             lambda guess, known, **damage: vae.encode_mean(guess))
         return cls(encoder, vae.decoder, 10 ** vae.log_residual_power.float().cpu(),
                    10 ** vae.log_image_power.float().cpu())
@@ -110,7 +111,8 @@ def solve_tiled(prior: LatentPrior, height: int, width: int, scale: int,
     of 8 * scale.
 
     tile_problem(y0, y1, x0, x1) returns (y, op, init, known, first_guess) for that output
-    region, where init = first_guess(y)."""
+    region: init is the first guess made from y, first_guess a linear map that makes one
+    (`LatentPrior.error_power`)."""
     ys, xs = _starts(height), _starts(width)
     out = weight = None
     with tqdm(total=len(ys) * len(xs) * steps, desc=desc, unit="step") as bar:

@@ -91,9 +91,8 @@ def validate_restorer(vae: VAE, crops: list[torch.Tensor], seed: int = 0) -> dic
 
 def train_restorer(cfg: TrainConfig, vae: VAE) -> VAE:
     """Fit the restoration encoder of `vae` (`VAE.add_restorer`) with its decoder frozen: loss =
-    mean over crops of log MSE between the clean crop and D(restoration encoder(random damage of
-    the crop)). So it learns the latent whose decoding is closest to the clean image, for latent
-    MAP to start from."""
+    MSE between the clean crop and D(restoration encoder(random damage of the crop)). So it
+    learns the latent whose decoding is closest to the clean image, for latent MAP to start from."""
     run = _prepare(cfg)
     vae = vae.to(cfg.device).requires_grad_(False)
     vae.restorer.requires_grad_(True)
@@ -109,10 +108,8 @@ def train_restorer(cfg: TrainConfig, vae: VAE) -> VAE:
         d = random_damage(x, rng)
         to = (lambda t: t.to(cfg.device))
         z = vae.restore_mean(to(d.guess), to(d.known), to(d.noise), to(d.blur), to(d.scale))
-        mse = (vae.decoder(z) - to(x)).pow(2).mean((1, 2, 3))
-        # log MSE per crop (= -PSNR / 10 ln 10 up to a constant): heavy noise or big holes,
-        # whose errors are 10x those of a x2 upscale, do not drown the gradient of the others
-        return mse.log().mean(), {"psnr": -10 * mse.log10().mean().item()}
+        mse = F.mse_loss(vae.decoder(z), to(x))
+        return mse, {"mse": mse.item()}
 
     _fit(cfg, run, vae, optimizer, vae.config.to_dict(), "restorer", batch_loss,
          valid and (lambda: validate_restorer(vae, valid)), start)
@@ -157,6 +154,8 @@ def export_vae(run, model_id: str, out: Path) -> Path:
 def _training_lines(c: dict) -> list[str]:
     return [f"- data: `{c['data']}` ({c['train_images']} images), validation `{c['valid']}`",
             f"- {c['steps']} steps, batch {c['batch']}, crop {c['crop']}, peak lr {c['lr']}",
+            *([(f"- stopped at step {c['steps']} of a planned {c['planned_steps']}: the cosine lr "
+               "schedule had not decayed")] if c.get("planned_steps", 0) > c["steps"] else []),
             f"- {c['train_seconds'] / 60:.0f} min of training on {c['hardware']}",
             *_schedule_lines(c.get("schedules")),
             f"- config: `{json.dumps(c['model_config'])}`",
@@ -172,8 +171,8 @@ def vae_card(model_id: str, card: dict, digest: str) -> str:
     if base:
         lines += [(f"Encoder and decoder are those of `{base['model_id']}` (below). This run, "
                    "`vqpress train restorer`, trained only the restoration encoder, with the decoder "
-                   "frozen: damaged image -> the latent whose decoding is closest to the clean image "
-                   "(loss: mean log MSE per crop), on random damage (`restore.damage.random_damage`: inpainting masks, noise "
+                   "frozen: damaged image -> the latent whose decoding is closest (MSE) to the clean "
+                   "image, on random damage (`restore.damage.random_damage`: inpainting masks, noise "
                    "of std 3-60, x2-x4 downsampling, Gaussian blur of std 0.5-4). Validation: mean "
                    "PSNR of that decoding per task on 240x240 centre crops of the validation photos, "
                    "each damaged the same way at every validation."), "", "## restoration encoder", "",
