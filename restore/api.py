@@ -31,13 +31,17 @@ DEFAULT_STEPS = {"inpaint": 0, "denoise": 0, "sr": 0, "deblur": 0}
 RESTORER_TASKS = {"denoise"}
 
 
-@cache
 def _prior(device: str, task: str) -> tuple[LatentPrior, torch.device]:
+    return _cached_prior(device, task in RESTORER_TASKS)
+
+
+@cache
+def _cached_prior(device: str, restorer: bool) -> tuple[LatentPrior, torch.device]:
     from codec.codec import resolve_device
 
     dev = resolve_device(device)
     vae, _ = _vae()
-    return LatentPrior.from_vae(vae.to(dev), restorer=task in RESTORER_TASKS), dev
+    return LatentPrior.from_vae(vae.to(dev), restorer=restorer), dev
 
 
 @cache
