@@ -1,7 +1,7 @@
 """Codec speed and memory: median encode/decode time of a 768x512 photo, and the peak memory
 (max RSS of a fresh process) of compressing and decompressing a 4000x3000 photo.
 
-    python benchmarks/bench_codec.py [--image PHOTO] [--repeat 5] [--quality 8] [--threads 2]
+    python benchmarks/bench_codec.py [--image PHOTO] [--repeat 5] [--quality Q] [--threads 2]
 
 Without --image the bundled sample is resized (Lanczos) to each size.
 """
@@ -45,7 +45,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default=str(ROOT / "samples" / "coffee.png"))
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--quality", type=int, default=8, help="8 is the slowest level")
+    parser.add_argument("--quality", type=int, help="default: the model's best (slowest) level")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
@@ -58,6 +58,7 @@ def main():
     torch.set_num_threads(args.threads)
     image = Image.open(args.image).convert("RGB").resize((768, 512), Image.LANCZOS)
     model = codec.load(device="cpu")
+    args.quality = args.quality or model.qualities[-1]
     model.compress(image, args.quality)  # warm-up
     print(f"768x512, quality {args.quality}, {args.threads} torch threads, median of {args.repeat}")
     for q in sorted({1, args.quality}):

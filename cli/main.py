@@ -65,8 +65,8 @@ def main():
 @click.argument("input_path", metavar="IN", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Output .vqp file [default: IN with .vqp suffix].")
-@click.option("-q", "--quality", type=int, default=4, show_default=True,
-              help="Quality level: residual stages coded, 1 (smallest) to 8 (best).")
+@click.option("-q", "--quality", type=int, default=5, show_default=True,
+              help="Quality level, 1 (smallest file) to 9 (best picture) with the default model.")
 @device_option
 @friendly_errors
 def compress(input_path: Path, output: Path | None, quality: int, device: str):

@@ -92,6 +92,33 @@ def export(vqvae_run, prior_run, model_id, out):
 
 
 @train.command()
+@click.option("--base", "base_model", default="rvq8-v2", show_default=True,
+              help="Shipped codec whose VQ-VAE and prior make the base layer.")
+@click.option("--data", type=folder, required=True, help="Folder of training images.")
+@click.option("--valid", type=folder, help="Folder of validation images (numbers for the card).")
+@click.option("--model-id", required=True, help="File stem of the new codec, e.g. rvq-dct-v3.")
+@click.option("--stages", type=int, default=2, show_default=True,
+              help="VQ stages under the detail layer.")
+@click.option("--steps", help="Detail step sizes (8-bit units), one quality each, largest first "
+              "[default: codec.detail_fit.STEPS, 120,85,60,45,34,26,20].")
+@click.option("--limit", type=int, help="Use only the first N images of each folder.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("weights"),
+              show_default=True)
+def detail(base_model, data, valid, model_id, stages, steps, limit, out):
+    """Fit the detail layer's tables over a codec's VQ base and write the new codec."""
+    from codec.detail_fit import STEPS, export_detail
+
+    try:
+        step_sizes = tuple(float(s) for s in steps.split(",")) if steps else STEPS
+    except ValueError:
+        raise click.BadParameter("use comma-separated numbers, e.g. 120,60,30", param_hint="--steps") from None
+    if any(s <= 0 for s in step_sizes):
+        raise click.BadParameter("step sizes must be positive", param_hint="--steps")
+    path = export_detail(base_model, data, valid, model_id, out, stages, step_sizes, limit)
+    click.echo(f"wrote {path}")
+
+
+@train.command()
 @_common
 @click.option("--arch", type=click.Choice(["bmshj2018-factorized", "bmshj2018-hyperprior"]),
               required=True)

@@ -9,8 +9,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import container
-from .entropy import decode_symbols, encode_symbols
+from . import container, detail
+from .entropy import (
+    CorruptStream,
+    decode_symbols,
+    encode_symbols,
+    new_encoder,
+    payload_decoder,
+)
 from .errors import VQPressError
 from .imageio import from_rgb8, to_rgb8
 from .vqvae import DOWNSCALE
@@ -53,12 +59,13 @@ class Codec:
         path, digest = weights_file(model_id)
         self.model_id, self.weights_hash = model_id, bytes.fromhex(digest)[:4]
         self.device = resolve_device(device)
-        self.vqvae, self.prior = load_codec_file(path)
+        self.model = load_codec_file(path)
+        self.vqvae, self.prior, self.ladder = self.model.vqvae, self.model.prior, self.model.ladder
         self.vqvae.to(self.device)
 
     @property
     def qualities(self) -> range:
-        return range(1, self.vqvae.config.num_stages + 1)
+        return range(1, len(self.ladder) + 1)
 
     def check_quality(self, quality: int) -> None:
         if quality not in self.qualities:
@@ -67,23 +74,23 @@ class Codec:
 
     # -- transforms, tiled with overlap so memory stays bounded ---------------------------------
     @torch.no_grad()
-    def symbols(self, rgb: np.ndarray, quality: int) -> np.ndarray:
-        """Symbol maps (quality, ceil(H/8), ceil(W/8)) of an (H, W, 3) uint8 image."""
+    def symbols(self, rgb: np.ndarray, stages: int) -> np.ndarray:
+        """Symbol maps (stages, ceil(H/8), ceil(W/8)) of an (H, W, 3) uint8 image."""
         h, w = rgb.shape[:2]
         gh, gw = -(-h // DOWNSCALE), -(-w // DOWNSCALE)
         padded = np.pad(rgb, ((0, gh * DOWNSCALE - h), (0, gw * DOWNSCALE - w), (0, 0)), mode="edge")
-        out = np.empty((quality, gh, gw), dtype=np.int64)
+        out = np.empty((stages, gh, gw), dtype=np.int64)
         s = DOWNSCALE
         for (y0, y1, x0, x1), (ya, yb, xa, xb) in _tiles(gh, gw):
             tile = np.ascontiguousarray(padded[ya * s:yb * s, xa * s:xb * s])
             x = torch.from_numpy(tile).to(self.device).permute(2, 0, 1)[None].float() / 255
-            idx = self.vqvae.encode(x, quality)[0].cpu().numpy()
+            idx = self.vqvae.encode(x, stages)[0].cpu().numpy()
             out[:, y0:y1, x0:x1] = idx[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa]
         return out
 
     @torch.no_grad()
     def pixels(self, indices: np.ndarray, height: int, width: int) -> np.ndarray:
-        """(H, W, 3) uint8 image of symbol maps (quality, gh, gw)."""
+        """(H, W, 3) uint8 image of symbol maps (stages, gh, gw)."""
         _, gh, gw = indices.shape
         s = DOWNSCALE
         out = np.empty((gh * s, gw * s, 3), dtype=np.uint8)
@@ -94,6 +101,46 @@ class Codec:
             out[y0 * s:y1 * s, x0 * s:x1 * s] = y[(y0 - ya) * s:(y1 - ya) * s, (x0 - xa) * s:(x1 - xa) * s]
         return out[:height, :width]
 
+    # -- payloads -----------------------------------------------------------------------------
+    def encode_payload(self, quality: int, indices: np.ndarray,
+                       levels: np.ndarray | None = None) -> tuple[bytes, float]:
+        """Range-code the symbol maps and, where the quality has one, the detail layer's levels.
+        Returns (payload, the models' cross-entropy in bits)."""
+        encoder = new_encoder()
+        bits = encode_symbols(self.prior, indices, encoder)
+        if self.ladder[quality - 1].step is not None:
+            bits += detail.encode(encoder, levels, self.model.detail_table(quality))
+        return encoder.get_compressed().tobytes(), bits
+
+    def decode_payload(self, quality: int, payload: bytes, height: int,
+                       width: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Inverse of encode_payload: (symbol maps, detail levels or None)."""
+        rung = self.ladder[quality - 1]
+        decoder = payload_decoder(payload)
+        try:
+            indices = decode_symbols(self.prior, decoder, rung.stages, -(-height // DOWNSCALE),
+                                     -(-width // DOWNSCALE))
+            levels = None if rung.step is None else detail.decode(
+                decoder, self.model.detail_table(quality), -(-height // 8), -(-width // 8))
+        except (ValueError, RuntimeError) as e:  # constriction's report of a malformed stream
+            raise CorruptStream(f"corrupted payload ({e})") from None
+        return indices, levels
+
+    def detail_levels(self, rgb: np.ndarray, base: np.ndarray, quality: int) -> np.ndarray:
+        """Quantised DCT levels of the residual between an image and its VQ base pixels."""
+        residual = rgb.astype(np.float32) - base.astype(np.float32)
+        return detail.quantise(detail.to_coefficients(residual), self.ladder[quality - 1].step)
+
+    def reconstruct(self, quality: int, indices: np.ndarray, levels: np.ndarray | None,
+                    height: int, width: int) -> np.ndarray:
+        """(H, W, 3) uint8 image: the VQ base plus the detail layer."""
+        base = self.pixels(indices, height, width)
+        if levels is None:
+            return base
+        step = np.float32(self.ladder[quality - 1].step)
+        out = base.astype(np.float32) + detail.to_pixels(levels * step, height, width)
+        return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
     # -- bytes --------------------------------------------------------------------------------
     def compress_detailed(self, image: Image.Image | np.ndarray, quality: int) -> CompressResult:
         self.check_quality(quality)
@@ -101,8 +148,11 @@ class Codec:
         h, w = rgb.shape[:2]
         if h == 0 or w == 0:
             raise VQPressError("image has no pixels")
-        indices = self.symbols(rgb, quality)
-        payload, bits = encode_symbols(self.prior, indices)
+        indices = self.symbols(rgb, self.ladder[quality - 1].stages)
+        levels = None
+        if self.ladder[quality - 1].step is not None:
+            levels = self.detail_levels(rgb, self.pixels(indices, h, w), quality)
+        payload, bits = self.encode_payload(quality, indices, levels)
         header = container.Header(self.model_id, self.weights_hash, w, h, mode, quality)
         return CompressResult(container.pack(header, payload), bits)
 
@@ -116,9 +166,9 @@ class Codec:
                 f"file was made with model {header.model_id} (weights {header.weights_hash.hex()}), "
                 f"this vqpress has {self.model_id} (weights {self.weights_hash.hex()})")
         self.check_quality(header.quality)
-        gh, gw = -(-header.height // DOWNSCALE), -(-header.width // DOWNSCALE)
-        indices = decode_symbols(self.prior, payload, header.quality, gh, gw)
-        return from_rgb8(self.pixels(indices, header.height, header.width), header.mode)
+        h, w = header.height, header.width
+        indices, levels = self.decode_payload(header.quality, payload, h, w)
+        return from_rgb8(self.reconstruct(header.quality, indices, levels, h, w), header.mode)
 
 
 @lru_cache(maxsize=4)
@@ -127,7 +177,7 @@ def load(model_id: str = DEFAULT_MODEL, device: str = "auto") -> Codec:
     return Codec(model_id, device)
 
 
-def compress(image: Image.Image | np.ndarray, quality: int = 4, device: str = "auto") -> bytes:
+def compress(image: Image.Image | np.ndarray, quality: int = 5, device: str = "auto") -> bytes:
     """Compress a PIL image or an HxWx3 uint8 array to .vqp bytes."""
     return load(device=device).compress(image, quality)
 

@@ -11,7 +11,8 @@ All integers little-endian. Layout:
     10+n    4     image width in pixels
     14+n    4     image height in pixels
     18+n    1     source mode (0 RGB, 1 gray, 2 RGBA with alpha dropped, 3 16-bit gray)
-    19+n    1     quality level (number of residual-VQ stages coded)
+    19+n    1     quality level (the model's ladder says how many VQ stages it codes and
+                  whether, with which step, the detail layer follows them)
     20+n    4     payload length in bytes
     24+n    P     payload: the range-coded symbols (32-bit words)
     24+n+P  4     CRC32 of every byte before it

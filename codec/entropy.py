@@ -1,5 +1,8 @@
 """Range coding of symbol maps with constriction, driven by the fixed-point prior.
 
+A payload is one constriction queue (range) coder stream: the symbol maps, then, at the
+qualities that have one, the detail layer (`codec.detail`).
+
 Symbols are coded in the decoder's order: wavefront step by step, and within a step stage by
 stage over the step's positions. The encoder knows every symbol, so it computes the trunk
 features of the whole map at once; the decoder computes them step by step. Both get the same
@@ -28,13 +31,13 @@ def _tokens(indices: np.ndarray, num_stages: int, absent: int) -> np.ndarray:
     return tokens
 
 
-def encode_symbols(prior: FixedPointPrior, indices: np.ndarray) -> tuple[bytes, float]:
-    """Range-code indices (quality, H, W). Returns (payload, the prior's cross-entropy in bits)."""
+def encode_symbols(prior: FixedPointPrior, indices: np.ndarray, encoder) -> float:
+    """Append indices (stages, H, W) to a constriction queue encoder. Returns the prior's
+    cross-entropy in bits."""
     cfg = prior.config
     q = indices.shape[0]
     tokens = _tokens(indices, cfg.num_stages, cfg.num_codes)
     feats = prior.all_features(tokens)
-    encoder = constriction.stream.queue.RangeEncoder()
     bits = 0.0
     for rows, cols in wavefront(*indices.shape[1:]):
         f = feats[rows, cols]
@@ -45,23 +48,24 @@ def encode_symbols(prior: FixedPointPrior, indices: np.ndarray) -> tuple[bytes, 
             encoder.encode(symbols.astype(np.int32), _MODEL, weights)
             bits -= np.log2(weights[np.arange(len(rows)), symbols] / weights.sum(1)).sum()
             earlier = earlier + prior.same_position[s][symbols]
-    return encoder.get_compressed().tobytes(), float(bits)
+    return float(bits)
 
 
-def decode_symbols(prior: FixedPointPrior, payload: bytes, quality: int, height: int,
-                   width: int) -> np.ndarray:
-    """Inverse of encode_symbols: indices (quality, H, W)."""
+def new_encoder():
+    return constriction.stream.queue.RangeEncoder()
+
+
+def payload_decoder(payload: bytes):
+    """A constriction queue decoder over a payload."""
     if len(payload) % 4:
         raise CorruptStream("payload length is not a whole number of 32-bit words")
-    try:
-        return _decode(prior, np.frombuffer(payload, dtype=np.uint32), quality, height, width)
-    except (ValueError, RuntimeError) as e:  # constriction reports a malformed stream so
-        raise CorruptStream(f"corrupted payload ({e})") from None
+    return constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype=np.uint32))
 
 
-def _decode(prior: FixedPointPrior, words: np.ndarray, quality: int, height: int, width: int):
+def decode_symbols(prior: FixedPointPrior, decoder, quality: int, height: int, width: int) -> np.ndarray:
+    """Inverse of encode_symbols: indices (quality, H, W). Constriction raises ValueError or
+    RuntimeError on a malformed stream; the caller reports it as CorruptStream."""
     cfg = prior.config
-    decoder = constriction.stream.queue.RangeDecoder(words)
     state = prior.new_state(height, width)
     out = np.zeros((height, width, cfg.num_stages), dtype=np.int64)
     out[..., quality:] = cfg.num_codes

@@ -2,12 +2,16 @@
 
 A codec weights file holds the VQ-VAE (`vqvae.*`, fp16) and the prior's integer tables
 (`prior.*`, int32), with the VQ-VAE config in the metadata. Its model id is the file's stem.
+A model with a detail layer (`codec.detail`) also holds one table per quality that uses it
+(`detail.tables`, int32) and its ladder in the metadata: per quality, the number of VQ stages
+and the detail layer's step size (null where the quality has no detail layer).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -21,7 +25,7 @@ from .errors import VQPressError
 from .fixedpoint import FixedPointPrior
 from .vqvae import VQVAE, VQVAEConfig
 
-DEFAULT_MODEL = "rvq8-v2"
+DEFAULT_MODEL = "rvq-dct-v3"
 CHECKSUMS = "SHA256SUMS"
 
 
@@ -69,14 +73,32 @@ def shipped_peers(arch: str) -> list[Path]:
     return [weights_file(stem)[0] for stem in stems]
 
 
+@dataclass(frozen=True)
+class Rung:
+    """One quality level: how many VQ stages, and the detail layer's step (None: no detail)."""
+    stages: int
+    step: float | None = None
+
+
 def save_codec(path, vqvae: VQVAE, prior_tables: dict[str, np.ndarray], card: dict) -> str:
-    """Write a codec weights file; returns its sha256."""
+    """Write a codec weights file (quality k = k stages); returns its sha256."""
     tensors = {f"vqvae.{k}": v.detach().cpu().half().numpy() if v.is_floating_point()
                else v.detach().cpu().numpy() for k, v in vqvae.state_dict().items()}
     tensors.update({f"prior.{k}": np.ascontiguousarray(v, dtype=np.int32)
                     for k, v in prior_tables.items()})
     save_file(tensors, str(path), metadata={"vqvae_config": json.dumps(vqvae.config.to_dict()),
                                             "card": json.dumps(card)})
+    return sha256_file(path)
+
+
+def save_with_detail(path, base_path, card: dict, ladder: list[Rung], tables: np.ndarray) -> str:
+    """Write a codec weights file: a base file's VQ-VAE and prior, plus detail tables (one per
+    rung with a step) and the ladder. Returns its sha256."""
+    tensors = {k: v for k, v in load_file(str(base_path)).items() if not k.startswith("detail.")}
+    tensors["detail.tables"] = np.ascontiguousarray(tables, dtype=np.int32)
+    metadata = {"vqvae_config": json.dumps(_metadata(base_path, "vqvae_config")),
+                "card": json.dumps(card), "ladder": json.dumps([[r.stages, r.step] for r in ladder])}
+    save_file(tensors, str(path), metadata=metadata)
     return sha256_file(path)
 
 
@@ -92,7 +114,19 @@ def codec_card(model_id: str) -> dict:
     return _metadata(weights_file(model_id)[0], "card")
 
 
-def load_codec_file(path) -> tuple[VQVAE, FixedPointPrior]:
+@dataclass
+class CodecModel:
+    vqvae: VQVAE
+    prior: FixedPointPrior
+    ladder: list[Rung]
+    detail_tables: np.ndarray | None  # (rungs with a step, 3, GROUPS, CONTEXTS, SYMBOLS)
+
+    def detail_table(self, quality: int) -> np.ndarray:
+        """The detail table of a quality whose rung has a step."""
+        return self.detail_tables[sum(r.step is not None for r in self.ladder[:quality - 1])]
+
+
+def load_codec_file(path) -> CodecModel:
     config = VQVAEConfig(**_metadata(path, "vqvae_config"))
     tensors = load_file(str(path))
     vqvae = VQVAE(config)
@@ -101,4 +135,8 @@ def load_codec_file(path) -> tuple[VQVAE, FixedPointPrior]:
     vqvae.load_state_dict(state)
     vqvae.eval()
     prior = FixedPointPrior({k[6:]: v for k, v in tensors.items() if k.startswith("prior.")})
-    return vqvae, prior
+    try:
+        ladder = [Rung(*r) for r in _metadata(path, "ladder")]
+    except KeyError:
+        ladder = [Rung(k) for k in range(1, config.num_stages + 1)]
+    return CodecModel(vqvae, prior, ladder, tensors.get("detail.tables"))

@@ -59,7 +59,7 @@ def test_codec_training_resumes_and_exports(folder, tmp_path):
     assert card["vqvae"]["schedules"] == [{"from_step": 0, "steps": 2}, {"from_step": 2, "steps": 4}]
     text = (out / "tiny.md").read_text()
     assert "## vqvae" in text and "restarted cosine over steps 2-4" in text
-    vqvae, _ = load_codec_file(path)
+    vqvae = load_codec_file(path).vqvae
     trained = ckpt["model"]["decoder.0.weight"]
     assert torch.allclose(vqvae.state_dict()["decoder.0.weight"], trained, atol=1e-3)
 
@@ -159,3 +159,24 @@ def test_training_commands_fail_in_one_line(folder, tmp_path):
         assert result.exit_code == 1, result.output
         assert result.output.count("\n") == 1 and result.output.startswith("Error: "), result.output
     assert not (tmp_path / "w").exists()
+
+
+def test_detail_layer_is_fitted_over_a_shipped_base(folder, tmp_path):
+    from codec.zoo import Rung, load_codec_file
+
+    out = tmp_path / "weights"
+    invoke("train", "detail", "--data", folder, "--valid", folder, "--model-id", "tiny-d",
+           "--steps", "80,40", "--out", out)
+    path = out / "tiny-d.safetensors"
+    assert f"{sha256(path)}  tiny-d.safetensors" in (out / "SHA256SUMS").read_text()
+    model = load_codec_file(path)
+    assert model.ladder == [Rung(1), Rung(2), Rung(2, 80.0), Rung(2, 40.0)]
+    assert model.detail_tables.shape[0] == 2 and model.detail_tables.min() >= 1
+    card = json.loads((out / "tiny-d.json").read_text())
+    assert card["detail"]["train_images"] == 3 and card["detail"]["base_model"] == "rvq8-v2"
+    coarse, fine = card["detail"]["validation"]["step80"], card["detail"]["validation"]["step40"]
+    assert fine["detail_bpp"] > coarse["detail_bpp"] and fine["psnr"] > coarse["psnr"]
+    assert "2 stages + detail step 40" in (out / "tiny-d.md").read_text()
+    bad = CliRunner().invoke(main, ["train", "detail", "--data", str(folder), "--model-id", "x",
+                                    "--steps", "60,abc", "--out", str(out)])
+    assert bad.exit_code != 0 and "--steps" in bad.output

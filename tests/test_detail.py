@@ -1,0 +1,84 @@
+"""The detail layer: transforms, quantiser, contexts, tables and its range coding."""
+
+import numpy as np
+
+from codec import detail
+from codec.entropy import new_encoder, payload_decoder
+
+
+def test_transforms_are_orthonormal_and_invert_on_any_size():
+    rng = np.random.default_rng(0)
+    residual = rng.normal(0, 20, (37, 45, 3)).astype(np.float32)
+    coefficients = detail.to_coefficients(residual)
+    assert coefficients.shape == (5, 6, 3, 64)
+    assert np.allclose(detail.to_pixels(coefficients, 37, 45), residual, atol=1e-3)
+    # squared error is kept: one step size for every coefficient is the MSE-optimal choice
+    assert np.isclose((coefficients**2).sum(), (residual**2).sum(), rtol=1e-5)
+    flat = np.full((8, 8, 3), 2.0, dtype=np.float32)  # a flat grey block is one luma DC value
+    c = detail.to_coefficients(flat)[0, 0]
+    assert np.isclose(c[0, 0], 2 * 8 * np.sqrt(3)) and np.abs(c).sum() - abs(c[0, 0]) < 1e-4
+
+
+def test_quantiser_rounds_with_a_dead_zone():
+    c = np.array([7.4, 7.6, -12.0, -17.6, 0.0, 250.0], dtype=np.float32)
+    # |c| / 10 + 0.25, floored: 0.99, 1.01, 1.45, 2.01, 0.25, 25.25
+    assert detail.quantise(c, 10.0).tolist() == [0, 1, -1, -2, 0, 25]
+
+
+def _order():
+    """(diagonal, channel) groups in decoding order, for a 4 x 5 block grid."""
+    return [(rows, cols, ch) for rows, cols in detail._diagonals(4, 5) for ch in range(3)]
+
+
+def test_contexts_read_only_what_is_decoded_before():
+    rng = np.random.default_rng(1)
+    levels = rng.integers(-3, 4, (4, 5, 3, 64))
+
+    def all_contexts(lv):
+        mags = np.pad(np.abs(np.clip(lv, -detail.LIMIT, detail.LIMIT)), ((1, 0), (1, 0), (0, 0), (0, 0)))
+        return [detail.contexts(mags, rows, cols, ch) for rows, cols, ch in _order()]
+
+    levels[:, :, :, 5] = 0
+    base = all_contexts(levels)
+    order = _order()
+    for i, j, ch in [(0, 0, 0), (1, 2, 1), (2, 0, 0), (3, 4, 2)]:
+        changed = levels.copy()
+        changed[i, j, ch, 5] = 14
+        new = all_contexts(changed)
+        at = next(k for k, (rows, cols, c) in enumerate(order) if c == ch and i in rows[cols == j])
+        for k in range(at + 1):  # every group up to and including the changed one: same contexts
+            assert np.array_equal(base[k], new[k])
+        if (i, j, ch) != (3, 4, 2):  # the last block's last channel is read by nothing
+            assert any(not np.array_equal(b, n) for b, n in zip(base[at + 1:], new[at + 1:]))
+    assert all(c.min() >= 0 and c.max() < detail.CONTEXTS for c in base)
+
+
+def _table(levels):
+    counts = np.zeros((3, detail.GROUPS, detail.CONTEXTS, detail.SYMBOLS))
+    detail.count(levels, counts)
+    return detail.table_from_counts(counts)
+
+
+def test_tables_are_positive_integers_that_follow_the_counts():
+    levels = np.zeros((6, 6, 3, 64), dtype=np.int32)
+    levels[..., 0] = 1  # every DC level is 1, everything else 0
+    table = _table(levels)
+    assert table.dtype == np.int32 and table.min() >= 1
+    dc_group = detail.BAND_GROUP[0]
+    rows = table[:, dc_group].reshape(-1, detail.SYMBOLS)
+    assert (rows.argmax(1) == detail.LIMIT + 1).all()  # pooled shrinkage keeps even unseen contexts sensible
+
+
+def test_coder_round_trip_with_escapes_is_exact_and_near_the_cross_entropy():
+    rng = np.random.default_rng(2)
+    levels = (np.round(rng.laplace(0, 1.5, (7, 9, 3, 64))) * (rng.random((7, 9, 3, 64)) < 0.4)).astype(np.int32)
+    levels[0, 0, 0, 0], levels[3, 4, 2, 7], levels[6, 8, 1, 63] = 4000, -detail.LIMIT, detail.LIMIT + 1
+    table = _table(levels)
+    encoder = new_encoder()
+    encoder.encode(np.array([5], dtype=np.int32), detail._CATEGORICAL, np.ones((1, 8)))  # something before
+    bits = detail.encode(encoder, levels, table)
+    payload = encoder.get_compressed().tobytes()
+    decoder = payload_decoder(payload)
+    assert decoder.decode(detail._CATEGORICAL, np.ones((1, 8)))[0] == 5
+    assert np.array_equal(detail.decode(decoder, table, 7, 9), levels)
+    assert len(payload) * 8 <= (bits + 3) * 1.01 + 64
