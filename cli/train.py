@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from codec.errors import VQPressError
+
 folder = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
@@ -111,9 +113,9 @@ def detail(base_model, data, valid, model_id, stages, steps, limit, out):
     try:
         step_sizes = tuple(float(s) for s in steps.split(",")) if steps else STEPS
     except ValueError:
-        raise click.BadParameter("use comma-separated numbers, e.g. 120,60,30", param_hint="--steps") from None
+        raise VQPressError(f"--steps {steps!r}: use comma-separated numbers, e.g. 120,60,30") from None
     if any(s <= 0 for s in step_sizes):
-        raise click.BadParameter("step sizes must be positive", param_hint="--steps")
+        raise VQPressError(f"--steps {steps!r}: step sizes must be positive")
     path = export_detail(base_model, data, valid, model_id, out, stages, step_sizes, limit)
     click.echo(f"wrote {path}")
 
@@ -189,12 +191,23 @@ def export_vae(run, model_id, out):
 @click.option("--crop", type=int, default=192, show_default=True,
               help="Crop side in pixels (a multiple of 24 keeps every super-resolution scale).")
 @click.option("--from-vae", default="vae-v1", show_default=True,
-              help="The shipped VAE whose decoder (frozen) the restoration encoder learns to feed.")
-def restorer(data, valid, run, steps, batch, lr, validate_every, threads, device, crop, from_vae):
+              help="The shipped VAE whose decoder (frozen) the restoration encoder learns to feed; "
+                   "if it has a restoration encoder already, training goes on from it.")
+@click.option("--tasks", help="Damage to train on, comma-separated (inpaint, denoise, sr, deblur) "
+                              "[default: all, drawn with restore.damage.TASK_WEIGHTS].")
+def restorer(data, valid, run, steps, batch, lr, validate_every, threads, device, crop, from_vae,
+             tasks):
     """Train a restoration encoder: damaged image -> the latent of the clean one."""
+    from restore.damage import TASK_WEIGHTS
     from restore.train import train_restorer
     from restore.vae import load_vae
 
+    chosen = tasks.split(",") if tasks else None
+    if chosen and not set(chosen) <= set(TASK_WEIGHTS):
+        raise VQPressError(f"--tasks {tasks!r}: use some of {', '.join(TASK_WEIGHTS)}")
     cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
     cfg.extra["init"] = {"vae": from_vae}
-    train_restorer(cfg, load_vae(from_vae)[0].add_restorer())
+    if chosen:
+        cfg.extra["tasks"] = chosen
+    vae = load_vae(from_vae)[0]
+    train_restorer(cfg, vae if vae.config.restorer else vae.add_restorer())

@@ -1,7 +1,7 @@
 """vqpress codec: VQ-VAE symbol maps, a PixelCNN prior and range coding in .vqp files.
 
     >>> import codec
-    >>> data = codec.compress(image, quality=4)   # PIL image or HxWx3 uint8 array
+    >>> data = codec.compress(image, quality=5)   # PIL image or HxWx3 uint8 array
     >>> image = codec.decompress(data)
 
 Names are imported on first use, so `vqpress info` and the container code start without torch.

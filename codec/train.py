@@ -351,7 +351,7 @@ def _summary(ckpt: dict) -> dict:
             "batch": cfg["batch"], "crop": cfg["crop"], "lr": cfg["lr"],
             "train_seconds": round(ckpt["seconds"]), "hardware": ckpt.get("hardware", "unknown"),
             "model_config": ckpt["model_config"], "init": cfg["extra"].get("init"),
-            "schedules": cfg["extra"].get("schedules"),
+            "schedules": cfg["extra"].get("schedules"), "tasks": cfg["extra"].get("tasks"),
             "last_validation": ckpt["history"][-1] if ckpt["history"] else None}
 
 

@@ -92,7 +92,8 @@ def validate_restorer(vae: VAE, crops: list[torch.Tensor], seed: int = 0) -> dic
 def train_restorer(cfg: TrainConfig, vae: VAE) -> VAE:
     """Fit the restoration encoder of `vae` (`VAE.add_restorer`) with its decoder frozen: loss =
     MSE between the clean crop and D(restoration encoder(random damage of the crop)). So it
-    learns the latent whose decoding is closest to the clean image, for latent MAP to start from."""
+    learns the latent whose decoding is closest to the clean image, for latent MAP to start from.
+    `cfg.extra["tasks"]`, when set, limits the damage to those tasks (one per batch)."""
     run = _prepare(cfg)
     vae = vae.to(cfg.device).requires_grad_(False)
     vae.restorer.requires_grad_(True)
@@ -103,9 +104,11 @@ def train_restorer(cfg: TrainConfig, vae: VAE) -> VAE:
     valid = center_crops(load_folder(cfg.valid), 240) if cfg.valid else None
     rng = np.random.default_rng(cfg.seed + start[0])
 
+    tasks = cfg.extra.get("tasks")
+
     def batch_loss():
         x = crops.batch(cfg.batch)
-        d = random_damage(x, rng)
+        d = random_damage(x, rng, rng.choice(tasks) if tasks else None)
         to = (lambda t: t.to(cfg.device))
         z = vae.restore_mean(to(d.guess), to(d.known), to(d.noise), to(d.blur), to(d.scale))
         mse = F.mse_loss(vae.decoder(z), to(x))
@@ -164,26 +167,33 @@ def _training_lines(c: dict) -> list[str]:
 
 def vae_card(model_id: str, card: dict, digest: str) -> str:
     """A person-readable model card of the restoration VAE (the JSON beside it has the same facts)."""
-    c, base = card["vae"], card.get("base")
     lines = [f"# {model_id}", "", f"File `{model_id}.safetensors`, sha256 `{digest}`.", "",
              ("The restoration prior of `vqpress restore` / `vqpress inpaint`: a fully convolutional "
               "VAE (fp16) with a Gaussian latent map at 1/8 scale; no pretrained weights were used.")]
+    return "\n".join(lines + _card_body(card)) + "\n"
+
+
+def _card_body(card: dict) -> list[str]:
+    """A card's training sections: a restoration-encoder run, then (recursively) the card of the
+    VAE it started from; or the VAE's own training."""
+    c, base = card["vae"], card.get("base")
     if base:
-        lines += [(f"Encoder and decoder are those of `{base['model_id']}` (below). This run, "
-                   "`vqpress train restorer`, trained only the restoration encoder, with the decoder "
-                   "frozen: damaged image -> the latent whose decoding is closest (MSE) to the clean "
-                   "image, on random damage (`restore.damage.random_damage`: inpainting masks, noise "
-                   "of std 3-60, x2-x4 downsampling, Gaussian blur of std 0.5-4). Validation: mean "
-                   "PSNR of that decoding per task on 240x240 centre crops of the validation photos, "
-                   "each damaged the same way at every validation."), "", "## restoration encoder", "",
-                  *_training_lines(c), "", f"## {base['model_id']}: encoder and decoder", ""]
-        c = base["vae"]
-    lines += [("Trained by `vqpress train vae` with loss MSE + kl_weight * KL. Validation numbers: "
-               "mean PSNR of the decoded posterior mean on 256x256 centre crops of the validation "
-               "photos, and the mean KL in bits per pixel."), "", *_training_lines(c)]
+        damage = (f"only on {', '.join(c['tasks'])} damage" if c.get("tasks") else
+                  "on random damage of every task")
+        return [(f"Its networks start from `{base['model_id']}` (below). This run, "
+                 "`vqpress train restorer`, trained only the restoration encoder, with the decoder "
+                 "frozen: damaged image -> the latent whose decoding is closest (MSE) to the clean "
+                 f"image, {damage} (`restore.damage.random_damage`: inpainting masks, noise "
+                 "of std 3-60, x2-x4 downsampling, Gaussian blur of std 0.5-4). Validation: mean "
+                 "PSNR of that decoding per task on 240x240 centre crops of the validation photos, "
+                 "each damaged the same way at every validation."), "", "## restoration encoder", "",
+                *_training_lines(c), "", f"## {base['model_id']}", "", *_card_body(base)]
+    lines = [("Trained by `vqpress train vae` with loss MSE + kl_weight * KL. Validation numbers: "
+              "mean PSNR of the decoded posterior mean on 256x256 centre crops of the validation "
+              "photos, and the mean KL in bits per pixel."), "", *_training_lines(c)]
     if (c.get("init") or {}).get("codec"):
         lines.append(f"- started from the autoencoder of codec weights `{c['init']['codec']}`, its "
                      "latent whitened with the codebooks' per-channel Gaussian")
     lines.append("- spectra (buffers `log_residual_power`, `log_image_power`): measured at export on "
                  "64 random 256x256 crops of the training images")
-    return "\n".join(lines) + "\n"
+    return lines

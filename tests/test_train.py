@@ -133,20 +133,26 @@ def test_vae_training_exports_weights_with_spectra(folder, tmp_path):
     assert "spectra" in (out / "tiny-vae.md").read_text()
 
 
-def test_restorer_training_exports_a_vae_with_both_encoders(folder, tmp_path):
+@pytest.mark.parametrize("base, tasks", [("vae-v1", None), ("vae-v2", "denoise")])
+def test_restorer_training_exports_a_vae_with_both_encoders(folder, tmp_path, base, tasks):
+    """From a VAE (a restoration encoder is added) or from one that has one (training goes on)."""
     from safetensors.numpy import load_file as load_np
 
     run, out = tmp_path / "restorer", tmp_path / "weights"
     invoke("train", "restorer", "--data", folder, "--valid", folder, "--run", run, "--steps", 2,
-           "--crop", 48, "--batch", 2, "--validate-every", 2, "--threads", 1, "--device", "cpu")
+           "--crop", 48, "--batch", 2, "--validate-every", 2, "--threads", 1, "--device", "cpu",
+           "--from-vae", base, *(["--tasks", tasks] if tasks else []))
     ckpt = torch.load(run / "ckpt.pt", weights_only=False)
     assert set(ckpt["history"][-1]) >= {"psnr_inpaint", "psnr_denoise", "psnr_sr", "psnr_deblur"}
     invoke("train", "export-vae", "--run", run, "--model-id", "tiny-restorer", "--out", out)
     tensors = load_np(str(out / "tiny-restorer.safetensors"))
     assert any(k.startswith("restorer.") for k in tensors) and any(k.startswith("encoder.") for k in tensors)
     card = json.loads((out / "tiny-restorer.json").read_text())
-    assert card["base"]["model_id"] == "vae-v1" and card["vae"]["model_config"]["restorer"]
-    assert "restoration encoder" in (out / "tiny-restorer.md").read_text()
+    assert card["base"]["model_id"] == base and card["vae"]["model_config"]["restorer"]
+    text = (out / "tiny-restorer.md").read_text()
+    assert "restoration encoder" in text and "## vae-v1" in text  # the chain of cards, down to the VAE
+    if tasks:
+        assert card["vae"]["tasks"] == ["denoise"] and "only on denoise damage" in text
 
 
 def test_training_commands_fail_in_one_line(folder, tmp_path):
@@ -154,7 +160,8 @@ def test_training_commands_fail_in_one_line(folder, tmp_path):
     empty.mkdir()
     for args in (["export-vae", "--run", empty, "--model-id", "x", "--out", tmp_path / "w"],
                  ["export", "--vqvae-run", empty, "--prior-run", empty, "--model-id", "x", "--out", tmp_path / "w"],
-                 ["vae", "--data", folder, "--run", tmp_path / "r", "--steps", 1, "--from-codec", "nosuch"]):
+                 ["vae", "--data", folder, "--run", tmp_path / "r", "--steps", 1, "--from-codec", "nosuch"],
+                 ["restorer", "--data", folder, "--run", tmp_path / "r", "--tasks", "denoise,paint"]):
         result = CliRunner().invoke(main, ["train", *map(str, args)])
         assert result.exit_code == 1, result.output
         assert result.output.count("\n") == 1 and result.output.startswith("Error: "), result.output
@@ -179,4 +186,4 @@ def test_detail_layer_is_fitted_over_a_shipped_base(folder, tmp_path):
     assert "2 stages + detail step 40" in (out / "tiny-d.md").read_text()
     bad = CliRunner().invoke(main, ["train", "detail", "--data", str(folder), "--model-id", "x",
                                     "--steps", "60,abc", "--out", str(out)])
-    assert bad.exit_code != 0 and "--steps" in bad.output
+    assert bad.exit_code == 1 and bad.output.startswith("Error: --steps '60,abc'")
