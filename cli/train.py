@@ -114,8 +114,8 @@ def detail(base_model, data, valid, model_id, stages, steps, limit, out):
         step_sizes = tuple(float(s) for s in steps.split(",")) if steps else STEPS
     except ValueError:
         raise VQPressError(f"--steps {steps!r}: use comma-separated numbers, e.g. 120,60,30") from None
-    if any(s <= 0 for s in step_sizes):
-        raise VQPressError(f"--steps {steps!r}: step sizes must be positive")
+    if not all(0.5 <= s < float("inf") for s in step_sizes):
+        raise VQPressError(f"--steps {steps!r}: step sizes must be finite and at least 0.5")
     path = export_detail(base_model, data, valid, model_id, out, stages, step_sizes, limit)
     click.echo(f"wrote {path}")
 

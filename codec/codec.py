@@ -18,7 +18,7 @@ from .entropy import (
     payload_decoder,
 )
 from .errors import VQPressError
-from .imageio import from_rgb8, to_rgb8
+from .imageio import MODE_GRAY, MODE_GRAY16, from_rgb8, to_rgb8
 from .vqvae import DOWNSCALE
 from .zoo import DEFAULT_MODEL, load_codec_file, model_is_shipped, weights_file
 
@@ -121,8 +121,9 @@ class Codec:
             indices = decode_symbols(self.prior, decoder, rung.stages, -(-height // DOWNSCALE),
                                      -(-width // DOWNSCALE))
             levels = None if rung.step is None else detail.decode(
-                decoder, self.model.detail_table(quality), -(-height // 8), -(-width // 8))
-        except (ValueError, RuntimeError) as e:  # constriction's report of a malformed stream
+                decoder, self.model.detail_table(quality), -(-height // detail.BLOCK),
+                -(-width // detail.BLOCK))
+        except (ValueError, RuntimeError, AssertionError) as e:  # constriction's reports of a bad stream
             raise CorruptStream(f"corrupted payload ({e})") from None
         return indices, levels
 
@@ -138,8 +139,9 @@ class Codec:
         if levels is None:
             return base
         step = np.float32(self.ladder[quality - 1].step)
-        out = base.astype(np.float32) + detail.to_pixels(levels * step, height, width)
-        return np.clip(np.round(out), 0, 255).astype(np.uint8)
+        out = detail.to_pixels(levels.astype(np.float32) * step, height, width)
+        out += base
+        return np.clip(np.round(out, out=out), 0, 255, out=out).astype(np.uint8)
 
     # -- bytes --------------------------------------------------------------------------------
     def compress_detailed(self, image: Image.Image | np.ndarray, quality: int) -> CompressResult:
@@ -152,6 +154,8 @@ class Codec:
         levels = None
         if self.ladder[quality - 1].step is not None:
             levels = self.detail_levels(rgb, self.pixels(indices, h, w), quality)
+            if mode in (MODE_GRAY, MODE_GRAY16):  # decoded as gray: the colour differences are not kept
+                levels[:, :, 1:] = 0
         payload, bits = self.encode_payload(quality, indices, levels)
         header = container.Header(self.model_id, self.weights_hash, w, h, mode, quality)
         return CompressResult(container.pack(header, payload), bits)

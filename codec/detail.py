@@ -22,6 +22,7 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
+BLOCK = 8  # DCT block side in pixels
 LIMIT = 15  # symbols code q in -LIMIT..LIMIT; the two end symbols mean "this far or further"
 SYMBOLS = 2 * LIMIT + 1
 DEADZONE = 0.25  # the encoder rounds |c| / step - DEADZONE: small coefficients become zero
@@ -59,10 +60,10 @@ _UNIFORM = constriction.stream.model.Uniform()
 def to_coefficients(residual: np.ndarray) -> np.ndarray:
     """(H, W, 3) residual -> (ceil(H/8), ceil(W/8), 3, 64) float32 DCT coefficients."""
     h, w = residual.shape[:2]
-    bh, bw = -(-h // 8), -(-w // 8)
-    padded = np.zeros((bh * 8, bw * 8, 3), dtype=np.float32)
+    bh, bw = -(-h // BLOCK), -(-w // BLOCK)
+    padded = np.zeros((bh * BLOCK, bw * BLOCK, 3), dtype=np.float32)
     padded[:h, :w] = residual @ COLOR.T.astype(np.float32)
-    blocks = padded.reshape(bh, 8, bw, 8, 3).transpose(0, 2, 4, 1, 3)
+    blocks = padded.reshape(bh, BLOCK, bw, BLOCK, 3).transpose(0, 2, 4, 1, 3)
     coefficients = DCT.astype(np.float32) @ blocks @ DCT.T.astype(np.float32)
     return coefficients.reshape(bh, bw, 3, 64)
 
@@ -70,8 +71,8 @@ def to_coefficients(residual: np.ndarray) -> np.ndarray:
 def to_pixels(coefficients: np.ndarray, height: int, width: int) -> np.ndarray:
     """Inverse of to_coefficients, cropped to (height, width, 3)."""
     bh, bw = coefficients.shape[:2]
-    blocks = DCT.T.astype(np.float32) @ coefficients.reshape(bh, bw, 3, 8, 8) @ DCT.astype(np.float32)
-    pixels = blocks.transpose(0, 3, 1, 4, 2).reshape(bh * 8, bw * 8, 3) @ COLOR.astype(np.float32)
+    blocks = DCT.T.astype(np.float32) @ coefficients.reshape(bh, bw, 3, BLOCK, BLOCK) @ DCT.astype(np.float32)
+    pixels = blocks.transpose(0, 3, 1, 4, 2).reshape(bh * BLOCK, bw * BLOCK, 3) @ COLOR.astype(np.float32)
     return pixels[:height, :width]
 
 
@@ -95,9 +96,9 @@ def contexts(magnitudes: np.ndarray, rows: np.ndarray, cols: np.ndarray, channel
     up = magnitudes[rows, cols + 1, channel]
     near = np.minimum(left, 2) + np.minimum(up, 2)
     total = left.sum(-1, keepdims=True) + up.sum(-1, keepdims=True)
-    activity = np.searchsorted(_POW2, total + 1, side="right") - 1  # floor(log2(1 + total)), in integers
+    activity = np.searchsorted(_POW2, total + 1, side="right") - 1  # floor(log2(1 + total)), at most 7
     earlier = magnitudes[rows + 1, cols + 1, :channel].sum(1) if channel else np.zeros_like(left)
-    return (near * ACTIVITY + np.minimum(activity, ACTIVITY - 1)) * CROSS + np.minimum(earlier, CROSS - 1)
+    return (near * ACTIVITY + activity) * CROSS + np.minimum(earlier, CROSS - 1)
 
 
 def _diagonals(bh: int, bw: int):
@@ -137,6 +138,8 @@ def _encode_tails(encoder, excess: np.ndarray) -> float:
     """Exp-Golomb: k = floor(log2(excess + 1)) from a fixed table, then k plain bits."""
     if not len(excess):
         return 0.0
+    if excess.max() >= 2**TAIL_BITS - 1:
+        raise ValueError("a detail level is too large to code (is the step size tiny?)")
     k = np.searchsorted(2 ** np.arange(TAIL_BITS), excess + 1, side="right") - 1
     probs = np.broadcast_to(_TAIL_WEIGHTS, (len(k), TAIL_BITS)).copy()
     encoder.encode(k.astype(np.int32), _CATEGORICAL, probs)

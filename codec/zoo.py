@@ -21,6 +21,7 @@ from safetensors.numpy import load_file, save_file
 
 import weights
 
+from . import detail
 from .errors import VQPressError
 from .fixedpoint import FixedPointPrior
 from .vqvae import VQVAE, VQVAEConfig
@@ -102,7 +103,8 @@ def save_with_detail(path, base_path, card: dict, ladder: list[Rung], tables: np
     return sha256_file(path)
 
 
-def _metadata(path, key: str) -> dict:
+def _metadata(path, key: str):
+    """A JSON value of a weights file's metadata."""
     from safetensors import safe_open
 
     with safe_open(str(path), "np") as f:
@@ -123,6 +125,7 @@ class CodecModel:
 
     def detail_table(self, quality: int) -> np.ndarray:
         """The detail table of a quality whose rung has a step."""
+        assert self.ladder[quality - 1].step is not None, f"quality {quality} has no detail layer"
         return self.detail_tables[sum(r.step is not None for r in self.ladder[:quality - 1])]
 
 
@@ -139,4 +142,10 @@ def load_codec_file(path) -> CodecModel:
         ladder = [Rung(*r) for r in _metadata(path, "ladder")]
     except KeyError:
         ladder = [Rung(k) for k in range(1, config.num_stages + 1)]
-    return CodecModel(vqvae, prior, ladder, tensors.get("detail.tables"))
+    tables = tensors.get("detail.tables")
+    steps = sum(r.step is not None for r in ladder)
+    shape = (steps, 3, detail.GROUPS, detail.CONTEXTS, detail.SYMBOLS)
+    if (not all(1 <= r.stages <= config.num_stages for r in ladder)
+            or (tables.shape if tables is not None else (0,) + shape[1:]) != shape):
+        raise WeightsError(f"{path}: the quality ladder does not fit the file's networks and tables")
+    return CodecModel(vqvae, prior, ladder, tables)

@@ -147,3 +147,28 @@ def test_tiled_transforms_cover_the_whole_image(model, photo, monkeypatch):
     out = model.decompress(data)
     assert out.size == (photo.shape[1], photo.shape[0])
     assert psnr(out, photo) > 18
+
+
+@pytest.mark.parametrize("junk", [b"\xff" * 64, bytes(range(256)) * 4, b"\x00" * 8])
+def test_payload_junk_behind_a_valid_crc_is_a_clear_error_or_an_image(model, photo, junk):
+    """A file can pass the CRC and still carry a payload no encoder wrote (a crafted file):
+    decoding gives a VQPressError or some image of the right size, never another exception."""
+    from codec import container
+
+    header, _ = unpack(model.compress(photo, model.qualities[-1]))
+    forged = container.pack(header, junk)
+    try:
+        out = model.decompress(forged)
+    except codec.VQPressError as e:
+        assert "corrupted payload" in str(e)
+    else:
+        assert out.size == (photo.shape[1], photo.shape[0])
+
+
+def test_gray_sources_spend_no_bits_on_colour(model, photo):
+    gray = Image.fromarray(photo).convert("L")
+    q = model.qualities[-1]
+    as_gray, as_rgb = model.compress(gray, q), model.compress(gray.convert("RGB"), q)
+    assert len(as_gray) < len(as_rgb)
+    out = model.decompress(as_gray)
+    assert out.mode == "L" and psnr(out, np.asarray(gray)) > 30

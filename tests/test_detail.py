@@ -82,3 +82,18 @@ def test_coder_round_trip_with_escapes_is_exact_and_near_the_cross_entropy():
     assert decoder.decode(detail._CATEGORICAL, np.ones((1, 8)))[0] == 5
     assert np.array_equal(detail.decode(decoder, table, 7, 9), levels)
     assert len(payload) * 8 <= (bits + 3) * 1.01 + 64
+
+
+def test_coded_bytes_are_stable():
+    """The format depends on constriction turning these integer weights into the same
+    fixed-point probabilities; a different constriction that did it otherwise would change
+    these bytes (and break old files), so it must fail here first."""
+    import hashlib
+
+    levels = (np.arange(2 * 3 * 3 * 64).reshape(2, 3, 3, 64) % 7 - 3).astype(np.int32)
+    levels[1, 2, 0, 0] = 99
+    table = _table(levels)
+    encoder = new_encoder()
+    detail.encode(encoder, levels, table)
+    digest = hashlib.sha256(encoder.get_compressed().tobytes()).hexdigest()
+    assert digest == "5f5d50cc1730d5aec35c999a8f6b2d16669a54e253b3e80a4d205c5da67c4861"
