@@ -19,7 +19,7 @@ from .latent_map import LatentPrior, pad_to, solve_tiled
 from .vae import load_vae
 
 TASKS = ("denoise", "sr", "deblur")
-DEFAULT_VAE = "vae-v2"
+DEFAULT_VAE = "vae-v3"
 # Gradient steps on z by default, per task, measured on the first validation photo with vae-v1:
 # the encoder's estimate plus the pixel step is best. 10 steps lower PSNR by 0.6-1.2 dB for
 # inpainting and 0.3-0.7 dB for sr and deblur, and add only 0.06-0.09 dB to denoising, for
