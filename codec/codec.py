@@ -129,8 +129,7 @@ class Codec:
 
     def detail_levels(self, rgb: np.ndarray, base: np.ndarray, quality: int) -> np.ndarray:
         """Quantised DCT levels of the residual between an image and its VQ base pixels."""
-        residual = rgb.astype(np.float32) - base.astype(np.float32)
-        return detail.quantise(detail.to_coefficients(residual), self.ladder[quality - 1].step)
+        return detail.quantise(detail.residual_coefficients(rgb, base), self.ladder[quality - 1].step)
 
     def reconstruct(self, quality: int, indices: np.ndarray, levels: np.ndarray | None,
                     height: int, width: int) -> np.ndarray:
@@ -138,10 +137,7 @@ class Codec:
         base = self.pixels(indices, height, width)
         if levels is None:
             return base
-        step = np.float32(self.ladder[quality - 1].step)
-        out = detail.to_pixels(levels.astype(np.float32) * step, height, width)
-        out += base
-        return np.clip(np.round(out, out=out), 0, 255, out=out).astype(np.uint8)
+        return detail.add_detail(base, levels, self.ladder[quality - 1].step)
 
     # -- bytes --------------------------------------------------------------------------------
     def compress_detailed(self, image: Image.Image | np.ndarray, quality: int) -> CompressResult:

@@ -76,6 +76,18 @@ def to_pixels(coefficients: np.ndarray, height: int, width: int) -> np.ndarray:
     return pixels[:height, :width]
 
 
+def residual_coefficients(rgb: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """DCT coefficients of what an (H, W, 3) uint8 image has beyond its VQ base pixels."""
+    return to_coefficients(rgb.astype(np.float32) - base.astype(np.float32))
+
+
+def add_detail(base: np.ndarray, levels: np.ndarray, step: float) -> np.ndarray:
+    """(H, W, 3) uint8 image: the base pixels plus the decoded detail levels."""
+    out = to_pixels(levels.astype(np.float32) * np.float32(step), *base.shape[:2])
+    out += base
+    return np.clip(np.round(out, out=out), 0, 255, out=out).astype(np.uint8)
+
+
 def quantise(coefficients: np.ndarray, step: float) -> np.ndarray:
     """Integer levels; the decoder's coefficient is level * step."""
     magnitude = np.floor(np.abs(coefficients) / step + (0.5 - DEADZONE))

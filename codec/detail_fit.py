@@ -28,8 +28,7 @@ def _residual_coefficients(codec: Codec, path: Path, stages: int) -> tuple[np.nd
     rgb, _ = to_rgb8(open_image(path))
     h, w = rgb.shape[:2]
     base = codec.pixels(codec.symbols(rgb, stages), h, w)
-    residual = rgb.astype(np.float32) - base.astype(np.float32)
-    return detail.to_coefficients(residual), (rgb, base)
+    return detail.residual_coefficients(rgb, base), (rgb, base)
 
 
 def fit_tables(codec: Codec, paths: list[Path], stages: int, steps: tuple[float, ...]) -> np.ndarray:
@@ -52,8 +51,8 @@ def validate(codec: Codec, paths: list[Path], stages: int, steps, tables) -> dic
         for k, step in enumerate(steps):
             levels = detail.quantise(coefficients, step)
             bits = detail.encode(new_encoder(), levels, tables[k])
-            out = np.clip(np.round(base + detail.to_pixels(levels * np.float32(step), h, w)), 0, 255)
-            mse = np.mean((out - rgb.astype(np.float32)) ** 2)
+            out = detail.add_detail(base, levels, step)
+            mse = np.mean((out.astype(np.float32) - rgb.astype(np.float32)) ** 2)
             bpp[k] += bits / (h * w) / len(paths)
             psnr[k] += 10 * np.log10(255**2 / mse) / len(paths)
     return {f"step{s:g}": {"detail_bpp": round(float(b), 4), "psnr": round(float(p), 3)}
