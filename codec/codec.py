@@ -123,13 +123,9 @@ class Codec:
             levels = None if rung.step is None else detail.decode(
                 decoder, self.model.detail_table(quality), -(-height // detail.BLOCK),
                 -(-width // detail.BLOCK))
-        except (ValueError, RuntimeError, AssertionError) as e:  # constriction's reports of a bad stream
+        except (ValueError, RuntimeError, AssertionError) as e:  # how constriction reports a bad stream
             raise CorruptStream(f"corrupted payload ({e})") from None
         return indices, levels
-
-    def detail_levels(self, rgb: np.ndarray, base: np.ndarray, quality: int) -> np.ndarray:
-        """Quantised DCT levels of the residual between an image and its VQ base pixels."""
-        return detail.quantise(detail.residual_coefficients(rgb, base), self.ladder[quality - 1].step)
 
     def reconstruct(self, quality: int, indices: np.ndarray, levels: np.ndarray | None,
                     height: int, width: int) -> np.ndarray:
@@ -146,10 +142,12 @@ class Codec:
         h, w = rgb.shape[:2]
         if h == 0 or w == 0:
             raise VQPressError("image has no pixels")
-        indices = self.symbols(rgb, self.ladder[quality - 1].stages)
+        rung = self.ladder[quality - 1]
+        indices = self.symbols(rgb, rung.stages)
         levels = None
-        if self.ladder[quality - 1].step is not None:
-            levels = self.detail_levels(rgb, self.pixels(indices, h, w), quality)
+        if rung.step is not None:
+            levels = detail.quantise(detail.residual_coefficients(rgb, self.pixels(indices, h, w)),
+                                     rung.step)
             if mode in (MODE_GRAY, MODE_GRAY16):  # decoded as gray: the colour differences are not kept
                 levels[:, :, 1:] = 0
         payload, bits = self.encode_payload(quality, indices, levels)

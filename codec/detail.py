@@ -119,13 +119,13 @@ def _diagonals(bh: int, bw: int):
         yield rows, t - rows
 
 
-def _probabilities(weights: np.ndarray, channel: int, ctx: np.ndarray) -> np.ndarray:
-    """(n * 64, SYMBOLS) integer weights of the coefficients with contexts ctx (n, 64)."""
-    return weights[channel, BAND_GROUP[None, :], ctx].reshape(-1, SYMBOLS).astype(np.float64)
+def padded_magnitudes(levels: np.ndarray) -> np.ndarray:
+    """min(|levels|, LIMIT) with a zero row and column in front: what `contexts` reads."""
+    return np.pad(np.abs(np.clip(levels, -LIMIT, LIMIT)), ((1, 0), (1, 0), (0, 0), (0, 0)))
 
 
-def _bits(weights: np.ndarray, symbols: np.ndarray) -> float:
-    return float(-np.log2(weights[np.arange(len(symbols)), symbols] / weights.sum(1)).sum())
+def _tail_weights(n: int) -> np.ndarray:
+    return np.broadcast_to(_TAIL_WEIGHTS, (n, TAIL_BITS)).copy()
 
 
 # -- coding -----------------------------------------------------------------------------------
@@ -133,15 +133,18 @@ def encode(encoder, levels: np.ndarray, weights: np.ndarray) -> float:
     """Append levels (bh, bw, 3, 64) to a constriction queue encoder, with one quality's table
     `weights` (3, GROUPS, CONTEXTS, SYMBOLS). Returns the table's cross-entropy in bits."""
     bh, bw = levels.shape[:2]
-    clipped = np.clip(levels, -LIMIT, LIMIT)
-    magnitudes = np.pad(np.abs(clipped), ((1, 0), (1, 0), (0, 0), (0, 0)))
+    symbols = np.clip(levels, -LIMIT, LIMIT) + LIMIT
+    magnitudes = padded_magnitudes(levels)
+    table = weights.astype(np.float64)  # constriction takes float weights (integers, exactly)
+    log_p = np.log2(table / table.sum(-1, keepdims=True))
     bits = 0.0
     for rows, cols in _diagonals(bh, bw):
         for channel in range(3):
-            probs = _probabilities(weights, channel, contexts(magnitudes, rows, cols, channel))
-            symbols = (clipped[rows, cols, channel] + LIMIT).reshape(-1).astype(np.int32)
-            encoder.encode(symbols, _CATEGORICAL, probs)
-            bits += _bits(probs, symbols)
+            rows_of_table = (channel, BAND_GROUP[None, :], contexts(magnitudes, rows, cols, channel))
+            coded = symbols[rows, cols, channel]
+            encoder.encode(coded.reshape(-1).astype(np.int32), _CATEGORICAL,
+                           table[rows_of_table].reshape(-1, SYMBOLS))
+            bits -= log_p[rows_of_table + (coded,)].sum()
     excess = np.abs(levels[np.abs(levels) >= LIMIT]).astype(np.int64) - LIMIT
     return bits + _encode_tails(encoder, excess)
 
@@ -153,27 +156,27 @@ def _encode_tails(encoder, excess: np.ndarray) -> float:
     if excess.max() >= 2**TAIL_BITS - 1:
         raise ValueError("a detail level is too large to code (is the step size tiny?)")
     k = np.searchsorted(2 ** np.arange(TAIL_BITS), excess + 1, side="right") - 1
-    probs = np.broadcast_to(_TAIL_WEIGHTS, (len(k), TAIL_BITS)).copy()
-    encoder.encode(k.astype(np.int32), _CATEGORICAL, probs)
+    encoder.encode(k.astype(np.int32), _CATEGORICAL, _tail_weights(len(k)))
     wide = k > 0
     encoder.encode((excess[wide] + 1 - 2 ** k[wide]).astype(np.int32), _UNIFORM,
                    (2 ** k[wide]).astype(np.int32))
-    return _bits(probs, k) + float(k.sum())
+    return float((-np.log2(_TAIL_WEIGHTS / _TAIL_WEIGHTS.sum())[k]).sum() + k.sum())
 
 
 def decode(decoder, weights: np.ndarray, bh: int, bw: int) -> np.ndarray:
     """Inverse of encode: levels (bh, bw, 3, 64) from a constriction queue decoder."""
     levels = np.zeros((bh, bw, 3, 64), dtype=np.int32)
     magnitudes = np.zeros((bh + 1, bw + 1, 3, 64), dtype=np.int32)
+    table = weights.astype(np.float64)
     for rows, cols in _diagonals(bh, bw):
         for channel in range(3):
-            probs = _probabilities(weights, channel, contexts(magnitudes, rows, cols, channel))
-            symbols = decoder.decode(_CATEGORICAL, probs).reshape(len(rows), 64) - LIMIT
+            probs = table[channel, BAND_GROUP[None, :], contexts(magnitudes, rows, cols, channel)]
+            symbols = decoder.decode(_CATEGORICAL, probs.reshape(-1, SYMBOLS)).reshape(len(rows), 64) - LIMIT
             levels[rows, cols, channel] = symbols
             magnitudes[rows + 1, cols + 1, channel] = np.abs(symbols)
     escaped = np.abs(levels) >= LIMIT
     if escaped.any():
-        k = decoder.decode(_CATEGORICAL, np.broadcast_to(_TAIL_WEIGHTS, (int(escaped.sum()), TAIL_BITS)).copy())
+        k = decoder.decode(_CATEGORICAL, _tail_weights(int(escaped.sum())))
         excess = 2 ** k.astype(np.int64) - 1
         wide = k > 0
         excess[wide] += decoder.decode(_UNIFORM, (2 ** k[wide]).astype(np.int32))
@@ -186,12 +189,12 @@ def count(levels: np.ndarray, counts: np.ndarray) -> None:
     """Add the (channel, band group, context, symbol) counts of levels (bh, bw, 3, 64) to
     `counts` (3, GROUPS, CONTEXTS, SYMBOLS): the statistics the tables are fitted to."""
     bh, bw = levels.shape[:2]
-    clipped = np.clip(levels, -LIMIT, LIMIT)
-    magnitudes = np.pad(np.abs(clipped), ((1, 0), (1, 0), (0, 0), (0, 0)))
+    symbols = np.clip(levels, -LIMIT, LIMIT) + LIMIT
+    magnitudes = padded_magnitudes(levels)
     rows, cols = (a.ravel() for a in np.indices((bh, bw)))
     for channel in range(3):
         ctx = contexts(magnitudes, rows, cols, channel)
-        cell = (BAND_GROUP * CONTEXTS + ctx) * SYMBOLS + clipped[rows, cols, channel] + LIMIT
+        cell = (BAND_GROUP * CONTEXTS + ctx) * SYMBOLS + symbols[rows, cols, channel]
         counts[channel] += np.bincount(cell.ravel(), minlength=counts[channel].size).reshape(
             counts[channel].shape)
 

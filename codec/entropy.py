@@ -62,19 +62,19 @@ def payload_decoder(payload: bytes):
     return constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype=np.uint32))
 
 
-def decode_symbols(prior: FixedPointPrior, decoder, quality: int, height: int, width: int) -> np.ndarray:
-    """Inverse of encode_symbols: indices (quality, H, W). Constriction raises ValueError or
-    RuntimeError on a malformed stream; the caller reports it as CorruptStream."""
+def decode_symbols(prior: FixedPointPrior, decoder, stages: int, height: int, width: int) -> np.ndarray:
+    """Inverse of encode_symbols: indices (stages, H, W). Constriction raises ValueError,
+    RuntimeError or AssertionError on a malformed stream; the caller reports it as CorruptStream."""
     cfg = prior.config
     state = prior.new_state(height, width)
     out = np.zeros((height, width, cfg.num_stages), dtype=np.int64)
-    out[..., quality:] = cfg.num_codes
+    out[..., stages:] = cfg.num_codes
     for rows, cols in wavefront(height, width):
         f = prior.trunk(state, rows, cols)
         earlier = np.zeros_like(f)
-        for s in range(quality):
+        for s in range(stages):
             symbols = decoder.decode(_MODEL, prior.stage_weights(f, earlier, s))
             out[rows, cols, s] = symbols
             earlier = earlier + prior.same_position[s][symbols]
         prior.set_symbols(state, rows, cols, out[rows, cols])
-    return out[..., :quality].transpose(2, 0, 1).copy()
+    return out[..., :stages].transpose(2, 0, 1).copy()

@@ -130,7 +130,11 @@ class CodecModel:
 
 
 def load_codec_file(path) -> CodecModel:
-    config = VQVAEConfig(**_metadata(path, "vqvae_config"))
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as f:
+        metadata = f.metadata()
+    config = VQVAEConfig(**json.loads(metadata["vqvae_config"]))
     tensors = load_file(str(path))
     vqvae = VQVAE(config)
     state = {k[6:]: torch.from_numpy(v.astype(np.float32) if v.dtype == np.float16 else v)
@@ -138,14 +142,14 @@ def load_codec_file(path) -> CodecModel:
     vqvae.load_state_dict(state)
     vqvae.eval()
     prior = FixedPointPrior({k[6:]: v for k, v in tensors.items() if k.startswith("prior.")})
-    try:
-        ladder = [Rung(*r) for r in _metadata(path, "ladder")]
-    except KeyError:
+    if "ladder" in metadata:
+        ladder = [Rung(*r) for r in json.loads(metadata["ladder"])]
+    else:  # the first codecs: quality k is k stages
         ladder = [Rung(k) for k in range(1, config.num_stages + 1)]
     tables = tensors.get("detail.tables")
     steps = sum(r.step is not None for r in ladder)
-    shape = (steps, 3, detail.GROUPS, detail.CONTEXTS, detail.SYMBOLS)
-    if (not all(1 <= r.stages <= config.num_stages for r in ladder)
-            or (tables.shape if tables is not None else (0,) + shape[1:]) != shape):
+    tables_fit = (tables is None and steps == 0) or (tables is not None and tables.shape == (
+        steps, 3, detail.GROUPS, detail.CONTEXTS, detail.SYMBOLS))
+    if not tables_fit or not all(1 <= r.stages <= config.num_stages for r in ladder):
         raise WeightsError(f"{path}: the quality ladder does not fit the file's networks and tables")
     return CodecModel(vqvae, prior, ladder, tables)

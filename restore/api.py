@@ -26,8 +26,9 @@ DEFAULT_VAE = "vae-v3"
 # ten times the time. (`--steps` still runs them.)
 DEFAULT_STEPS = {"inpaint": 0, "denoise": 0, "sr": 0, "deblur": 0}
 # Tasks that start from the restoration encoder; the others from the plain encoder of the first
-# guess. On 8 training-photo crops (256 px) the restoration encoder gained 0.25 / 0.64 / 1.42 dB
-# at noise 15 / 25 / 50 and lost 0.03-0.1 dB on holes, x2 upscaling and deblurring.
+# guess. vae-v2's encoder, trained on every task, gained 0.25 / 0.64 / 1.42 dB at noise
+# 15 / 25 / 50 on 8 training-photo crops (256 px) and lost 0.03-0.1 dB on holes, x2 upscaling and
+# deblurring; vae-v3's was then trained on noise only.
 RESTORER_TASKS = {"denoise"}
 
 

@@ -35,7 +35,7 @@ def test_contexts_read_only_what_is_decoded_before():
     levels = rng.integers(-3, 4, (4, 5, 3, 64))
 
     def all_contexts(lv):
-        mags = np.pad(np.abs(np.clip(lv, -detail.LIMIT, detail.LIMIT)), ((1, 0), (1, 0), (0, 0), (0, 0)))
+        mags = detail.padded_magnitudes(lv)
         return [detail.contexts(mags, rows, cols, ch) for rows, cols, ch in _order()]
 
     levels[:, :, :, 5] = 0
