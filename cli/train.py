@@ -103,7 +103,7 @@ def export(vqvae_run, prior_run, model_id, out):
               help="VQ stages under the detail layer.")
 @click.option("--steps", help="Detail step sizes (8-bit units), one quality each, largest first "
               "[default: codec.detail_fit.STEPS, 120,85,60,45,34,26,20].")
-@click.option("--limit", type=int, help="Use only the first N images of each folder.")
+@click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images of each folder.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("weights"),
               show_default=True)
 def detail(base_model, data, valid, model_id, stages, steps, limit, out):

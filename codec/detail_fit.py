@@ -17,6 +17,7 @@ from . import detail
 from .codec import Codec
 from .data import image_paths
 from .entropy import new_encoder
+from .errors import VQPressError
 from .imageio import open_image, to_rgb8
 from .train import _add_checksum, hardware
 from .zoo import CHECKSUMS, Rung, codec_card, save_with_detail, weights_file
@@ -66,6 +67,9 @@ def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str
     1..stages VQ stages, then `stages` stages plus the detail layer at each step, largest first.
     Also its model card and its SHA256SUMS line."""
     codec = Codec(base_model, device)
+    if not 1 <= stages <= codec.vqvae.config.num_stages:
+        raise VQPressError(f"--stages {stages}: {base_model} has 1 to "
+                           f"{codec.vqvae.config.num_stages} VQ stages")
     train_paths = image_paths(data)[:limit]
     start = time.time()
     tables = fit_tables(codec, train_paths, stages, steps)

@@ -187,3 +187,7 @@ def test_detail_layer_is_fitted_over_a_shipped_base(folder, tmp_path):
     bad = CliRunner().invoke(main, ["train", "detail", "--data", str(folder), "--model-id", "x",
                                     "--steps", "60,abc", "--out", str(out)])
     assert bad.exit_code == 1 and bad.output.startswith("Error: --steps '60,abc'")
+    bad = CliRunner().invoke(main, ["train", "detail", "--data", str(folder), "--model-id", "x",
+                                    "--stages", "9", "--out", str(tmp_path / "none")])
+    assert bad.exit_code == 1 and bad.output == "Error: --stages 9: rvq8-v2 has 1 to 8 VQ stages\n"
+    assert not (tmp_path / "none").exists()
