@@ -128,7 +128,8 @@ def info(input_path: Path):
 @main.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--codec", "specs", multiple=True, metavar="NAME",
-              help="vqpress, jpeg, webp, avif, jpeg2000, jxl, compressai:ARCH (the shipped "
+              help="vqpress, vqpress:MODEL (another shipped codec model, e.g. rvq8-v2), jpeg, "
+                   "webp, avif, jpeg2000, jxl, compressai:ARCH (the shipped "
                    "peers) or compressai:ARCH:CKPT[,CKPT...]; repeatable [default: vqpress, jpeg, "
                    "webp, avif, jpeg2000 and the shipped peers].")
 @click.option("--quality", "grids", multiple=True, metavar="NAME=Q1,Q2,...",

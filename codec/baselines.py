@@ -84,15 +84,18 @@ def jxl() -> RDCodec:
                    [0, 1, 2, 3, 4, 5, 7, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90], *_pillow("JXL"))
 
 
-def vqpress(device: str = "cpu") -> RDCodec:
+def vqpress(device: str = "cpu", model_id: str | None = None) -> RDCodec:
+    """The default model as "vqpress"; another shipped one (e.g. rvq8-v2) as "vqpress-<id>"."""
     from .codec import load
+    from .zoo import DEFAULT_MODEL
 
-    model = load(device=device)
+    model = load(model_id or DEFAULT_MODEL, device=device)
 
     def decode(data: bytes) -> np.ndarray:
         return np.asarray(model.decompress(data).convert("RGB"))
 
-    return RDCodec("vqpress", f"vqpress {model.model_id} (VQ-VAE + PixelCNN prior), .vqp with header",
+    name = "vqpress" if model_id is None else f"vqpress-{model_id}"
+    return RDCodec(name, f"vqpress {model.model_id} (VQ-VAE + PixelCNN prior), .vqp with header",
                    list(model.qualities), lambda rgb, q: model.compress(rgb, q), decode,
                    levels_only=True)
 
@@ -165,8 +168,10 @@ def default_set() -> list[str]:
 
 
 def get(spec: str, device: str = "cpu") -> RDCodec:
-    """A codec by name, or `compressai:ARCH[:CHECKPOINT,...]` (without checkpoints: the shipped
-    peers of ARCH)."""
+    """A codec by name, `vqpress:MODEL` (a shipped codec model other than the default), or
+    `compressai:ARCH[:CHECKPOINT,...]` (without checkpoints: the shipped peers of ARCH)."""
+    if spec.startswith("vqpress:"):
+        return vqpress(device, spec.split(":", 1)[1])
     if spec.startswith("compressai:"):
         from .zoo import shipped_peers
 
@@ -179,6 +184,6 @@ def get(spec: str, device: str = "cpu") -> RDCodec:
             checkpoints = [",".join(str(p) for p in shipped)]
         return compressai_model(arch, checkpoints[0])
     if spec not in BUILTIN:
-        raise VQPressError(f"unknown codec {spec!r} (choose from {', '.join(BUILTIN)} "
-                           "or compressai:ARCH[:CHECKPOINT,...])")
+        raise VQPressError(f"unknown codec {spec!r} (choose from {', '.join(BUILTIN)}, "
+                           "vqpress:MODEL or compressai:ARCH[:CHECKPOINT,...])")
     return BUILTIN[spec](device) if spec == "vqpress" else BUILTIN[spec]()

@@ -94,3 +94,12 @@ def test_compressai_peer_round_trip(tmp_path, photo):
     data = peer.encode(photo, 0)
     assert peer.decode(data).shape == photo.shape
     assert len(data) > 10
+
+
+def test_an_older_shipped_model_is_measured_under_its_own_name(photo):
+    from codec import baselines
+
+    old = baselines.get("vqpress:rvq8-v2")
+    assert old.name == "vqpress-rvq8-v2" and old.qualities == list(range(1, 9))
+    assert old.decode(old.encode(photo, 2)).shape == photo.shape
+    assert baselines.get("vqpress").name == "vqpress"
