@@ -158,7 +158,7 @@ def rd(folder: Path, specs: tuple[str, ...], grids: tuple[str, ...], output: Pat
             raise VQPressError(f"--quality {item!r}: {name} has the levels "
                                f"{', '.join(map(str, codec.qualities))}")
     result = study.run(list(codecs.values()), folder, output, overrides)
-    click.echo(study.bd_markdown([r for r in result["bd"] if r["test"] == "vqpress"]))
+    click.echo(study.bd_markdown([r for r in result["bd"] if r["test"].startswith("vqpress")]))
     click.echo(f"wrote {output}/: per-codec JSON, per_image.csv, bd_rate.csv/.md, rd.png, crops.png")
 
 
