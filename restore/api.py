@@ -13,7 +13,7 @@ from codec.errors import VQPressError
 from codec.imageio import to_rgb8
 from codec.vqvae import DOWNSCALE
 
-from . import operators
+from . import local_wiener, operators
 from .damage import kriging_fill, smooth_fill, upscale
 from .latent_map import LatentPrior, pad_to, solve_tiled
 from .vae import load_vae
@@ -98,7 +98,8 @@ def inpaint(image, mask, steps: int | None = None, device: str = "auto") -> Imag
 def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: float = 2.0,
             steps: int | None = None, device: str = "auto") -> Image.Image:
     """denoise (sigma: noise std in 8-bit units), sr (output `scale` times larger) or deblur
-    (Gaussian blur of std `blur_sigma` pixels)."""
+    (Gaussian blur of std `blur_sigma` pixels). Denoising ends with `local_wiener`, which takes
+    the latent MAP estimate as its pilot."""
     if task not in TASKS:
         raise VQPressError(f"unknown task {task!r} (choose from {', '.join(TASKS)})")
     rgb, _ = to_rgb8(image)
@@ -141,4 +142,6 @@ def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: f
     steps = DEFAULT_STEPS[task] if steps is None else steps
     x = solve_tiled(prior, init.shape[-2], init.shape[-1], scale, tile, damage, sigma=noise,
                     steps=steps, desc=task)
+    if task == "denoise":
+        x = local_wiener.denoise(y, x, noise)
     return _image(x, out_h, out_w)

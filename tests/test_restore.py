@@ -249,3 +249,39 @@ def test_cli_inpaint_box(photo, tmp_path):
     keep = np.ones(photo.shape[:2], bool)
     keep[10:25, 10:30] = False
     assert np.array_equal(out[keep], photo[keep])
+
+
+def test_local_wiener_on_a_flat_grey_pilot_matches_the_posterior_mean_by_hand():
+    # Grey 0.5 has only a luma DC coefficient p = 8 * sqrt(3) * 0.5 in every window; with
+    # y = pilot it becomes (p / tau^2 + p / sigma^2) / (1 / p^2 + 1 / tau^2 + 1 / sigma^2).
+    from restore import local_wiener
+
+    grey = torch.full((1, 3, 16, 24), 0.5)
+    sigma, tau = 0.1, local_wiener.TAU
+    p2 = (8 * 3**0.5 * 0.5) ** 2
+    a = 1 / tau**2 + 1 / sigma**2
+    out = local_wiener.denoise(grey, grey, sigma, iterations=1)
+    assert torch.allclose(out, torch.full_like(out, 0.5 * a / (a + 1 / p2)), atol=1e-6)
+
+
+def test_local_wiener_in_bands_equals_the_whole_image_at_once():
+    from restore import local_wiener
+
+    g = torch.Generator().manual_seed(0)
+    y, pilot = torch.rand(1, 3, 45, 38, generator=g), torch.rand(1, 3, 45, 38, generator=g)
+    whole = local_wiener.denoise(y, pilot, 0.1, iterations=2, band=1000)
+    assert torch.allclose(local_wiener.denoise(y, pilot, 0.1, iterations=2, band=16), whole, atol=1e-5)
+
+
+def test_local_wiener_removes_noise_from_a_real_photo():
+    from skimage import data
+
+    from codec.metrics import psnr
+    from restore import local_wiener, operators
+
+    clean = torch.tensor(data.astronaut()[100:228, 150:278] / 255, dtype=torch.float32).permute(2, 0, 1)[None]
+    noisy = clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    pilot = operators.gaussian_smooth(noisy, 1.0)
+    out = local_wiener.denoise(noisy, pilot, 0.1)
+    as8 = lambda t: t[0].permute(1, 2, 0).clamp(0, 1).mul(255).round().byte().numpy()  # noqa: E731
+    assert psnr(as8(clean), as8(out)) > psnr(as8(clean), as8(pilot)) + 1.0
