@@ -44,7 +44,9 @@ def main():
     paths = image_paths(args.folder)
     paths = [paths[i] for i in np.linspace(0, len(paths) - 1, args.photos).round().astype(int)]
     scores = {}  # (sigma, tau, iterations) -> PSNRs
-    local_wiener.ITERATIONS = 0  # latent MAP alone: the pilot
+    # restore.restore with the step switched off gives latent MAP alone: the pilot (rounded to
+    # 8 bits, where restore.restore's own pilot is float: a difference far below TAU)
+    local_wiener.ITERATIONS = 0
     for k, path in enumerate(tqdm(paths, desc="photos")):
         rgb = to_rgb8(open_image(path))[0]
         h, w = rgb.shape[:2]
@@ -56,16 +58,15 @@ def main():
             pilot = np.asarray(restore.restore(noisy, "denoise", sigma=sigma, device="cpu"))
             scores.setdefault((sigma, None, 0), []).append(psnr(rgb, pilot))
             for tau in TAUS:
-                local_wiener.TAU = tau / 255
                 x = tensor(pilot)
                 for n in range(1, MAX_ITERATIONS + 1):
-                    x = local_wiener.denoise(tensor(noisy), x, sigma / 255, iterations=1)
+                    x = local_wiener.denoise(tensor(noisy), x, sigma / 255, iterations=1, tau=tau / 255)
                     scores.setdefault((sigma, tau, n), []).append(psnr(rgb, as8(x)))
     print(f"mean PSNR (dB) over {len(paths)} training crops of {args.crop} px\n")
     print("| TAU (8-bit) | iterations | " + " | ".join(f"sigma {s}" for s in SIGMAS) + " | mean |")
     print("|---|---|" + "---:|" * (len(SIGMAS) + 1))
     settings = sorted({(t, n) for _, t, n in scores}, key=lambda tn: (tn[0] or 0, tn[1]))
-    best = max(settings, key=lambda tn: np.mean([np.mean(scores[s, *tn]) for s in SIGMAS]))
+    best = max(settings, key=lambda tn: np.mean([np.mean(scores[(s, *tn)]) for s in SIGMAS]))
     for tau, n in settings:
         means = [np.mean(scores[s, tau, n]) for s in SIGMAS]
         mark = " (best)" if (tau, n) == best else ""

@@ -251,17 +251,17 @@ def test_cli_inpaint_box(photo, tmp_path):
     assert np.array_equal(out[keep], photo[keep])
 
 
-def test_local_wiener_on_a_flat_grey_pilot_matches_the_posterior_mean_by_hand():
-    # Grey 0.5 has only a luma DC coefficient p = 8 * sqrt(3) * 0.5 in every window; with
-    # y = pilot it becomes (p / tau^2 + p / sigma^2) / (1 / p^2 + 1 / tau^2 + 1 / sigma^2).
+def test_local_wiener_on_flat_images_averages_pilot_and_observation_by_precision():
+    # Flat images have only a DC coefficient per window, which has no prior: the output is
+    # (pilot / tau^2 + y / sigma^2) / (1 / tau^2 + 1 / sigma^2) everywhere, dark or not.
     from restore import local_wiener
 
-    grey = torch.full((1, 3, 16, 24), 0.5)
     sigma, tau = 0.1, local_wiener.TAU
-    p2 = (8 * 3**0.5 * 0.5) ** 2
-    a = 1 / tau**2 + 1 / sigma**2
-    out = local_wiener.denoise(grey, grey, sigma, iterations=1)
-    assert torch.allclose(out, torch.full_like(out, 0.5 * a / (a + 1 / p2)), atol=1e-6)
+    for pilot_value, y_value in ((0.5, 0.6), (0.02, 0.02)):
+        pilot, y = torch.full((1, 3, 16, 24), pilot_value), torch.full((1, 3, 16, 24), y_value)
+        out = local_wiener.denoise(y, pilot, sigma, iterations=1)
+        expected = (pilot_value / tau**2 + y_value / sigma**2) / (1 / tau**2 + 1 / sigma**2)
+        assert torch.allclose(out, torch.full_like(out, expected), atol=1e-6)
 
 
 def test_local_wiener_in_bands_equals_the_whole_image_at_once():
@@ -271,6 +271,8 @@ def test_local_wiener_in_bands_equals_the_whole_image_at_once():
     y, pilot = torch.rand(1, 3, 45, 38, generator=g), torch.rand(1, 3, 45, 38, generator=g)
     whole = local_wiener.denoise(y, pilot, 0.1, iterations=2, band=1000)
     assert torch.allclose(local_wiener.denoise(y, pilot, 0.1, iterations=2, band=16), whole, atol=1e-5)
+    with pytest.raises(ValueError, match="band"):
+        local_wiener.denoise(y, pilot, 0.1, band=15)
 
 
 def test_local_wiener_removes_noise_from_a_real_photo():
