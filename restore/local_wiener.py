@@ -37,15 +37,14 @@ def _windows(channel: torch.Tensor, dct: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ki,ijl,mj->kml", dct, windows, dct)
 
 
-def _filter(y: torch.Tensor, pilot: torch.Tensor, sigma: float, tau: float) -> torch.Tensor:
-    colour = torch.tensor(COLOR, dtype=y.dtype, device=y.device)
-    dct = torch.tensor(DCT, dtype=y.dtype, device=y.device)
+def _filter(y: torch.Tensor, pilot: torch.Tensor, sigma: float, tau: float,
+            dct: torch.Tensor) -> torch.Tensor:
+    """One pass over (3, h, w) images already in the opponent colour space."""
     h, w = y.shape[-2:]
     size = (h + 2 * BLOCK, w + 2 * BLOCK)
-    ys, ps = (torch.einsum("ij,bjhw->bihw", colour, t)[0] for t in (y, pilot))
-    out = torch.empty_like(ys)
+    out = torch.empty_like(y)
     for c in range(3):  # one channel at a time: less memory
-        yw, pw = _windows(ys[c], dct), _windows(ps[c], dct)
+        yw, pw = _windows(y[c], dct), _windows(pilot[c], dct)
         prior = 1 / pw.square().clamp_min(1e-10)
         prior[0, 0] = 0  # no prior on a window's mean: a N(0, p^2) one would darken dark regions
         precision = prior + 1 / tau**2 + 1 / sigma**2
@@ -56,7 +55,7 @@ def _filter(y: torch.Tensor, pilot: torch.Tensor, sigma: float, tau: float) -> t
         total = F.fold(pixels.reshape(1, BLOCK * BLOCK, -1), size, BLOCK, stride=STRIDE)
         norm = F.fold(weight.expand(BLOCK * BLOCK, -1)[None], size, BLOCK, stride=STRIDE)
         out[c] = (total / norm)[0, 0, BLOCK:-BLOCK, BLOCK:-BLOCK]
-    return torch.einsum("ij,ihw->jhw", colour, out)[None]
+    return out
 
 
 def denoise(y: torch.Tensor, pilot: torch.Tensor, sigma: float, iterations: int | None = None,
@@ -72,7 +71,10 @@ def denoise(y: torch.Tensor, pilot: torch.Tensor, sigma: float, iterations: int 
         raise ValueError("y and pilot must be one image each, of the same shape")
     if band % STRIDE:
         raise ValueError(f"band must be a multiple of {STRIDE}")
-    y, pilot = y.float(), pilot.float()
+    colour = torch.tensor(COLOR, dtype=torch.float32, device=y.device)
+    dct = torch.tensor(DCT, dtype=torch.float32, device=y.device)
+    # the colour transform is orthonormal: noise stays white with std sigma in every channel
+    y, pilot = (torch.einsum("ij,jhw->ihw", colour, t[0].float()) for t in (y, pilot))
     h = y.shape[-2]
     tops = range(0, h, band)
     runs = ITERATIONS if iterations is None else iterations
@@ -83,8 +85,8 @@ def denoise(y: torch.Tensor, pilot: torch.Tensor, sigma: float, iterations: int 
             for top in tops:
                 bottom = min(h, top + band)
                 lo, hi = max(0, top - BLOCK), min(h, bottom + BLOCK)
-                part = _filter(y[..., lo:hi, :], pilot[..., lo:hi, :], sigma, tau)
-                out[..., top:bottom, :] = part[..., top - lo:bottom - lo, :]
+                part = _filter(y[:, lo:hi], pilot[:, lo:hi], sigma, tau, dct)
+                out[:, top:bottom] = part[:, top - lo:bottom - lo]
                 bar.update(1)
             pilot = out
-    return pilot
+    return torch.einsum("ij,ihw->jhw", colour, pilot)[None]
