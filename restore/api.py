@@ -62,7 +62,8 @@ def _image(x: torch.Tensor, height: int, width: int) -> Image.Image:
 def inpaint(image, mask, steps: int | None = None, device: str = "auto") -> Image.Image:
     """Fill the pixels where `mask` is true (white = missing); known pixels are kept exactly.
 
-    image: PIL image or HxWx3 uint8 array; mask: PIL image or HxW array of the same size."""
+    image: PIL image or HxWx3 uint8 array; mask: PIL image or HxW array of the same size.
+    Ends with `local_wiener.inpaint`, which takes the latent MAP estimate as its pilot."""
     rgb, _ = to_rgb8(image)
     missing = np.asarray(mask.convert("L") if isinstance(mask, Image.Image) else mask)
     missing = missing if missing.dtype == bool else missing > 127
@@ -91,6 +92,7 @@ def inpaint(image, mask, steps: int | None = None, device: str = "auto") -> Imag
     steps = DEFAULT_STEPS["inpaint"] if steps is None else steps
     x = solve_tiled(prior, y.shape[-2], y.shape[-1], 1, tile, {}, sigma=2 / 255, steps=steps,
                     desc="inpaint")
+    x = local_wiener.inpaint(y, known, x)
     x = torch.where(known > 0, y, x)  # known pixels exactly as given
     return _image(x, h, w)
 
@@ -98,8 +100,8 @@ def inpaint(image, mask, steps: int | None = None, device: str = "auto") -> Imag
 def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: float = 2.0,
             steps: int | None = None, device: str = "auto") -> Image.Image:
     """denoise (sigma: noise std in 8-bit units), sr (output `scale` times larger) or deblur
-    (Gaussian blur of std `blur_sigma` pixels). Denoising ends with `local_wiener`, which takes
-    the latent MAP estimate as its pilot."""
+    (Gaussian blur of std `blur_sigma` pixels). Denoising and deblurring end with
+    `local_wiener`, which takes the latent MAP estimate as its pilot."""
     if task not in TASKS:
         raise VQPressError(f"unknown task {task!r} (choose from {', '.join(TASKS)})")
     rgb, _ = to_rgb8(image)
@@ -144,4 +146,6 @@ def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: f
                     steps=steps, desc=task)
     if task == "denoise":
         x = local_wiener.denoise(y, x, noise)
+    elif task == "deblur":
+        x = local_wiener.deblur(y, op.kernel[0, 0], x, noise)
     return _image(x, out_h, out_w)

@@ -1,5 +1,6 @@
-"""Denoising's last step: a locally adaptive Wiener filter in sliding 8x8 DCT windows, with the
-latent MAP estimate as its pilot.
+"""A locally adaptive Wiener filter in sliding 8x8 DCT windows, piloted by the latent MAP
+estimate: denoising's last step, and the denoiser of the plug-and-play step that ends inpainting
+and deblurring.
 
 The pixel step of latent MAP (`spectra.refine`) models the decoder's error as one stationary
 field; real errors are large at edges and in texture and small in flat regions. Here each
@@ -11,10 +12,18 @@ three pieces of evidence:
   - the noisy coefficient y, with noise of std sigma,
 and gets their posterior mean. Windows overlap (stride 2) and are averaged with BM3D's weights
 1 / (sigma^2 sum g^2), g the weight the window gives y. The result is the next pilot.
+
+Inpainting and deblurring have no white noise to filter, so there the filter is the denoiser of
+plug-and-play half-quadratic splitting: alternately the x closest to the current estimate v that
+fits the observation (known pixels kept; for a blur, an exact Fourier-domain solve) and v =
+filter(x) at a noise level that falls from 40/255 to 1-2/255.
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -28,34 +37,36 @@ TAU = 10 / 255
 ITERATIONS = 5
 STRIDE = 2
 BAND = 128  # rows filtered at a time (plus BLOCK rows of context each side): bounded memory
-
-
-def _windows(channel: torch.Tensor, dct: torch.Tensor) -> torch.Tensor:
-    """(H, W) -> (8, 8, L): the DCT of every 8x8 window at the stride, edges replicated."""
-    padded = F.pad(channel[None, None], (BLOCK,) * 4, mode="replicate")
-    windows = F.unfold(padded, BLOCK, stride=STRIDE)[0].reshape(BLOCK, BLOCK, -1)
-    return torch.einsum("ki,ijl,mj->kml", dct, windows, dct)
+# Plug-and-play noise levels (8-bit units: first, last, count), chosen on 6 training crops of
+# 512x384 (benchmarks/fit_local_wiener.py --plug-and-play).
+INPAINT_LEVELS = (40, 2, 32)
+DEBLUR_LEVELS = (40, 1, 32)
 
 
 def _filter(y: torch.Tensor, pilot: torch.Tensor, sigma: float, tau: float,
-            dct: torch.Tensor) -> torch.Tensor:
-    """One pass over (3, h, w) images already in the opponent colour space."""
+            basis: torch.Tensor) -> torch.Tensor:
+    """One pass over (3, h, w) images already in the opponent colour space; basis: the 2-D
+    DCT as a (64, 64) matrix."""
     h, w = y.shape[-2:]
     size = (h + 2 * BLOCK, w + 2 * BLOCK)
-    out = torch.empty_like(y)
-    for c in range(3):  # one channel at a time: less memory
-        yw, pw = _windows(y[c], dct), _windows(pilot[c], dct)
-        prior = 1 / pw.square().clamp_min(1e-10)
-        prior[0, 0] = 0  # no prior on a window's mean: a N(0, p^2) one would darken dark regions
-        precision = prior + 1 / tau**2 + 1 / sigma**2
-        estimate = (pw / tau**2 + yw / sigma**2) / precision
-        gain = (1 / sigma**2) / precision
-        weight = 1 / (sigma**2 * gain.square().sum((0, 1)))
-        pixels = torch.einsum("ki,kml,mj->ijl", dct, estimate, dct) * weight
-        total = F.fold(pixels.reshape(1, BLOCK * BLOCK, -1), size, BLOCK, stride=STRIDE)
-        norm = F.fold(weight.expand(BLOCK * BLOCK, -1)[None], size, BLOCK, stride=STRIDE)
-        out[c] = (total / norm)[0, 0, BLOCK:-BLOCK, BLOCK:-BLOCK]
-    return out
+
+    def coefficients(image):  # (3, 64, L): every 8x8 window at the stride, edges replicated
+        padded = F.pad(image[:, None], (BLOCK,) * 4, mode="replicate")
+        return basis @ F.unfold(padded, BLOCK, stride=STRIDE)
+
+    yc, pc = coefficients(y), coefficients(pilot)
+    precision = pc.square().clamp_min(1e-10).reciprocal_()
+    precision[:, 0] = 0  # no prior on a window's mean: a N(0, p^2) one would darken dark regions
+    precision += 1 / tau**2 + 1 / sigma**2
+    gain = precision.reciprocal_().mul_(1 / sigma**2)  # the weight each coefficient gives y
+    estimate = pc.mul_(sigma**2 / tau**2).add_(yc).mul_(gain)
+    weight = gain.square_().sum(1, keepdim=True).mul_(sigma**2).reciprocal_()  # (3, 1, L)
+    total = F.fold(basis.T @ estimate.mul_(weight), size, BLOCK, stride=STRIDE)
+    rows, cols = ((n - BLOCK) // STRIDE + 1 for n in size)
+    extra = tuple(n - (k - 1) * STRIDE - BLOCK for n, k in zip(size, (rows, cols)))
+    norm = F.conv_transpose2d(weight.reshape(3, 1, rows, cols), weight.new_ones(1, 1, BLOCK, BLOCK),
+                              stride=STRIDE, output_padding=extra)
+    return (total / norm)[:, 0, BLOCK:-BLOCK, BLOCK:-BLOCK]
 
 
 def denoise(y: torch.Tensor, pilot: torch.Tensor, sigma: float, iterations: int | None = None,
@@ -69,24 +80,97 @@ def denoise(y: torch.Tensor, pilot: torch.Tensor, sigma: float, iterations: int 
     the same window grid (an even row: band must be even)."""
     if y.shape[0] != 1 or y.shape != pilot.shape:
         raise ValueError("y and pilot must be one image each, of the same shape")
+    y, pilot = _opponent(y), _opponent(pilot)
+    runs = ITERATIONS if iterations is None else iterations
+    with torch.no_grad(), _bar(runs, y, band, "local Wiener") as bar:
+        for _ in range(runs):
+            pilot = _pass(y, pilot, sigma, tau, band, bar)
+    return _rgb(pilot)
+
+
+def inpaint(y: torch.Tensor, known: torch.Tensor, pilot: torch.Tensor,
+            levels: tuple = INPAINT_LEVELS, band: int = BAND) -> torch.Tensor:
+    """y: the image (1, 3, H, W) with known (1, 1, H, W) 1 where a pixel is observed; pilot:
+    an estimate of the whole image. Returns the refined estimate (known pixels as in y)."""
+    known = known[0].float()
+    y, v = _opponent(y), _opponent(pilot)
+    v = _plug_and_play(lambda v, s: known * y + (1 - known) * v, v, levels, band, "local Wiener")
+    return _rgb(known * y + (1 - known) * v)
+
+
+def deblur(y: torch.Tensor, kernel: torch.Tensor, pilot: torch.Tensor, sigma: float,
+           levels: tuple = DEBLUR_LEVELS, band: int = BAND) -> torch.Tensor:
+    """y: the blurred image (1, 3, H, W), blurred by `kernel` (2-D, symmetric under flips, with
+    reflect padding as `operators.Blur` does) plus noise of std sigma; pilot: an estimate of the
+    sharp image. Returns the refined estimate.
+
+    The data step is exact: reflect padding equals circular convolution over the image's mirror
+    extension (2H-2 x 2W-2), where the blur is diagonal in the Fourier domain."""
+    if not (torch.equal(kernel, kernel.flip(0)) and torch.equal(kernel, kernel.flip(1))):
+        raise ValueError("the Fourier data step needs a kernel symmetric under flips")
+    y, v = _opponent(y), _opponent(pilot)
+    h, w = y.shape[-2:]
+    size = (2 * h - 2, 2 * w - 2)
+    kernel = (kernel / kernel.sum()).float().to(y.device)
+    kh, kw = kernel.shape
+    psf = torch.zeros(size, device=y.device)
+    psf[:kh, :kw] = kernel
+    otf = torch.fft.rfft2(torch.roll(psf, (-(kh // 2), -(kw // 2)), (0, 1)))
+    data = otf.conj() * torch.fft.rfft2(_mirror(y)) / sigma**2
+    gain = otf.abs().square() / sigma**2
+
+    def x_step(v, s):  # argmin |k * x - y|^2 / sigma^2 + |x - v|^2 / s^2
+        solved = (data + torch.fft.rfft2(_mirror(v)) / s**2) / (gain + 1 / s**2)
+        return torch.fft.irfft2(solved, s=size)[..., :h, :w]
+
+    return _rgb(_plug_and_play(x_step, v, levels, band, "local Wiener"))
+
+
+def _plug_and_play(x_step, v: torch.Tensor, levels: tuple, band: int, desc: str) -> torch.Tensor:
+    first, last, count = levels
+    noise = np.geomspace(first, last, count) / 255
+    with torch.no_grad(), _bar(count, v, band, desc) as bar:
+        for s in noise:
+            v = _pass(x_step(v, float(s)), v, float(s), math.inf, band, bar)
+    return v
+
+
+def _pass(y: torch.Tensor, pilot: torch.Tensor, sigma: float, tau: float, band: int,
+          bar: tqdm) -> torch.Tensor:
+    """One run of the filter over (3, H, W) opponent-colour images, band by band."""
     if band % STRIDE:
         raise ValueError(f"band must be a multiple of {STRIDE}")
-    colour = torch.tensor(COLOR, dtype=torch.float32, device=y.device)
     dct = torch.tensor(DCT, dtype=torch.float32, device=y.device)
-    # the colour transform is orthonormal: noise stays white with std sigma in every channel
-    y, pilot = (torch.einsum("ij,jhw->ihw", colour, t[0].float()) for t in (y, pilot))
+    basis = torch.kron(dct, dct)
     h = y.shape[-2]
-    tops = range(0, h, band)
-    runs = ITERATIONS if iterations is None else iterations
-    with torch.no_grad(), tqdm(total=runs * len(tops), desc="local Wiener", unit="band",
-                               disable=runs * len(tops) < 2) as bar:
-        for _ in range(runs):
-            out = torch.empty_like(y)
-            for top in tops:
-                bottom = min(h, top + band)
-                lo, hi = max(0, top - BLOCK), min(h, bottom + BLOCK)
-                part = _filter(y[:, lo:hi], pilot[:, lo:hi], sigma, tau, dct)
-                out[:, top:bottom] = part[:, top - lo:bottom - lo]
-                bar.update(1)
-            pilot = out
-    return torch.einsum("ij,ihw->jhw", colour, pilot)[None]
+    out = torch.empty_like(y)
+    for top in range(0, h, band):
+        bottom = min(h, top + band)
+        lo, hi = max(0, top - BLOCK), min(h, bottom + BLOCK)
+        part = _filter(y[:, lo:hi], pilot[:, lo:hi], sigma, tau, basis)
+        out[:, top:bottom] = part[:, top - lo:bottom - lo]
+        bar.update(1)
+    return out
+
+
+def _bar(runs: int, like: torch.Tensor, band: int, desc: str) -> tqdm:
+    bands = -(-like.shape[-2] // band)
+    return tqdm(total=runs * bands, desc=desc, unit="band", disable=runs * bands < 2)
+
+
+def _opponent(image: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) RGB -> (3, H, W) float32 in the codec's orthonormal colour space, where
+    white noise stays white with the same std in every channel."""
+    colour = torch.tensor(COLOR, dtype=torch.float32, device=image.device)
+    return torch.einsum("ij,jhw->ihw", colour, image[0].float())
+
+
+def _rgb(image: torch.Tensor) -> torch.Tensor:
+    colour = torch.tensor(COLOR, dtype=torch.float32, device=image.device)
+    return torch.einsum("ij,ihw->jhw", colour, image)[None]
+
+
+def _mirror(x: torch.Tensor) -> torch.Tensor:
+    """(C, H, W) -> (C, 2H-2, 2W-2): one period of the reflect-padded image."""
+    x = torch.cat([x, x.flip(-2)[..., 1:-1, :]], -2)
+    return torch.cat([x, x.flip(-1)[..., 1:-1]], -1)
