@@ -92,8 +92,7 @@ def inpaint(image, mask, steps: int | None = None, device: str = "auto") -> Imag
     steps = DEFAULT_STEPS["inpaint"] if steps is None else steps
     x = solve_tiled(prior, y.shape[-2], y.shape[-1], 1, tile, {}, sigma=2 / 255, steps=steps,
                     desc="inpaint")
-    x = local_wiener.inpaint(y, known, x)
-    x = torch.where(known > 0, y, x)  # known pixels exactly as given
+    x = local_wiener.inpaint(y, known, x)  # known pixels exactly as given
     return _image(x, h, w)
 
 

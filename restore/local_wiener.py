@@ -92,10 +92,10 @@ def inpaint(y: torch.Tensor, known: torch.Tensor, pilot: torch.Tensor,
             levels: tuple = INPAINT_LEVELS, band: int = BAND) -> torch.Tensor:
     """y: the image (1, 3, H, W) with known (1, 1, H, W) 1 where a pixel is observed; pilot:
     an estimate of the whole image. Returns the refined estimate (known pixels as in y)."""
-    known = known[0].float()
-    y, v = _opponent(y), _opponent(pilot)
-    v = _plug_and_play(lambda v, s: known * y + (1 - known) * v, v, levels, band, "local Wiener")
-    return _rgb(known * y + (1 - known) * v)
+    observed, known = _opponent(y), known[0].float()
+    v = _plug_and_play(lambda v, s: known * observed + (1 - known) * v, _opponent(pilot), levels,
+                       band, "local Wiener")
+    return torch.where(known > 0, y.float(), _rgb(v))
 
 
 def deblur(y: torch.Tensor, kernel: torch.Tensor, pilot: torch.Tensor, sigma: float,
@@ -111,11 +111,7 @@ def deblur(y: torch.Tensor, kernel: torch.Tensor, pilot: torch.Tensor, sigma: fl
     y, v = _opponent(y), _opponent(pilot)
     h, w = y.shape[-2:]
     size = (2 * h - 2, 2 * w - 2)
-    kernel = (kernel / kernel.sum()).float().to(y.device)
-    kh, kw = kernel.shape
-    psf = torch.zeros(size, device=y.device)
-    psf[:kh, :kw] = kernel
-    otf = torch.fft.rfft2(torch.roll(psf, (-(kh // 2), -(kw // 2)), (0, 1)))
+    otf = _transfer(kernel.to(y.device), size)
     data = otf.conj() * torch.fft.rfft2(_mirror(y)) / sigma**2
     gain = otf.abs().square() / sigma**2
 
@@ -168,6 +164,14 @@ def _opponent(image: torch.Tensor) -> torch.Tensor:
 def _rgb(image: torch.Tensor) -> torch.Tensor:
     colour = torch.tensor(COLOR, dtype=torch.float32, device=image.device)
     return torch.einsum("ij,ihw->jhw", colour, image)[None]
+
+
+def _transfer(kernel: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The rfft2 of the normalised kernel, centred, on a canvas of `size`."""
+    kh, kw = kernel.shape
+    psf = torch.zeros(size, device=kernel.device)
+    psf[:kh, :kw] = kernel.float() / kernel.sum()
+    return torch.fft.rfft2(torch.roll(psf, (-(kh // 2), -(kw // 2)), (0, 1)))
 
 
 def _mirror(x: torch.Tensor) -> torch.Tensor:

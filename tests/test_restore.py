@@ -287,3 +287,51 @@ def test_local_wiener_removes_noise_from_a_real_photo():
     out = local_wiener.denoise(noisy, pilot, 0.1)
     as8 = lambda t: t[0].permute(1, 2, 0).clamp(0, 1).mul(255).round().byte().numpy()  # noqa: E731
     assert psnr(as8(clean), as8(out)) > psnr(as8(clean), as8(pilot)) + 1.0
+
+
+def _astronaut(size=128):
+    from skimage import data
+
+    crop = data.astronaut()[100:100 + size, 150:150 + size] / 255
+    return torch.tensor(crop, dtype=torch.float32).permute(2, 0, 1)[None]
+
+
+def _psnr(a, b, where=None):
+    err = (a - b).square().mean(1)
+    return float(-10 * torch.log10(err[where].mean() if where is not None else err.mean()))
+
+
+def test_fourier_blur_over_the_mirror_extension_equals_the_blur_operator():
+    # reflect padding is circular convolution over one period of the mirrored image, so the
+    # deblurring data step can be solved exactly in the Fourier domain
+    from restore.local_wiener import _mirror, _transfer
+
+    x = torch.rand(1, 3, 21, 34, generator=torch.Generator().manual_seed(0))
+    kernel = operators.gaussian_kernel(2.0)
+    size = (2 * 21 - 2, 2 * 34 - 2)
+    fourier = torch.fft.irfft2(_transfer(kernel, size) * torch.fft.rfft2(_mirror(x[0])), s=size)
+    assert torch.allclose(fourier[..., :21, :34], operators.gaussian_blur(2.0)(x)[0], atol=1e-5)
+
+
+def test_local_wiener_deblurring_sharpens_a_photo_and_refuses_asymmetric_kernels():
+    from restore import local_wiener
+
+    clean = _astronaut()
+    blurred = operators.gaussian_blur(2.0)(clean).mul(255).round().div(255)
+    out = local_wiener.deblur(blurred, operators.gaussian_kernel(2.0), blurred, 1 / 255)
+    assert _psnr(out.clamp(0, 1), clean) > _psnr(blurred, clean) + 2.0
+    with pytest.raises(ValueError, match="symmetric"):
+        local_wiener.deblur(blurred, operators.motion_kernel(5, 30), blurred, 1 / 255)
+
+
+def test_local_wiener_inpainting_keeps_known_pixels_and_beats_its_pilot():
+    from restore import local_wiener
+    from restore.damage import smooth_fill
+
+    clean = _astronaut()
+    known = (torch.rand(1, 1, 128, 128, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    pilot = smooth_fill(clean * known, known)
+    out = local_wiener.inpaint(clean * known, known, pilot)
+    assert torch.equal(out * known, clean * known)
+    missing = known[:, 0] == 0
+    assert _psnr(out.clamp(0, 1), clean, missing) > _psnr(pilot, clean, missing) + 1.0
