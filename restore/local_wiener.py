@@ -37,8 +37,8 @@ TAU = 10 / 255
 ITERATIONS = 5
 STRIDE = 2
 BAND = 128  # rows filtered at a time (plus BLOCK rows of context each side): bounded memory
-# Plug-and-play noise levels (8-bit units: first, last, count), chosen on 6 training crops of
-# 512x384 (benchmarks/fit_local_wiener.py --plug-and-play).
+# Plug-and-play noise levels (8-bit units: first, last, count; a count of 0 switches the step
+# off), chosen on 6 training crops of 512x384 (benchmarks/fit_plug_and_play.py).
 INPAINT_LEVELS = (40, 2, 32)
 DEBLUR_LEVELS = (40, 1, 32)
 
@@ -89,20 +89,23 @@ def denoise(y: torch.Tensor, pilot: torch.Tensor, sigma: float, iterations: int 
 
 
 def inpaint(y: torch.Tensor, known: torch.Tensor, pilot: torch.Tensor,
-            levels: tuple = INPAINT_LEVELS, band: int = BAND) -> torch.Tensor:
+            levels: tuple | None = None, band: int = BAND) -> torch.Tensor:
     """y: the image (1, 3, H, W) with known (1, 1, H, W) 1 where a pixel is observed; pilot:
-    an estimate of the whole image. Returns the refined estimate (known pixels as in y)."""
+    an estimate of the whole image. Returns the refined estimate (known pixels as in y).
+    levels: plug-and-play noise levels (first, last, count in 8-bit units), INPAINT_LEVELS
+    unless given."""
     observed, known = _opponent(y), known[0].float()
-    v = _plug_and_play(lambda v, s: known * observed + (1 - known) * v, _opponent(pilot), levels,
-                       band, "local Wiener")
+    v = _plug_and_play(lambda v, s: known * observed + (1 - known) * v, _opponent(pilot),
+                       levels or INPAINT_LEVELS, band, "local Wiener")
     return torch.where(known > 0, y.float(), _rgb(v))
 
 
 def deblur(y: torch.Tensor, kernel: torch.Tensor, pilot: torch.Tensor, sigma: float,
-           levels: tuple = DEBLUR_LEVELS, band: int = BAND) -> torch.Tensor:
+           levels: tuple | None = None, band: int = BAND) -> torch.Tensor:
     """y: the blurred image (1, 3, H, W), blurred by `kernel` (2-D, symmetric under flips, with
     reflect padding as `operators.Blur` does) plus noise of std sigma; pilot: an estimate of the
-    sharp image. Returns the refined estimate.
+    sharp image. Returns the refined estimate. levels: as for `inpaint`, DEBLUR_LEVELS unless
+    given.
 
     The data step is exact: reflect padding equals circular convolution over the image's mirror
     extension (2H-2 x 2W-2), where the blur is diagonal in the Fourier domain."""
@@ -119,7 +122,7 @@ def deblur(y: torch.Tensor, kernel: torch.Tensor, pilot: torch.Tensor, sigma: fl
         solved = (data + torch.fft.rfft2(_mirror(v)) / s**2) / (gain + 1 / s**2)
         return torch.fft.irfft2(solved, s=size)[..., :h, :w]
 
-    return _rgb(_plug_and_play(x_step, v, levels, band, "local Wiener"))
+    return _rgb(_plug_and_play(x_step, v, levels or DEBLUR_LEVELS, band, "local Wiener"))
 
 
 def _plug_and_play(x_step, v: torch.Tensor, levels: tuple, band: int, desc: str) -> torch.Tensor:

@@ -1,0 +1,107 @@
+"""Choose the plug-and-play noise levels that end inpainting and deblurring
+(`restore.local_wiener`: INPAINT_LEVELS, DEBLUR_LEVELS) on training photos, so the validation
+benchmark stays a held-out measurement.
+
+    python benchmarks/fit_plug_and_play.py ../shared/corpus/train [--photos 6]
+
+Takes `--photos` photos of at least 512x384 spread over the folder (portrait ones transposed),
+centre-cropped to 512x384; damages them as bench_restore does (thin strokes, a 128x128 box and
+50% random missing pixels, seeded; a Gaussian blur of std 2 rounded to 8 bits); restores them by
+latent MAP with the step switched off (the pilot), then runs the step with every schedule and
+prints the mean PSNR (inpainting: over the missing pixels) per schedule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+import restore
+from codec.data import image_paths
+from codec.imageio import open_image, to_rgb8
+from restore import local_wiener
+from restore.operators import gaussian_blur, gaussian_kernel
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_restore import masks  # noqa: E402
+
+INPAINT_SETTINGS = ("thin strokes", "box 128", "random 50%")
+INPAINT_SCHEDULES = ((10, 2, 8), (20, 2, 16), (30, 1, 24), (40, 2, 32), (40, 1, 32))
+DEBLUR_SCHEDULES = ((10, 1, 8), (20, 1, 16), (20, 1, 32), (40, 1, 32), (40, 2, 32), (60, 1, 48))
+CROP = (384, 512)
+
+
+def tensor(rgb: np.ndarray) -> torch.Tensor:
+    return torch.tensor(rgb / 255, dtype=torch.float32).permute(2, 0, 1)[None]
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, where: torch.Tensor | None = None) -> float:
+    err = (a.clamp(0, 1).mul(255).round() - b.mul(255).round()).square().mean(1)
+    return float(10 * torch.log10(255**2 / (err[where].mean() if where is not None else err.mean())))
+
+
+def crops(folder: str, count: int) -> list[np.ndarray]:
+    def big(path):
+        with Image.open(path) as im:
+            return min(im.size) >= CROP[0] and max(im.size) >= CROP[1]
+
+    paths = [p for p in image_paths(folder) if big(p)]
+    out = []
+    for i in np.linspace(0, len(paths) - 1, count).round().astype(int):
+        rgb = to_rgb8(open_image(paths[i]))[0]
+        if rgb.shape[0] > rgb.shape[1]:
+            rgb = rgb.transpose(1, 0, 2)
+        h, w = rgb.shape[:2]
+        top, left = (h - CROP[0]) // 2, (w - CROP[1]) // 2
+        out.append(np.ascontiguousarray(rgb[top:top + CROP[0], left:left + CROP[1]]))
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder")
+    parser.add_argument("--photos", type=int, default=6)
+    args = parser.parse_args()
+    scores = {}  # (setting, schedule) -> PSNRs; schedule None = the pilot
+    # count 0 switches the step off: restore.inpaint / restore.restore give latent MAP alone
+    local_wiener.INPAINT_LEVELS = local_wiener.DEBLUR_LEVELS = (1, 1, 0)
+    for j, rgb in enumerate(tqdm(crops(args.folder, args.photos), desc="photos")):
+        clean = tensor(rgb)
+        for name, missing in masks(rgb.shape[:2], 100 + j).items():
+            if name not in INPAINT_SETTINGS:
+                continue
+            pilot = tensor(np.asarray(restore.inpaint(rgb, missing, device="cpu")))
+            known = torch.from_numpy(~missing)[None, None].float()
+            where = torch.from_numpy(missing)[None]
+            scores.setdefault((name, None), []).append(psnr(pilot, clean, where))
+            for levels in INPAINT_SCHEDULES:
+                out = local_wiener.inpaint(clean * known, known, pilot, levels)
+                scores.setdefault((name, levels), []).append(psnr(out, clean, where))
+        blurred = gaussian_blur(2.0)(clean).clamp(0, 1).mul(255).round().div(255)
+        as8 = blurred[0].permute(1, 2, 0).mul(255).round().byte().numpy()
+        pilot = tensor(np.asarray(restore.restore(as8, "deblur", blur_sigma=2.0, device="cpu")))
+        scores.setdefault(("deblur", None), []).append(psnr(pilot, clean))
+        for levels in DEBLUR_SCHEDULES:
+            out = local_wiener.deblur(blurred, gaussian_kernel(2.0), pilot, 1 / 255, levels)
+            scores.setdefault(("deblur", levels), []).append(psnr(out, clean))
+    print(f"mean PSNR (dB) over {args.photos} training crops of {CROP[1]}x{CROP[0]} "
+          "(inpainting: over the missing pixels)\n")
+    for task, settings, schedules in (("inpaint", INPAINT_SETTINGS, INPAINT_SCHEDULES),
+                                      ("deblur", ("deblur",), DEBLUR_SCHEDULES)):
+        print(f"| {task}: levels (first, last, count) | " + " | ".join(settings) + " | mean |")
+        print("|---|" + "---:|" * (len(settings) + 1))
+        for levels in (None, *schedules):
+            means = [np.mean(scores[s, levels]) for s in settings]
+            label = "pilot" if levels is None else str(levels)
+            print(f"| {label} | " + " | ".join(f"{m:.2f}" for m in means) + f" | {np.mean(means):.2f} |")
+        print()
+
+
+if __name__ == "__main__":
+    main()
