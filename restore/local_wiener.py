@@ -22,6 +22,7 @@ filter(x) at a noise level that falls from 40/255 to 1-2/255.
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import numpy as np
 import torch
@@ -85,7 +86,7 @@ def denoise(y: torch.Tensor, pilot: torch.Tensor, sigma: float, iterations: int 
         raise ValueError("y and pilot must be one image each, of the same shape")
     y, pilot = _opponent(y), _opponent(pilot)
     runs = ITERATIONS if iterations is None else iterations
-    with torch.no_grad(), _bar(runs, y, band, "local Wiener") as bar:
+    with torch.no_grad(), _bar(runs, y, band) as bar:
         for _ in range(runs):
             pilot = _pass(y, pilot, sigma, tau, band, bar)
     return _rgb(pilot)
@@ -99,7 +100,7 @@ def inpaint(y: torch.Tensor, known: torch.Tensor, pilot: torch.Tensor,
     unless given."""
     observed, known = _opponent(y), known[0].float()
     v = _plug_and_play(lambda v, s: known * observed + (1 - known) * v, _opponent(pilot),
-                       levels or INPAINT_LEVELS, band, "local Wiener")
+                       levels or INPAINT_LEVELS, band)
     return torch.where(known > 0, y.float(), _rgb(v))
 
 
@@ -125,13 +126,13 @@ def deblur(y: torch.Tensor, kernel: torch.Tensor, pilot: torch.Tensor, sigma: fl
         solved = (data + torch.fft.rfft2(_mirror(v)) / s**2) / (gain + 1 / s**2)
         return torch.fft.irfft2(solved, s=size)[..., :h, :w]
 
-    return _rgb(_plug_and_play(x_step, v, levels or DEBLUR_LEVELS, band, "local Wiener"))
+    return _rgb(_plug_and_play(x_step, v, levels or DEBLUR_LEVELS, band))
 
 
-def _plug_and_play(x_step, v: torch.Tensor, levels: tuple, band: int, desc: str) -> torch.Tensor:
+def _plug_and_play(x_step, v: torch.Tensor, levels: tuple, band: int) -> torch.Tensor:
     first, last, count = levels
     noise = np.geomspace(first, last, count) / 255
-    with torch.no_grad(), _bar(count, v, band, desc) as bar:
+    with torch.no_grad(), _bar(count, v, band) as bar:
         for s in noise:
             v = _pass(x_step(v, float(s)), v, float(s), math.inf, band, bar)
     return v
@@ -142,8 +143,7 @@ def _pass(y: torch.Tensor, pilot: torch.Tensor, sigma: float, tau: float, band: 
     """One run of the filter over (3, H, W) opponent-colour images, band by band."""
     if band % STRIDE:
         raise ValueError(f"band must be a multiple of {STRIDE}")
-    dct = torch.tensor(DCT, dtype=torch.float32, device=y.device)
-    basis = torch.kron(dct, dct)
+    basis = _basis(y.device)
     h = y.shape[-2]
     out = torch.empty_like(y)
     for top in range(0, h, band):
@@ -155,9 +155,16 @@ def _pass(y: torch.Tensor, pilot: torch.Tensor, sigma: float, tau: float, band: 
     return out
 
 
-def _bar(runs: int, like: torch.Tensor, band: int, desc: str) -> tqdm:
+@cache
+def _basis(device: torch.device) -> torch.Tensor:
+    """The 8x8 2-D DCT as a (64, 64) matrix acting on flattened windows."""
+    dct = torch.tensor(DCT, dtype=torch.float32, device=device)
+    return torch.kron(dct, dct)
+
+
+def _bar(runs: int, like: torch.Tensor, band: int) -> tqdm:
     bands = -(-like.shape[-2] // band)
-    return tqdm(total=runs * bands, desc=desc, unit="band", disable=runs * bands < 2)
+    return tqdm(total=runs * bands, desc="local Wiener", unit="band", disable=runs * bands < 2)
 
 
 def _opponent(image: torch.Tensor) -> torch.Tensor:

@@ -251,6 +251,18 @@ def test_cli_inpaint_box(photo, tmp_path):
     assert np.array_equal(out[keep], photo[keep])
 
 
+def _astronaut(size=128):
+    from skimage import data
+
+    crop = data.astronaut()[100:100 + size, 150:150 + size] / 255
+    return torch.tensor(crop, dtype=torch.float32).permute(2, 0, 1)[None]
+
+
+def _psnr(a, b, where=None):
+    err = (a - b).square().mean(1)
+    return float(-10 * torch.log10(err[where].mean() if where is not None else err.mean()))
+
+
 def test_local_wiener_on_flat_images_averages_pilot_and_observation_by_precision():
     # Flat images have only a DC coefficient per window, which has no prior: the output is
     # (pilot / tau^2 + y / sigma^2) / (1 / tau^2 + 1 / sigma^2) everywhere, dark or not.
@@ -276,29 +288,15 @@ def test_local_wiener_in_bands_equals_the_whole_image_at_once():
 
 
 def test_local_wiener_removes_noise_from_a_real_photo():
-    from skimage import data
-
     from codec.metrics import psnr
-    from restore import local_wiener, operators
+    from restore import local_wiener
 
-    clean = torch.tensor(data.astronaut()[100:228, 150:278] / 255, dtype=torch.float32).permute(2, 0, 1)[None]
+    clean = _astronaut()
     noisy = clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
     pilot = operators.gaussian_smooth(noisy, 1.0)
     out = local_wiener.denoise(noisy, pilot, 0.1)
     as8 = lambda t: t[0].permute(1, 2, 0).clamp(0, 1).mul(255).round().byte().numpy()  # noqa: E731
     assert psnr(as8(clean), as8(out)) > psnr(as8(clean), as8(pilot)) + 1.0
-
-
-def _astronaut(size=128):
-    from skimage import data
-
-    crop = data.astronaut()[100:100 + size, 150:150 + size] / 255
-    return torch.tensor(crop, dtype=torch.float32).permute(2, 0, 1)[None]
-
-
-def _psnr(a, b, where=None):
-    err = (a - b).square().mean(1)
-    return float(-10 * torch.log10(err[where].mean() if where is not None else err.mean()))
 
 
 def test_fourier_blur_over_the_mirror_extension_equals_the_blur_operator():
