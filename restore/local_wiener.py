@@ -41,10 +41,10 @@ BAND = 128  # rows filtered at a time (plus BLOCK rows of context each side): bo
 # Plug-and-play noise levels (8-bit units: first, last, count; a count of 0 switches the step
 # off), chosen on training crops of 512x384 (benchmarks/fit_plug_and_play.py). On its 6 crops:
 # inpainting (thin strokes, box, 50% random) from 28.13 dB (latent MAP alone) to 29.25, the
-# grid's best 29.27; deblurring from 33.16 to 33.54, the grid's best (60, 1, 48) 33.75, but
-# 32 levels or more take deblurring past 30 s per 768x512 photo on a 2-core CPU.
+# grid's best 29.27; deblurring from 33.16 to 33.71, the grid's best (60, 1, 48) 33.75 for
+# half as much time again.
 INPAINT_LEVELS = (40, 2, 32)
-DEBLUR_LEVELS = (20, 1, 16)
+DEBLUR_LEVELS = (40, 1, 32)
 
 
 def _filter(y: torch.Tensor, pilot: torch.Tensor, sigma: float, tau: float,
