@@ -223,10 +223,12 @@ def main():
                 rows.append(row)
             if k == 0:
                 figures.setdefault(task, []).append((setting, damaged, truth, results))
-        write_outputs(rows, figures, out)  # after every image: a long run stopped early keeps its rows
+        if k == 0:
+            write_figures(figures, out)  # they show the first image only
+        write_table(rows, out)  # after every image: a long run stopped early keeps its rows
 
 
-def write_outputs(rows, figures, out):
+def write_table(rows, out):
     keys = ["image", "task", "setting", "method", "psnr", "psnr_missing", "ms_ssim", "seconds"]
     with open(out / "restore.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, keys)
@@ -243,6 +245,8 @@ def write_outputs(rows, figures, out):
     (out / "restore.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
+
+def write_figures(figures, out):
     import matplotlib
 
     matplotlib.use("Agg")
