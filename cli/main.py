@@ -1,13 +1,14 @@
 """`vqpress`: a thin click layer over the codec and restore APIs.
 
-Every VQPressError becomes one line on stderr and exit status 1; outputs are written to a
-temporary name and renamed, so a failed command leaves no partial file.
+Every VQPressError becomes one line on stderr and exit status 1, a usage error (an unknown
+option, a value of the wrong type) one line and exit status 2. Outputs are written to a
+temporary file and renamed, so a failed command leaves no partial file, and an existing file
+is replaced only with --force.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from pathlib import Path
 
@@ -34,28 +35,69 @@ def friendly_errors(fn):
     return wrapper
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise VQPressError(f"{path}: cannot write ({e.strerror})") from None
-
-
-def check_output(input_path: Path, output: Path) -> None:
+def check_output(input_path: Path, output: Path, force: bool) -> None:
+    """Refuse an output that is the input, lies in no folder, or exists (without --force)."""
     if output.resolve() == input_path.resolve():
         raise VQPressError(f"{output}: refusing to overwrite the input file")
     if not output.parent.is_dir():
         raise VQPressError(f"{output.parent}: no such folder")
+    if output.is_dir():
+        raise VQPressError(f"{output}: is a folder")
+    if output.exists() and not force:
+        raise VQPressError(f"{output} exists (use --force to replace it, or -o to choose another name)")
+
+
+def check_image_output(input_path: Path, output: Path, force: bool) -> None:
+    from codec.imageio import output_format
+
+    check_output(input_path, output, force)
+    output_format(output)
+
+
+def frames_note(image) -> None:
+    frames = image.info.get("frames", 1)
+    if frames > 1:
+        click.echo(f"note: only the first of the image's {frames} frames is used", err=True)
 
 
 device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                              show_default=True, help="Where the neural networks run.")
+force_option = click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def set_max_pixels(ctx, param, value):
+    from codec import limits
+
+    if value == 0:
+        limits.MAX_IMAGE_PIXELS = limits.MAX_SIDE = None
+    elif value is not None:
+        limits.MAX_IMAGE_PIXELS = value
+    return value
+
+
+max_pixels_option = click.option(
+    "--max-pixels", type=click.IntRange(min=0), callback=set_max_pixels, expose_value=False,
+    help="Largest image to read or write, in pixels [default: codec.limits.MAX_IMAGE_PIXELS, "
+         "64000000]; 0 lifts every size limit.")
+
+
+class OneLineGroup(click.Group):
+    """Usage errors as one line (`Error: ...`, exit 2) instead of click's usage block."""
+
+    def main(self, *args, **kwargs):
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Error: interrupted", err=True)
+            sys.exit(1)
+        except click.ClickException as e:
+            click.echo(f"Error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+
+
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vqpress")
 def main():
     """Learned image compression (.vqp) and restoration."""
@@ -67,24 +109,26 @@ def main():
               help="Output .vqp file [default: IN with .vqp suffix].")
 @click.option("-q", "--quality", type=int, default=5, show_default=True,
               help="Quality level, 1 (smallest file) to 9 (best picture) with the default model.")
+@force_option
+@max_pixels_option
 @device_option
 @friendly_errors
-def compress(input_path: Path, output: Path | None, quality: int, device: str):
+def compress(input_path: Path, output: Path | None, quality: int, force: bool, device: str):
     """Compress an image (any format Pillow reads) to a .vqp file."""
     from codec import codec as api
-    from codec.imageio import MODE_RGBA, open_image, to_rgb8
+    from codec.imageio import has_alpha, open_image, write_atomically
 
     output = output or input_path.with_suffix(".vqp")
     image = open_image(input_path)
-    check_output(input_path, output)
+    check_output(input_path, output, force)
+    frames_note(image)
     model = api.load(device=device)
     model.check_quality(quality)
-    rgb, mode = to_rgb8(image)
-    if mode == MODE_RGBA:
+    if has_alpha(image):
         click.echo("note: alpha is not coded; the image is composited on white", err=True)
-    data = model.compress(image, quality)
-    write_atomically(output, data)
-    bpp = len(data) * 8 / (rgb.shape[0] * rgb.shape[1])
+    data = model.compress(image, quality, progress=True)
+    write_atomically(output, lambda f: f.write(data))
+    bpp = len(data) * 8 / (image.width * image.height)
     click.echo(f"{output}: {len(data)} bytes, {bpp:.3f} bpp, quality {quality}")
 
 
@@ -92,17 +136,19 @@ def compress(input_path: Path, output: Path | None, quality: int, device: str):
 @click.argument("input_path", metavar="IN.vqp", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Output image; the format follows the extension [default: IN.png].")
+@force_option
+@max_pixels_option
 @device_option
 @friendly_errors
-def decompress(input_path: Path, output: Path | None, device: str):
+def decompress(input_path: Path, output: Path | None, force: bool, device: str):
     """Decode a .vqp file to an image."""
     from codec import codec as api
     from codec.imageio import save_image
 
     data = _read(input_path)
     output = output or input_path.with_suffix(".png")
-    check_output(input_path, output)
-    image = api.decompress(data, device)
+    check_image_output(input_path, output, force)
+    image = api.decompress(data, device, progress=True)
     save_image(image, output)
     click.echo(f"{output}: {image.width}x{image.height} {image.mode}")
 
@@ -190,18 +236,21 @@ def _box_mask(image, box: str):
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True)
 @click.option("--steps", type=click.IntRange(0, 10000),
               help="Gradient steps on the latent [default: per task, see restore.DEFAULT_STEPS].")
+@force_option
+@max_pixels_option
 @device_option
 @friendly_errors
-def inpaint(input_path, mask_path, box, output, steps, device):
+def inpaint(input_path, mask_path, box, output, steps, force, device):
     """Fill the missing pixels of an image; known pixels are kept exactly."""
     import restore
     from codec.imageio import open_image, save_image
 
-    image = open_image(input_path)
     if (mask_path is None) == (box is None):
         raise VQPressError("give exactly one of --mask or --box")
+    image = open_image(input_path)
     mask = open_image(mask_path) if mask_path else _box_mask(image, box)
-    check_output(input_path, output)
+    check_image_output(input_path, output, force)
+    frames_note(image)
     save_image(restore.inpaint(image, mask, steps=steps, device=device), output)
     click.echo(f"{output}: inpainted")
 
@@ -217,15 +266,18 @@ def inpaint(input_path, mask_path, box, output, steps, device):
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True)
 @click.option("--steps", type=click.IntRange(0, 10000),
               help="Gradient steps on the latent [default: per task, see restore.DEFAULT_STEPS].")
+@force_option
+@max_pixels_option
 @device_option
 @friendly_errors
-def restore_command(input_path, task, sigma, scale, blur_sigma, output, steps, device):
+def restore_command(input_path, task, sigma, scale, blur_sigma, output, steps, force, device):
     """Denoise, super-resolve (the output is SCALE times larger) or deblur an image."""
     import restore
     from codec.imageio import open_image, save_image
 
     image = open_image(input_path)
-    check_output(input_path, output)
+    check_image_output(input_path, output, force)
+    frames_note(image)
     out = restore.restore(image, task=task, sigma=sigma, scale=scale, blur_sigma=blur_sigma,
                           steps=steps, device=device)
     save_image(out, output)

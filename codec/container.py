@@ -6,7 +6,8 @@ All integers little-endian. Layout:
     0       4     magic b"\\x89VQP"
     4       1     format version (1)
     5       1     n = length of the model id
-    6       n     model id, ASCII (the weights file's stem, e.g. "rvq8-v1")
+    6       n     model id: 1-64 characters of a-z, 0-9, '.', '_', '-' (the weights file's
+                  stem, e.g. "rvq8-v1")
     6+n     4     first 4 bytes of the sha256 of the weights file
     10+n    4     image width in pixels
     14+n    4     image height in pixels
@@ -14,14 +15,17 @@ All integers little-endian. Layout:
     19+n    1     quality level (the model's ladder says how many VQ stages it codes and
                   whether, with which step, the detail layer follows them)
     20+n    4     payload length in bytes
-    24+n    P     payload: the range-coded symbols (32-bit words)
+    24+n    P     payload: the range-coded symbols (32-bit little-endian words)
     24+n+P  4     CRC32 of every byte before it
 
-A file of any other length, magic, version or CRC is rejected before decoding starts.
+A file of any other length, magic, version or CRC, or with a model id that is not a model
+name, is rejected before decoding starts; the decoder then checks the size against
+`codec.limits`.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -31,7 +35,7 @@ from .imageio import MODE_NAMES
 
 MAGIC = b"\x89VQP"
 VERSION = 1
-MAX_PIXELS = 1 << 28
+MODEL_ID = re.compile(rb"[a-z0-9][a-z0-9._-]{0,63}")
 _FIXED = struct.Struct("<4sIIBBI")  # hash, width, height, mode, quality, payload length
 
 
@@ -52,6 +56,8 @@ class Header:
 
 def pack(header: Header, payload: bytes) -> bytes:
     model = header.model_id.encode("ascii")
+    if not MODEL_ID.fullmatch(model):
+        raise ValueError(f"model id {header.model_id!r} is not a model name")
     body = (MAGIC + bytes([VERSION, len(model)]) + model
             + _FIXED.pack(header.weights_hash, header.width, header.height, header.mode,
                           header.quality, len(payload)) + payload)
@@ -76,11 +82,11 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     (crc,) = struct.unpack_from("<I", data, start + length)
     if zlib.crc32(data[:start + length]) != crc:
         raise FormatError("corrupted .vqp file (CRC32 mismatch)")
-    try:
-        model_id = data[6:6 + n].decode("ascii")
-    except UnicodeDecodeError:
-        raise FormatError("corrupted .vqp file (model id is not ASCII)") from None
-    if not 0 < width * height <= MAX_PIXELS or mode not in MODE_NAMES:
-        raise FormatError("corrupted .vqp file (impossible image size or mode)")
-    header = Header(model_id, weights_hash, width, height, mode, quality, length)
+    if not MODEL_ID.fullmatch(data[6:6 + n]):  # it is printed: no control characters
+        raise FormatError("corrupted .vqp file (the model id is not a model name)")
+    if mode not in MODE_NAMES:
+        raise FormatError(f"corrupted .vqp file (unknown source mode {mode})")
+    if width < 1 or height < 1:
+        raise FormatError(f"corrupted .vqp file (image size {width}x{height})")
+    header = Header(data[6:6 + n].decode("ascii"), weights_hash, width, height, mode, quality, length)
     return header, data[start:start + length]

@@ -18,6 +18,7 @@ from .errors import VQPressError
 from .fixedpoint import FixedPointPrior, wavefront
 
 _MODEL = constriction.stream.model.Categorical(perfect=False)
+_UNIFORM = constriction.stream.model.Uniform()
 
 
 class CorruptStream(VQPressError):
@@ -31,7 +32,7 @@ def _tokens(indices: np.ndarray, num_stages: int, absent: int) -> np.ndarray:
     return tokens
 
 
-def encode_symbols(prior: FixedPointPrior, indices: np.ndarray, encoder) -> float:
+def encode_symbols(prior: FixedPointPrior, indices: np.ndarray, encoder, bar=None) -> float:
     """Append indices (stages, H, W) to a constriction queue encoder. Returns the prior's
     cross-entropy in bits."""
     cfg = prior.config
@@ -48,6 +49,8 @@ def encode_symbols(prior: FixedPointPrior, indices: np.ndarray, encoder) -> floa
             encoder.encode(symbols.astype(np.int32), _MODEL, weights)
             bits -= np.log2(weights[np.arange(len(rows)), symbols] / weights.sum(1)).sum()
             earlier = earlier + prior.same_position[s][symbols]
+        if bar is not None:
+            bar.update(len(rows) * q)
     return float(bits)
 
 
@@ -55,26 +58,59 @@ def new_encoder():
     return constriction.stream.queue.RangeEncoder()
 
 
-def payload_decoder(payload: bytes):
-    """A constriction queue decoder over a payload."""
-    if len(payload) % 4:
-        raise CorruptStream("payload length is not a whole number of 32-bit words")
-    return constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype=np.uint32))
+class PayloadDecoder:
+    """A constriction queue decoder that refuses to decode far past the end of its data.
+
+    An encoder's output holds at least the information of its symbols (their -log2 probability
+    under the model it coded them with; measured: always a few bits short of the payload), so
+    once the decoded symbols hold more than the payload's bits plus a margin, the data has run
+    out. A forged header cannot make a few bytes decode into a huge image: the work is bounded by
+    the payload, not by the header. Constriction raises ValueError, RuntimeError or
+    AssertionError on a malformed stream; `Codec.decode_payload` reports them as CorruptStream.
+    """
+
+    def __init__(self, payload: bytes):
+        if len(payload) % 4:
+            raise CorruptStream("corrupted payload (not a whole number of 32-bit words)")
+        self._decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4"))
+        self.budget = 8 * len(payload) * 1.005 + 64
+
+    def _spend(self, bits: float) -> None:
+        self.budget -= bits
+        if self.budget < 0:
+            raise CorruptStream("corrupted payload (its data ends before the image does)")
+
+    def categorical(self, weights: np.ndarray) -> np.ndarray:
+        """One symbol per row of integer probability weights (n, K)."""
+        symbols = self._decoder.decode(_MODEL, weights)
+        chosen = weights[np.arange(len(symbols)), symbols]
+        self._spend(float(-np.log2(chosen / weights.sum(1)).sum()))
+        return symbols
+
+    def uniform(self, sizes: np.ndarray) -> np.ndarray:
+        """One symbol in 0..size-1 per entry of sizes (int32)."""
+        symbols = self._decoder.decode(_UNIFORM, sizes)
+        self._spend(float(np.log2(sizes).sum()))
+        return symbols
 
 
-def decode_symbols(prior: FixedPointPrior, decoder, stages: int, height: int, width: int) -> np.ndarray:
-    """Inverse of encode_symbols: indices (stages, H, W). Constriction raises ValueError,
-    RuntimeError or AssertionError on a malformed stream; the caller reports it as CorruptStream."""
+def decode_symbols(prior: FixedPointPrior, decoder: PayloadDecoder, stages: int, height: int,
+                   width: int, bar=None) -> np.ndarray:
+    """Inverse of encode_symbols: indices (stages, H, W)."""
     cfg = prior.config
     state = prior.new_state(height, width)
-    out = np.zeros((height, width, cfg.num_stages), dtype=np.int64)
-    out[..., stages:] = cfg.num_codes
+    out = np.zeros((stages, height, width), dtype=np.int64)  # pages are touched as rows decode
+    tokens = np.full((0, cfg.num_stages), cfg.num_codes, dtype=np.int64)
     for rows, cols in wavefront(height, width):
         f = prior.trunk(state, rows, cols)
         earlier = np.zeros_like(f)
+        if len(tokens) != len(rows):
+            tokens = np.full((len(rows), cfg.num_stages), cfg.num_codes, dtype=np.int64)
         for s in range(stages):
-            symbols = decoder.decode(_MODEL, prior.stage_weights(f, earlier, s))
-            out[rows, cols, s] = symbols
+            symbols = decoder.categorical(prior.stage_weights(f, earlier, s))
+            out[s, rows, cols] = tokens[:, s] = symbols
             earlier = earlier + prior.same_position[s][symbols]
-        prior.set_symbols(state, rows, cols, out[rows, cols])
-    return out[..., :stages].transpose(2, 0, 1).copy()
+        prior.set_symbols(state, rows, cols, tokens)
+        if bar is not None:
+            bar.update(len(rows) * stages)
+    return out

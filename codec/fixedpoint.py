@@ -159,9 +159,10 @@ class FixedPointPrior:
 
 
 def wavefront(height: int, width: int):
-    """Positions (rows, cols) of each decoding step, in order."""
+    """Positions (rows, cols) of each decoding step, in order. Steps with no position (maps
+    at most WAVEFRONT - 1 wide have them) are skipped."""
     for t in range(width + WAVEFRONT * (height - 1)):
         rows = np.arange(max(0, (t - width + 1 + WAVEFRONT - 1) // WAVEFRONT),
                          min(height - 1, t // WAVEFRONT) + 1)
-        cols = t - WAVEFRONT * rows
-        yield rows, cols
+        if len(rows):
+            yield rows, t - WAVEFRONT * rows

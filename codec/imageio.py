@@ -8,11 +8,16 @@ replicated to three channels (and restored on decode); 16-bit and float images a
 from __future__ import annotations
 
 import os
+import tempfile
+import threading
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import limits
 from .errors import VQPressError
 
 # Source modes the container remembers, so grayscale comes back as grayscale.
@@ -26,14 +31,50 @@ class ImageError(VQPressError):
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
+    """The first frame of an image file, EXIF orientation applied. Its size is checked against
+    `codec.limits` before any pixel is decoded; `frames` in its info says how many it had."""
     try:
-        with Image.open(path) as im:
+        with _own_size_limits(), Image.open(path) as im:
+            limits.check_size(*im.size, f"{path}")
+            frames = getattr(im, "n_frames", 1)
             im.load()
-            return ImageOps.exif_transpose(im)
+            image = ImageOps.exif_transpose(im)
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a folder, not an image") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{path}: not an image Pillow can read ({e})") from None
+    image.info["frames"] = frames
+    return image
+
+
+_PILLOW_LIMIT = threading.Lock()
+
+
+@contextmanager
+def _own_size_limits():
+    """Pillow's decompression-bomb check off while a file is opened: `codec.limits` apply
+    instead, before any pixel is decoded, with a message that says how to raise them."""
+    with _PILLOW_LIMIT, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def as_image(image) -> Image.Image | np.ndarray:
+    """What the APIs take as an image: a PIL image (EXIF orientation applied), an array, or a
+    path to a file (opened with `open_image`)."""
+    if isinstance(image, (str, os.PathLike)):
+        return open_image(image)
+    if isinstance(image, Image.Image):
+        return ImageOps.exif_transpose(image) if image.getexif().get(0x0112, 1) != 1 else image
+    if isinstance(image, np.ndarray):
+        return image
+    raise ImageError(f"expected a PIL image, an array or a path, got {type(image).__name__}")
 
 
 def to_rgb8(image: Image.Image | np.ndarray) -> tuple[np.ndarray, int]:
@@ -49,11 +90,15 @@ def to_rgb8(image: Image.Image | np.ndarray) -> tuple[np.ndarray, int]:
     if mode in ("L", "1"):
         gray = np.asarray(image.convert("L"))
         return np.repeat(gray[..., None], 3, axis=2), MODE_GRAY
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+    if has_alpha(image):
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(white, rgba).convert("RGB")), MODE_RGBA
     return np.asarray(image.convert("RGB")), MODE_RGB
+
+
+def has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
 
 
 def _array_to_rgb8(a: np.ndarray) -> tuple[np.ndarray, int]:
@@ -66,7 +111,9 @@ def _array_to_rgb8(a: np.ndarray) -> tuple[np.ndarray, int]:
     if rgb.dtype == np.uint16:
         rgb = np.round(rgb / 257.0)
     elif rgb.dtype.kind == "f":
-        rgb = np.round(np.clip(rgb, 0, 1) * 255)
+        if rgb.size and not (np.isfinite(rgb).all() and rgb.min() >= 0 and rgb.max() <= 1):
+            raise ImageError("a float array must hold values in 0..1 (for 0..255 pass uint8)")
+        rgb = np.round(rgb * 255)
     elif rgb.dtype != np.uint8:
         raise ImageError(f"unsupported array dtype {a.dtype}")
     return np.ascontiguousarray(rgb.astype(np.uint8)), mode
@@ -77,16 +124,49 @@ def from_rgb8(rgb: np.ndarray, source_mode: int) -> Image.Image:
     return image.convert("L") if source_mode in (MODE_GRAY, MODE_GRAY16) else image
 
 
+def output_format(path: str | os.PathLike) -> str:
+    """The Pillow format an output path's extension asks for (PNG when it has none)."""
+    suffix = Path(path).suffix.lower()
+    if not suffix:
+        return "PNG"
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None or fmt not in Image.SAVE:
+        raise ImageError(f"{path}: cannot write images with the extension {suffix}")
+    return fmt
+
+
 def save_image(image: Image.Image, path: str | os.PathLike) -> None:
     """Write by the path's extension (PNG when it has none), atomically: no partial files."""
-    path = Path(path)
-    fmt = None if path.suffix else "PNG"
-    if path.suffix.lower() in (".jpg", ".jpeg") and image.mode not in ("RGB", "L"):
+    fmt = output_format(path)
+    if fmt == "JPEG" and image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
-    tmp = path.with_name(f".{path.name}.part")
+
+    def write(f):
+        try:
+            image.save(f, format=fmt)
+        except (KeyError, ValueError, OSError) as e:
+            raise ImageError(f"{path}: cannot write this image as {fmt} ({e})") from None
+
+    write_atomically(path, write)
+
+
+def write_atomically(path: str | os.PathLike, write) -> None:
+    """Call write(file) on a new temporary file beside `path` (a random name, created
+    exclusively: no link is followed), then rename it to `path`; on failure nothing is left.
+    An existing file at `path` is replaced; the callers decide whether that is allowed."""
+    path = Path(path)
+    if path.is_dir():
+        raise VQPressError(f"{path}: is a folder")
     try:
-        image.save(tmp, format=fmt or Image.registered_extensions().get(path.suffix.lower()))
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as e:
+        raise VQPressError(f"{path}: cannot write ({e.strerror})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
         os.replace(tmp, path)
-    except (KeyError, ValueError, OSError) as e:
-        tmp.unlink(missing_ok=True)
-        raise ImageError(f"{path}: cannot write this image format ({e})") from None
+    except OSError as e:
+        raise VQPressError(f"{path}: cannot write ({e.strerror})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

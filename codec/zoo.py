@@ -51,6 +51,12 @@ def model_is_shipped(model_id: str) -> bool:
     return f"{model_id}.safetensors" in _checksums()
 
 
+def shipped_codecs() -> list[str]:
+    """The ids of the shipped codec models (the other weights files are peers and VAEs)."""
+    return sorted(name.removesuffix(".safetensors") for name in _checksums()
+                  if name.startswith("rvq") and name.endswith(".safetensors"))
+
+
 @cache
 def weights_file(model_id: str) -> tuple[Path, str]:
     """(path, sha256) of a shipped model, verified."""
@@ -133,7 +139,9 @@ def load_codec_file(path) -> CodecModel:
     from safetensors import safe_open
 
     with safe_open(str(path), "np") as f:
-        metadata = f.metadata()
+        metadata = f.metadata() or {}
+    if "vqvae_config" not in metadata:
+        raise WeightsError(f"model {Path(path).stem} is not a codec model")
     config = VQVAEConfig(**json.loads(metadata["vqvae_config"]))
     tensors = load_file(str(path))
     vqvae = VQVAE(config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -10,7 +11,7 @@ from PIL import Image
 from torch import nn
 
 from codec.errors import VQPressError
-from codec.imageio import to_rgb8
+from codec.imageio import MODE_GRAY, MODE_GRAY16, as_image, has_alpha, to_rgb8
 from codec.vqvae import DOWNSCALE
 
 from . import local_wiener, operators
@@ -54,17 +55,49 @@ def _tensor(rgb: np.ndarray, device) -> torch.Tensor:
     return torch.tensor(rgb).permute(2, 0, 1)[None].float().div(255).to(device)
 
 
-def _image(x: torch.Tensor, height: int, width: int) -> Image.Image:
-    rgb = x[0, :, :height, :width].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0)
-    return Image.fromarray(rgb.cpu().numpy())
+@dataclass
+class Planes:
+    """An input image as restoration sees it: 8-bit RGB, and what goes back on at the end."""
+
+    rgb: np.ndarray  # (H, W, 3) uint8, not composited: alpha is restored as a plane of its own
+    alpha: np.ndarray | None  # (H, W) uint8
+    gray: bool
+
+    @classmethod
+    def of(cls, image) -> Planes:
+        image = as_image(image)
+        alpha = None
+        if isinstance(image, Image.Image) and has_alpha(image):
+            rgba = np.asarray(image.convert("RGBA"))
+            alpha = rgba[..., 3]
+            image = Image.fromarray(rgba[..., :3]).convert("L" if image.mode in ("LA", "La") else "RGB")
+        elif isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 4:
+            alpha, image = to_rgb8(image[..., 3])[0][..., 0], image[..., :3]
+        rgb, mode = to_rgb8(image)
+        return cls(rgb, alpha, mode in (MODE_GRAY, MODE_GRAY16))
+
+    def image(self, x: torch.Tensor, scale: int = 1) -> Image.Image:
+        """The restored image of x (1, 3, >= H*scale, >= W*scale), with the source's alpha
+        (resized by `scale` with Lanczos) and grayscale mode."""
+        h, w = self.rgb.shape[0] * scale, self.rgb.shape[1] * scale
+        rgb = x[0, :, :h, :w].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+        out = Image.fromarray(rgb)
+        if self.gray:
+            out = out.convert("L")
+        if self.alpha is not None:
+            alpha = Image.fromarray(self.alpha)
+            out.putalpha(alpha.resize((w, h), Image.LANCZOS) if scale > 1 else alpha)
+        return out
 
 
 def inpaint(image, mask, steps: int | None = None, device: str = "auto") -> Image.Image:
     """Fill the pixels where `mask` is true (white = missing); known pixels are kept exactly.
 
-    image: PIL image or HxWx3 uint8 array; mask: PIL image or HxW array of the same size.
-    Ends with `local_wiener.inpaint`, which takes the latent MAP estimate as its pilot."""
-    rgb, _ = to_rgb8(image)
+    image: PIL image, array or path (alpha and grayscale are kept); mask: PIL image or HxW
+    array of the same size. Ends with `local_wiener.inpaint`, which takes the latent MAP
+    estimate as its pilot."""
+    planes = Planes.of(image)
+    rgb = planes.rgb
     missing = np.asarray(mask.convert("L") if isinstance(mask, Image.Image) else mask)
     missing = missing if missing.dtype == bool else missing > 127
     if missing.ndim == 3:
@@ -77,7 +110,6 @@ def inpaint(image, mask, steps: int | None = None, device: str = "auto") -> Imag
     if missing.all():
         raise VQPressError("mask covers the whole image: nothing is known")
     prior, dev = _prior(device, "inpaint")
-    h, w = rgb.shape[:2]
     y = pad_to(_tensor(rgb, dev), DOWNSCALE)
     known = pad_to(torch.from_numpy(~missing)[None, None].float().to(dev), DOWNSCALE)
     rough = operators.gaussian_smooth(smooth_fill(y, known), 16)
@@ -93,7 +125,7 @@ def inpaint(image, mask, steps: int | None = None, device: str = "auto") -> Imag
     x = solve_tiled(prior, y.shape[-2], y.shape[-1], 1, tile, {}, sigma=2 / 255, steps=steps,
                     desc="inpaint")
     x = local_wiener.inpaint(y, known, x)  # known pixels exactly as given
-    return _image(x, h, w)
+    return planes.image(x)
 
 
 def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: float = 2.0,
@@ -103,10 +135,10 @@ def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: f
     `local_wiener`, which takes the latent MAP estimate as its pilot."""
     if task not in TASKS:
         raise VQPressError(f"unknown task {task!r} (choose from {', '.join(TASKS)})")
-    rgb, _ = to_rgb8(image)
+    planes = Planes.of(image)
+    rgb = planes.rgb
     prior, dev = _prior(device, task)
     y = _tensor(rgb, dev)
-    h, w = rgb.shape[:2]
     if task == "sr":
         if scale not in (2, 3, 4):
             raise VQPressError("--scale must be 2, 3 or 4")
@@ -116,7 +148,7 @@ def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: f
             return upscale(v, scale)
 
         init = first_guess(y).clamp(0, 1)
-        op, noise, out_h, out_w = operators.Downsample(scale), 1 / 255, h * scale, w * scale
+        op, noise = operators.Downsample(scale), 1 / 255
         damage = {"scale": scale}
     else:
         if task == "denoise" and not 0 < sigma <= 100:
@@ -133,7 +165,6 @@ def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: f
         op = nn.Identity() if task == "denoise" else operators.gaussian_blur(blur_sigma).to(dev)
         noise = sigma / 255 if task == "denoise" else 1 / 255
         damage = {"noise": sigma / 255} if task == "denoise" else {"blur": blur_sigma}
-        out_h, out_w = h, w
 
     def tile(y0, y1, x0, x1):
         s = scale
@@ -147,4 +178,4 @@ def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: f
         x = local_wiener.denoise(y, x, noise)
     elif task == "deblur":
         x = local_wiener.deblur(y, op.kernel[0, 0], x, noise)
-    return _image(x, out_h, out_w)
+    return planes.image(x, scale)

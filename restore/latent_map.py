@@ -115,13 +115,15 @@ def solve_tiled(prior: LatentPrior, height: int, width: int, scale: int,
     (`LatentPrior.error_power`)."""
     ys, xs = _starts(height), _starts(width)
     out = weight = None
-    with tqdm(total=len(ys) * len(xs) * steps, desc=desc, unit="step") as bar:
+    # one unit per gradient step and one for the rest of each tile (first guess, pixel step)
+    with tqdm(total=len(ys) * len(xs) * (steps + 1), desc=f"{desc}: latent MAP", unit="step") as bar:
         for y0 in ys:
             for x0 in xs:
                 y1, x1 = min(height, y0 + TILE), min(width, x0 + TILE)
                 y, op, init, known, first_guess = tile_problem(y0, y1, x0, x1)
                 power = prior.error_power(op, first_guess, init)
                 tile = solve(prior, y, op, init, known, damage, sigma, steps, power, bar=bar)
+                bar.update(1)
                 if out is None:
                     out = torch.zeros(1, 3, height, width, device=tile.device)
                     weight = torch.zeros(1, 1, height, width, device=tile.device)

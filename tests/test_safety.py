@@ -1,0 +1,195 @@
+"""Hostile and unusual input: no lost originals, no undecodable files, no hangs, no tracebacks."""
+
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import codec
+from cli.main import main
+from codec import container, limits
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_line_error(r, text, code=1):
+    assert r.exit_code == code, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and text in lines[0], r.output
+    assert "Traceback" not in r.output
+
+
+def psnr(a, b):
+    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+    return 10 * np.log10(255**2 / mse)
+
+
+# -- outputs -------------------------------------------------------------------------------------
+def test_default_output_never_replaces_an_existing_file(tmp_path, photo):
+    src = tmp_path / "photo.png"
+    Image.fromarray(photo).save(src)
+    original = src.read_bytes()
+    assert run("compress", src).exit_code == 0  # writes photo.vqp beside it
+    one_line_error(run("decompress", tmp_path / "photo.vqp"), "photo.png exists")
+    assert src.read_bytes() == original
+    one_line_error(run("compress", src), "photo.vqp exists")
+    assert run("decompress", tmp_path / "photo.vqp", "--force").exit_code == 0
+    assert Image.open(src).size == (photo.shape[1], photo.shape[0])
+
+
+def test_temporary_files_follow_no_links_and_bad_outputs_fail_first(tmp_path, photo):
+    src = tmp_path / "photo.png"
+    Image.fromarray(photo).save(src)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / ".out.vqp.part").symlink_to(victim)  # the old fixed temporary name
+    assert run("compress", src, "-o", tmp_path / "out.vqp").exit_code == 0
+    assert victim.read_text() == "keep me"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part") and not p.is_symlink()]
+    (tmp_path / "folder.png").mkdir()
+    one_line_error(run("decompress", tmp_path / "out.vqp", "-o", tmp_path / "folder.png"), "is a directory",
+                   code=2)
+    one_line_error(run("decompress", tmp_path / "out.vqp", "-o", tmp_path / "x.xyz"),
+                   "cannot write images with the extension .xyz")
+
+
+# -- files that must decode ------------------------------------------------------------------------
+@pytest.mark.parametrize("width, height", [(8, 16), (16, 16), (1, 48), (16, 600), (1, 1), (2, 2), (17, 3)])
+def test_narrow_and_tiny_images_round_trip(model, width, height):
+    image = np.random.default_rng(width * 1000 + height).integers(0, 256, (height, width, 3), np.uint8)
+    for q in (1, 2, model.qualities[-1]):
+        assert model.decompress(model.compress(image, q)).size == (width, height)
+
+
+def test_one_pixel_and_image_edges_keep_their_colour(model):
+    pixel = np.array([[[200, 30, 90]]], np.uint8)
+    best = model.qualities[-1]
+    out = np.asarray(model.decompress(model.compress(pixel, best))).astype(int)
+    assert np.abs(out - pixel).max() <= 4
+    from skimage import data
+
+    image = data.astronaut()[:193, :257]  # one pixel into a new block each way
+    out = np.asarray(model.decompress(model.compress(image, 7)))
+    inner = psnr(out[:-1, :-1], image[:-1, :-1])
+    assert psnr(out[:, -1], image[:, -1]) > inner - 1.5
+    assert psnr(out[-1], image[-1]) > inner - 1.5
+
+
+# -- forged and damaged files ------------------------------------------------------------------------
+def forged(model, width, height, payload=b"\0\0\0\0", quality=5, model_id=None, mode=0):
+    header = container.Header(model_id or model.model_id, model.weights_hash, width, height, mode, quality)
+    body = container.pack(header, payload)
+    return body
+
+
+@pytest.mark.parametrize("width, height", [(16384, 16384), (8000, 8000), (16384, 1), (1, 16384), (4096, 2048)])
+def test_decoding_work_is_set_by_the_payload_not_the_header(model, width, height):
+    start = time.perf_counter()
+    with pytest.raises(codec.VQPressError):
+        model.decompress(forged(model, width, height))
+    assert time.perf_counter() - start < 2
+
+
+def test_sizes_over_the_limits_are_refused_both_ways(model, monkeypatch):
+    with pytest.raises(limits.LimitError, match="over vqpress's limit"):
+        model.decompress(forged(model, 2**28, 1))
+    monkeypatch.setattr(limits, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(limits.LimitError, match="over vqpress's limit of 0.001 MP"):
+        model.compress(np.zeros((40, 30, 3), np.uint8), 1)
+    monkeypatch.setattr(limits, "MAX_IMAGE_PIXELS", None)
+    assert model.decompress(model.compress(np.zeros((40, 30, 3), np.uint8), 1)).size == (30, 40)
+
+
+def test_a_model_that_is_not_a_codec_is_a_clear_error(model, photo):
+    _, payload = container.unpack(model.compress(photo, 1))
+    for name in ("vae-v3", "bmshj2018-hyperprior-l0.0018"):
+        with pytest.raises(codec.VQPressError, match=f"model {name} is not a codec model"):
+            codec.decompress(forged(model, photo.shape[1], photo.shape[0], payload, 1, name))
+
+
+def test_header_bytes_are_never_echoed(tmp_path, model):
+    data = bytearray(forged(model, 8, 8, model_id="a" * len(model.model_id)))
+    data[6:6 + len(model.model_id)] = (b"x\n\x1b[2J" + b"y" * 64)[:len(model.model_id)]
+    body = bytes(data[:-4])
+    (tmp_path / "evil.vqp").write_bytes(body + struct.pack("<I", zlib.crc32(body)))
+    r = run("info", tmp_path / "evil.vqp")
+    one_line_error(r, "the model id is not a model name")
+    assert "\x1b" not in r.output
+
+
+def test_image_bombs_are_one_line_errors(tmp_path):
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+    one_line_error(run("compress", bomb), "over vqpress's limit")
+    one_line_error(run("restore", bomb, "--task", "denoise", "-o", tmp_path / "x.png"), "over vqpress's limit")
+    assert not (tmp_path / "bomb.vqp").exists()
+
+
+# -- the Python API ----------------------------------------------------------------------------------
+def test_api_takes_paths_orientation_and_numeric_qualities(tmp_path, model, photo):
+    rotated = Image.fromarray(photo)
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    path = tmp_path / "r.jpg"
+    rotated.save(path, exif=exif, quality=95)
+    expected = (photo.shape[0], photo.shape[1])  # width and height swap
+    assert model.decompress(model.compress(Image.open(path), 2)).size == expected
+    assert model.decompress(model.compress(str(path), 2)).size == expected
+    assert model.compress(photo, 5.0) == model.compress(photo, "5") == model.compress(photo, 5)
+    for bad in (5.5, "five", None, True):
+        with pytest.raises(codec.VQPressError, match="quality must be an integer"):
+            model.compress(photo, bad)
+    with pytest.raises(codec.VQPressError, match="float array must hold values in 0..1"):
+        model.compress(photo.astype(np.float32), 5)
+    assert model.compress(photo.astype(np.float32) / 255, 5) == model.compress(photo, 5)
+
+
+# -- the command line --------------------------------------------------------------------------------
+def test_usage_errors_are_one_line(tmp_path, photo):
+    src = tmp_path / "photo.png"
+    Image.fromarray(photo).save(src)
+    one_line_error(run("compress", src, "--quality", "5.5"), "is not a valid integer", code=2)
+    one_line_error(run("compress", src, "--colour", "red"), "No such option", code=2)
+
+
+def test_long_runs_show_progress(model, photo, capsys, monkeypatch):
+    from codec import codec as codec_module
+
+    monkeypatch.setattr(codec_module, "PROGRESS_DELAY", 0)
+    data = model.compress(photo, model.qualities[-1], progress=True)
+    model.decompress(data, progress=True)
+    err = capsys.readouterr().err
+    assert "compress" in err and "decompress" in err and "block" in err
+
+
+def test_animated_images_say_only_the_first_frame_is_used(tmp_path, photo):
+    frames = [Image.fromarray(photo), Image.fromarray(photo[::-1].copy())]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    r = CliRunner().invoke(main, ["compress", str(tmp_path / "anim.gif")])
+    assert r.exit_code == 0 and "only the first of the image's 2 frames is used" in r.output
+
+
+# -- restoration keeps what it does not restore ------------------------------------------------------
+def test_restoration_keeps_alpha_and_gray(photo):
+    import restore
+
+    rgba = np.dstack([photo, np.linspace(0, 255, photo.shape[1]).astype(np.uint8)[None].repeat(photo.shape[0], 0)])
+    image = Image.fromarray(rgba, "RGBA")
+    missing = np.zeros(photo.shape[:2], bool)
+    missing[20:30, 30:50] = True
+    out = restore.inpaint(image, missing, device="cpu")
+    assert out.mode == "RGBA" and np.array_equal(np.asarray(out)[~missing], rgba[~missing])
+    gray = Image.fromarray(photo).convert("L")
+    assert restore.restore(gray, task="sr", scale=2, device="cpu").mode == "L"
+    up = restore.restore(image, task="sr", scale=2, device="cpu")
+    assert up.mode == "RGBA" and up.size == (2 * photo.shape[1], 2 * photo.shape[0])
