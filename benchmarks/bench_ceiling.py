@@ -10,14 +10,14 @@ relative quantisation error ||z_q - z||^2 / ||z||^2 at each k.
 from __future__ import annotations
 
 import argparse
-import math
 
 import torch
 import torch.nn.functional as F
 
-import codec
-from codec.data import load_folder
-from codec.train import center_crops
+from vqpress.codec.model import DEFAULT_MODEL
+from vqpress.measure.metrics import psnr_of_mse
+from vqpress.training.codec_models import codec_vqvae
+from vqpress.training.data import center_crops, load_folder
 
 
 def main():
@@ -25,7 +25,7 @@ def main():
     parser.add_argument("folder")
     parser.add_argument("--crop", type=int, default=256)
     args = parser.parse_args()
-    vqvae = codec.load(device="cpu").vqvae
+    vqvae = codec_vqvae(DEFAULT_MODEL)
     crops = center_crops(load_folder(args.folder), args.crop)
     stages = range(1, vqvae.config.num_stages + 1)
     psnr = {k: [] for k in ["unquantised", *stages]}
@@ -34,10 +34,10 @@ def main():
         for c in crops:
             x = c[None].float() / 255
             z = vqvae.encoder(x)
-            psnr["unquantised"].append(-10 * math.log10(F.mse_loss(vqvae.decoder(z).clamp(0, 1), x).item()))
+            psnr["unquantised"].append(psnr_of_mse(F.mse_loss(vqvae.decoder(z).clamp(0, 1), x).item(), 1.0))
             for k in stages:
                 z_q = vqvae.rvq.decode(vqvae.rvq.encode(z, k))
-                psnr[k].append(-10 * math.log10(F.mse_loss(vqvae.decoder(z_q).clamp(0, 1), x).item()))
+                psnr[k].append(psnr_of_mse(F.mse_loss(vqvae.decoder(z_q).clamp(0, 1), x).item(), 1.0))
                 error[k].append(((z_q - z) ** 2).mean().item() / (z**2).mean().item())
     def mean(values):
         return sum(values) / len(values)

@@ -22,7 +22,7 @@ MEMORY_JOB = """
 import sys, resource
 import numpy as np
 from PIL import Image
-import codec
+from vqpress import codec
 image = Image.open(sys.argv[1]).convert("RGB").resize((4000, 3000), Image.LANCZOS)
 model = codec.load(device="cpu")
 data = model.compress(image, int(sys.argv[2]))
@@ -53,7 +53,7 @@ def main():
     import torch
     from PIL import Image
 
-    import codec
+    from vqpress import codec
 
     torch.set_num_threads(args.threads)
     image = Image.open(args.image).convert("RGB").resize((768, 512), Image.LANCZOS)

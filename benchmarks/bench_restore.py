@@ -25,13 +25,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-import restore
-from codec.data import image_paths
-from codec.imageio import open_image, to_rgb8
-from codec.metrics import ms_ssim, psnr
-from restore import local_wiener
-from restore.damage import strokes
-from restore.operators import gaussian_kernel
+from vqpress import restore
+from vqpress.codec.imageio import image_paths, open_image, to_rgb8
+from vqpress.measure.metrics import ms_ssim, psnr
+from vqpress.restore import local_wiener
+from vqpress.restore.damage import strokes
+from vqpress.restore.operators import gaussian_kernel
 
 
 def masks(shape, seed):
@@ -117,7 +116,7 @@ def as8(x):
 
 
 def blur(rgb, sigma):
-    from restore.operators import gaussian_blur
+    from vqpress.restore.operators import gaussian_blur
 
     x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
     return as8(gaussian_blur(sigma)(x)[0].permute(1, 2, 0).numpy())
@@ -140,12 +139,86 @@ def size_arg(text: str) -> tuple[int, int]:
     return w, h
 
 
+def inpaint_cases(rgb, k, args):
+    for name, missing in masks(rgb.shape[:2], k).items():
+        damaged = np.where(missing[..., None], 255, rgb).astype(np.uint8)
+        results = classical_inpaint(damaged, missing)
+        known = torch.from_numpy(~missing)[None, None].float()
+        if args.ablation:
+            results["ablation: biharmonic + local Wiener"] = local_wiener_ablation(
+                results["skimage biharmonic"],
+                lambda pilot, y=tensor(damaged), k=known: local_wiener.inpaint(y, k, pilot))
+        ours(results, args, lambda steps, d=damaged, m=missing: restore.inpaint(d, m, steps=steps, device="cpu"))
+        yield "inpaint", name, damaged, results, missing
+
+
+def denoise_cases(rgb, k, args):
+    for sigma in (15, 25, 50):
+        noisy = as8((rgb + np.random.default_rng(k).normal(0, sigma, rgb.shape)) / 255)
+        results = classical_denoise(noisy, sigma)
+        if args.ablation:
+            results["ablation: NL-means + local Wiener"] = local_wiener_ablation(
+                results["skimage NL-means"],
+                lambda pilot, y=tensor(noisy), s=sigma: local_wiener.denoise(y, pilot, s / 255))
+        ours(results, args, lambda steps, y=noisy, s=sigma: restore.restore(
+            y, "denoise", sigma=s, steps=steps, device="cpu"))
+        yield "denoise", f"sigma {sigma}", noisy, results, None
+
+
+def sr_cases(rgb, k, args):
+    for scale in (2, 4):
+        h, w = rgb.shape[0] // scale * scale, rgb.shape[1] // scale * scale
+        hr = rgb[:h, :w]
+        low = np.asarray(Image.fromarray(hr).resize((w // scale, h // scale), Image.BICUBIC))
+        results = classical_sr(low, scale)
+        ours(results, args, lambda steps, y=low, s=scale: restore.restore(
+            y, "sr", scale=s, steps=steps, device="cpu"))
+        yield "sr", f"x{scale}", low, results, hr
+
+
+def deblur_cases(rgb, k, args):
+    blurred = blur(rgb, 2.0)
+    results = classical_deblur(blurred, 2.0)
+    if args.ablation:
+        results["ablation: Wiener + local Wiener"] = local_wiener_ablation(
+            results["Wiener"], lambda pilot, y=tensor(blurred): local_wiener.deblur(
+                y, gaussian_kernel(2.0), pilot, 1 / 255))
+    ours(results, args, lambda steps, y=blurred: restore.restore(
+        y, "deblur", blur_sigma=2.0, steps=steps, device="cpu"))
+    yield "deblur", "gaussian 2", blurred, results, None
+
+
+CASES = {"inpaint": inpaint_cases, "denoise": denoise_cases, "sr": sr_cases, "deblur": deblur_cases}
+
+
+def ours(results, args, run):
+    """latent MAP with the default (or --steps) steps, and with --compare-steps."""
+    results["latent MAP"] = timed(run, args.steps)
+    if args.compare_steps is not None:
+        results[f"latent MAP, {args.compare_steps} steps"] = timed(run, args.compare_steps)
+
+
+def score(name, rgb, case) -> list[dict]:
+    """Rows of one case: every method's PSNR, MS-SSIM and time."""
+    task, setting, _, results, extra = case
+    truth = extra if task == "sr" else rgb
+    rows = []
+    for method, (o, seconds) in results.items():
+        o = as8(o)
+        row = {"image": name, "task": task, "setting": setting, "method": method,
+               "psnr": psnr(truth, o), "ms_ssim": ms_ssim(truth, o), "seconds": seconds}
+        if task == "inpaint":
+            row["psnr_missing"] = psnr(truth[extra], o[extra])
+        rows.append(row)
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder")
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--limit", type=int, default=0, help="only the first N images")
-    parser.add_argument("--steps", type=int, help="gradient steps [default: restore.DEFAULT_STEPS]")
+    parser.add_argument("--steps", type=int, help="gradient steps [default: each task's, restore.TASKS]")
     parser.add_argument("--compare-steps", type=int, metavar="N",
                         help="also run latent MAP with N steps, as its own row")
     parser.add_argument("--tasks", default="inpaint,denoise,sr,deblur")
@@ -156,75 +229,19 @@ def main():
     args = parser.parse_args()
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    tasks = args.tasks.split(",")
     rows, figures = [], {}
-
-    def ours(results, run):
-        """latent MAP with the default (or --steps) steps, and with --compare-steps."""
-        results["latent MAP"] = timed(run, args.steps)
-        if args.compare_steps is not None:
-            results[f"latent MAP, {args.compare_steps} steps"] = timed(run, args.compare_steps)
-
-    paths = image_paths(args.folder)[: args.limit or None]
-    for k, path in enumerate(paths):
+    for k, path in enumerate(image_paths(args.folder)[: args.limit or None]):
         rgb = to_rgb8(open_image(path))[0]
         if args.size:
             rgb = np.asarray(Image.fromarray(rgb).resize(args.size, Image.LANCZOS))
-        cases = []  # (task, setting, damaged input for display, {method: (output, seconds)}, missing)
-        if "inpaint" in tasks:
-            for name, missing in masks(rgb.shape[:2], k).items():
-                damaged = np.where(missing[..., None], 255, rgb).astype(np.uint8)
-                results = classical_inpaint(damaged, missing)
-                known = torch.from_numpy(~missing)[None, None].float()
-                if args.ablation:
-                    results["ablation: biharmonic + local Wiener"] = local_wiener_ablation(
-                        results["skimage biharmonic"],
-                        lambda pilot, y=tensor(damaged), k=known: local_wiener.inpaint(y, k, pilot))
-                ours(results, lambda steps, d=damaged, m=missing: restore.inpaint(d, m, steps=steps, device="cpu"))
-                cases.append(("inpaint", name, damaged, results, missing))
-        if "denoise" in tasks:
-            for sigma in (15, 25, 50):
-                noisy = as8((rgb + np.random.default_rng(k).normal(0, sigma, rgb.shape)) / 255)
-                results = classical_denoise(noisy, sigma)
-                if args.ablation:
-                    results["ablation: NL-means + local Wiener"] = local_wiener_ablation(
-                        results["skimage NL-means"],
-                        lambda pilot, y=tensor(noisy), s=sigma: local_wiener.denoise(y, pilot, s / 255))
-                ours(results, lambda steps, y=noisy, s=sigma: restore.restore(
-                    y, "denoise", sigma=s, steps=steps, device="cpu"))
-                cases.append(("denoise", f"sigma {sigma}", noisy, results, None))
-        if "sr" in tasks:
-            for scale in (2, 4):
-                h, w = rgb.shape[0] // scale * scale, rgb.shape[1] // scale * scale
-                hr = rgb[:h, :w]
-                low = np.asarray(Image.fromarray(hr).resize((w // scale, h // scale), Image.BICUBIC))
-                results = classical_sr(low, scale)
-                ours(results, lambda steps, y=low, s=scale: restore.restore(
-                    y, "sr", scale=s, steps=steps, device="cpu"))
-                cases.append(("sr", f"x{scale}", low, results, hr))
-        if "deblur" in tasks:
-            blurred = blur(rgb, 2.0)
-            results = classical_deblur(blurred, 2.0)
-            if args.ablation:
-                results["ablation: Wiener + local Wiener"] = local_wiener_ablation(
-                    results["Wiener"], lambda pilot, y=tensor(blurred): local_wiener.deblur(
-                        y, gaussian_kernel(2.0), pilot, 1 / 255))
-            ours(results, lambda steps, y=blurred: restore.restore(
-                y, "deblur", blur_sigma=2.0, steps=steps, device="cpu"))
-            cases.append(("deblur", "gaussian 2", blurred, results, None))
-        for task, setting, damaged, results, extra in cases:
-            truth = extra if task == "sr" else rgb
-            for method, (o, seconds) in results.items():
-                o = as8(o)
-                row = {"image": path.name, "task": task, "setting": setting, "method": method,
-                       "psnr": psnr(truth, o), "ms_ssim": ms_ssim(truth, o), "seconds": seconds}
-                if task == "inpaint":
-                    row["psnr_missing"] = psnr(truth[extra], o[extra])
-                rows.append(row)
-            if k == 0:
-                figures.setdefault(task, []).append((setting, damaged, truth, results))
+        for task in args.tasks.split(","):
+            for case in CASES[task](rgb, k, args):
+                rows += score(path.name, rgb, case)
+                if k == 0:  # the figures show the first image only
+                    _, setting, damaged, results, extra = case
+                    figures.setdefault(task, []).append((setting, damaged, extra if task == "sr" else rgb, results))
         if k == 0:
-            write_figures(figures, out)  # they show the first image only
+            write_figures(figures, out)
         write_table(rows, out)  # after every image: a long run stopped early keeps its rows
 
 

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import restore
-from codec.data import image_paths
-from codec.imageio import open_image, to_rgb8
-from codec.metrics import psnr
-from restore import local_wiener
+from vqpress import restore
+from vqpress.codec.imageio import image_paths, open_image, to_rgb8
+from vqpress.measure.metrics import psnr
+from vqpress.nets.device import to_uint8
+from vqpress.restore import local_wiener
 
 SIGMAS = (15, 25, 50)
 TAUS = (6, 8, 10, 12, 15, 20, 30)
@@ -32,7 +32,7 @@ def tensor(rgb: np.ndarray) -> torch.Tensor:
 
 
 def as8(x: torch.Tensor) -> np.ndarray:
-    return x[0].permute(1, 2, 0).mul(255).round().clamp(0, 255).byte().numpy()
+    return to_uint8(x[0])
 
 
 def main():
@@ -44,9 +44,8 @@ def main():
     paths = image_paths(args.folder)
     paths = [paths[i] for i in np.linspace(0, len(paths) - 1, args.photos).round().astype(int)]
     scores = {}  # (sigma, tau, iterations) -> PSNRs
-    # restore.restore with the step switched off gives latent MAP alone: the pilot (rounded to
+    # restore.restore without its last step gives latent MAP alone: the pilot (rounded to
     # 8 bits, where restore.restore's own pilot is float: a difference far below TAU)
-    local_wiener.ITERATIONS = 0
     for k, path in enumerate(tqdm(paths, desc="photos")):
         rgb = to_rgb8(open_image(path))[0]
         h, w = rgb.shape[:2]
@@ -55,7 +54,7 @@ def main():
         for sigma in SIGMAS:
             noise = np.random.default_rng(1000 + k).normal(0, sigma, rgb.shape)
             noisy = np.clip(np.round(rgb + noise), 0, 255).astype(np.uint8)
-            pilot = np.asarray(restore.restore(noisy, "denoise", sigma=sigma, device="cpu"))
+            pilot = np.asarray(restore.restore(noisy, "denoise", sigma=sigma, device="cpu", last_step=False))
             scores.setdefault((sigma, None, 0), []).append(psnr(rgb, pilot))
             for tau in TAUS:
                 x = tensor(pilot)

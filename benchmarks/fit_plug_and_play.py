@@ -22,11 +22,13 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-import restore
-from codec.data import image_paths
-from codec.imageio import open_image, to_rgb8
-from restore import local_wiener
-from restore.operators import gaussian_blur, gaussian_kernel
+from vqpress import restore
+from vqpress.codec.imageio import image_paths, open_image, to_rgb8
+from vqpress.measure.metrics import psnr_of_mse
+from vqpress.nets.device import to_uint8
+from vqpress.restore import local_wiener
+from vqpress.restore.damage import as_8bit
+from vqpress.restore.operators import gaussian_blur, gaussian_kernel
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_restore import masks  # noqa: E402
@@ -43,7 +45,7 @@ def tensor(rgb: np.ndarray) -> torch.Tensor:
 
 def psnr(a: torch.Tensor, b: torch.Tensor, where: torch.Tensor | None = None) -> float:
     err = (a.clamp(0, 1).mul(255).round() - b.mul(255).round()).square().mean(1)
-    return float(10 * torch.log10(255**2 / (err[where].mean() if where is not None else err.mean())))
+    return psnr_of_mse(float(err[where].mean() if where is not None else err.mean()))
 
 
 def crops(folder: str, count: int) -> list[np.ndarray]:
@@ -69,23 +71,22 @@ def main():
     parser.add_argument("--photos", type=int, default=6)
     args = parser.parse_args()
     scores = {}  # (setting, schedule) -> PSNRs; schedule None = the pilot
-    # count 0 switches the step off: restore.inpaint / restore.restore give latent MAP alone
-    local_wiener.INPAINT_LEVELS = local_wiener.DEBLUR_LEVELS = (1, 1, 0)
+    # without their last step, restore.inpaint / restore.restore give latent MAP alone
     for j, rgb in enumerate(tqdm(crops(args.folder, args.photos), desc="photos")):
         clean = tensor(rgb)
         for name, missing in masks(rgb.shape[:2], 100 + j).items():
             if name not in INPAINT_SETTINGS:
                 continue
-            pilot = tensor(np.asarray(restore.inpaint(rgb, missing, device="cpu")))
+            pilot = tensor(np.asarray(restore.inpaint(rgb, missing, device="cpu", last_step=False)))
             known = torch.from_numpy(~missing)[None, None].float()
             where = torch.from_numpy(missing)[None]
             scores.setdefault((name, None), []).append(psnr(pilot, clean, where))
             for levels in INPAINT_SCHEDULES:
                 out = local_wiener.inpaint(clean * known, known, pilot, levels)
                 scores.setdefault((name, levels), []).append(psnr(out, clean, where))
-        blurred = gaussian_blur(2.0)(clean).clamp(0, 1).mul(255).round().div(255)
-        as8 = blurred[0].permute(1, 2, 0).mul(255).round().byte().numpy()
-        pilot = tensor(np.asarray(restore.restore(as8, "deblur", blur_sigma=2.0, device="cpu")))
+        blurred = as_8bit(gaussian_blur(2.0)(clean))
+        as8 = to_uint8(blurred[0])
+        pilot = tensor(np.asarray(restore.restore(as8, "deblur", blur_sigma=2.0, device="cpu", last_step=False)))
         scores.setdefault(("deblur", None), []).append(psnr(pilot, clean))
         for levels in DEBLUR_SCHEDULES:
             out = local_wiener.deblur(blurred, gaussian_kernel(2.0), pilot, 1 / 255, levels)

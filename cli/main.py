@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
-from cli.train import train
-from codec.errors import VQPressError
+from vqpress.cli.train import train
+from vqpress.codec.errors import VQPressError
 
 
 def friendly_errors(fn):
@@ -48,7 +48,7 @@ def check_output(input_path: Path, output: Path, force: bool) -> None:
 
 
 def check_image_output(input_path: Path, output: Path, force: bool) -> None:
-    from codec.imageio import output_format
+    from vqpress.codec.imageio import output_format
 
     check_output(input_path, output, force)
     output_format(output)
@@ -66,7 +66,7 @@ force_option = click.option("--force", is_flag=True, help="Replace the output fi
 
 
 def set_max_pixels(ctx, param, value):
-    from codec import limits
+    from vqpress.codec import limits
 
     if value == 0:
         limits.MAX_IMAGE_PIXELS = limits.MAX_SIDE = None
@@ -79,6 +79,18 @@ max_pixels_option = click.option(
     "--max-pixels", type=click.IntRange(min=0), callback=set_max_pixels, expose_value=False,
     help="Largest image to read or write, in pixels [default: codec.limits.MAX_IMAGE_PIXELS, "
          "64000000]; 0 lifts every size limit.")
+
+
+def restoration_options(fn):
+    """The options inpaint and restore share; also makes errors one line."""
+    for option in reversed([
+        click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True),
+        click.option("--steps", type=click.IntRange(0, 10000),
+                     help="Gradient steps on the latent [default: per task, see restore.TASKS]."),
+        force_option, max_pixels_option, device_option,
+    ]):
+        fn = option(fn)
+    return friendly_errors(fn)
 
 
 class OneLineGroup(click.Group):
@@ -115,8 +127,8 @@ def main():
 @friendly_errors
 def compress(input_path: Path, output: Path | None, quality: int, force: bool, device: str):
     """Compress an image (any format Pillow reads) to a .vqp file."""
-    from codec import codec as api
-    from codec.imageio import has_alpha, open_image, write_atomically
+    from vqpress.codec import api
+    from vqpress.codec.imageio import has_alpha, open_image, write_atomically
 
     output = output or input_path.with_suffix(".vqp")
     image = open_image(input_path)
@@ -142,8 +154,8 @@ def compress(input_path: Path, output: Path | None, quality: int, force: bool, d
 @friendly_errors
 def decompress(input_path: Path, output: Path | None, force: bool, device: str):
     """Decode a .vqp file to an image."""
-    from codec import codec as api
-    from codec.imageio import save_image
+    from vqpress.codec import api
+    from vqpress.codec.imageio import save_image
 
     data = _read(input_path)
     output = output or input_path.with_suffix(".png")
@@ -158,8 +170,8 @@ def decompress(input_path: Path, output: Path | None, force: bool, device: str):
 @friendly_errors
 def info(input_path: Path):
     """Show a .vqp file's header (checks its CRC, decodes nothing)."""
-    from codec.container import unpack
-    from codec.imageio import MODE_NAMES
+    from vqpress.codec.container import unpack
+    from vqpress.codec.imageio import MODE_NAMES
 
     data = _read(input_path)
     header, payload = unpack(data)
@@ -185,8 +197,8 @@ def info(input_path: Path):
 @friendly_errors
 def rd(folder: Path, specs: tuple[str, ...], grids: tuple[str, ...], output: Path, device: str):
     """Rate-distortion of codecs on a folder of images: JSON, CSV, BD-rates and plots."""
-    from codec import baselines
-    from codec import rd as study
+    from vqpress.measure import baselines
+    from vqpress.measure import rd as study
 
     specs = specs or tuple(baselines.default_set())
     codecs = {spec: baselines.get(spec, device) for spec in specs}
@@ -233,17 +245,11 @@ def _box_mask(image, box: str):
 @click.option("--mask", "mask_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Mask image of the same size: white = missing.")
 @click.option("--box", help="Missing rectangle x,y,w,h (instead of --mask).")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True)
-@click.option("--steps", type=click.IntRange(0, 10000),
-              help="Gradient steps on the latent [default: per task, see restore.DEFAULT_STEPS].")
-@force_option
-@max_pixels_option
-@device_option
-@friendly_errors
+@restoration_options
 def inpaint(input_path, mask_path, box, output, steps, force, device):
     """Fill the missing pixels of an image; known pixels are kept exactly."""
-    import restore
-    from codec.imageio import open_image, save_image
+    from vqpress import restore
+    from vqpress.codec.imageio import open_image, save_image
 
     if (mask_path is None) == (box is None):
         raise VQPressError("give exactly one of --mask or --box")
@@ -263,17 +269,11 @@ def inpaint(input_path, mask_path, box, output, steps, force, device):
 @click.option("--scale", type=int, default=4, show_default=True, help="sr: 2, 3 or 4.")
 @click.option("--blur-sigma", type=float, default=2.0, show_default=True,
               help="deblur: Gaussian blur standard deviation in pixels.")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True)
-@click.option("--steps", type=click.IntRange(0, 10000),
-              help="Gradient steps on the latent [default: per task, see restore.DEFAULT_STEPS].")
-@force_option
-@max_pixels_option
-@device_option
-@friendly_errors
+@restoration_options
 def restore_command(input_path, task, sigma, scale, blur_sigma, output, steps, force, device):
     """Denoise, super-resolve (the output is SCALE times larger) or deblur an image."""
-    import restore
-    from codec.imageio import open_image, save_image
+    from vqpress import restore
+    from vqpress.codec.imageio import open_image, save_image
 
     image = open_image(input_path)
     check_image_output(input_path, output, force)

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import click
 
-from codec.errors import VQPressError
+from vqpress.codec.errors import VQPressError
 
 folder = click.Path(exists=True, file_okay=False, path_type=Path)
+out_option = click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+                          default=Path("weights"), show_default=True, help="Where releases go.")
 
 
 @click.group()
@@ -36,8 +38,8 @@ def _common(fn):
 
 def _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device):
     """The TrainConfig of the common options (min lr a tenth of the peak)."""
-    from codec.codec import resolve_device
-    from codec.train import TrainConfig
+    from vqpress.nets.device import resolve_device
+    from vqpress.training.loop import TrainConfig
 
     return TrainConfig(data=str(data), valid=valid and str(valid), run=str(run), steps=steps,
                        batch=batch, crop=crop, lr=lr, min_lr=lr / 10, validate_every=validate_every,
@@ -54,8 +56,8 @@ def _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, d
 def vqvae(data, valid, run, steps, batch, lr, validate_every, threads, device, crop, channels,
           latent_dim, codes, stages):
     """Train the VQ-VAE (reconstruction + commitment, quantiser dropout)."""
-    from codec.train import train_vqvae
-    from codec.vqvae import VQVAEConfig
+    from vqpress.training.codec_models import train_vqvae
+    from vqpress.nets.vqvae import VQVAEConfig
 
     cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
     train_vqvae(cfg, VQVAEConfig(channels, latent_dim, codes, stages))
@@ -70,8 +72,8 @@ def vqvae(data, valid, run, steps, batch, lr, validate_every, threads, device, c
 def prior(data, valid, run, steps, batch, lr, validate_every, threads, device, vqvae_run, crop,
           channels, blocks):
     """Train the PixelCNN prior on the VQ-VAE's symbol maps of the training images."""
-    from codec.prior import PriorConfig
-    from codec.train import load_run_vqvae, train_prior
+    from vqpress.codec.prior import PriorConfig
+    from vqpress.training.codec_models import load_run_vqvae, train_prior
 
     cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
     model = load_run_vqvae(vqvae_run).to(cfg.device)
@@ -83,11 +85,10 @@ def prior(data, valid, run, steps, batch, lr, validate_every, threads, device, v
 @click.option("--vqvae-run", type=folder, required=True)
 @click.option("--prior-run", type=folder, required=True)
 @click.option("--model-id", required=True, help="File stem, e.g. rvq8-v3 (a new id for new weights).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("weights"),
-              show_default=True)
+@out_option
 def export(vqvae_run, prior_run, model_id, out):
     """Write <out>/<model-id>.safetensors, its model card and its SHA256SUMS line."""
-    from codec.train import export_codec
+    from vqpress.training.codec_models import export_codec
 
     path = export_codec(vqvae_run, prior_run, model_id, out)
     click.echo(f"wrote {path}")
@@ -102,13 +103,12 @@ def export(vqvae_run, prior_run, model_id, out):
 @click.option("--stages", type=int, default=2, show_default=True,
               help="VQ stages under the detail layer.")
 @click.option("--steps", help="Detail step sizes (8-bit units), one quality each, largest first "
-              "[default: codec.detail_fit.STEPS, 120,85,60,45,34,26,20].")
+              "[default: vqpress.training.detail.STEPS, 120,85,60,45,34,26,20].")
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images of each folder.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("weights"),
-              show_default=True)
+@out_option
 def detail(base_model, data, valid, model_id, stages, steps, limit, out):
     """Fit the detail layer's tables over a codec's VQ base and write the new codec."""
-    from codec.detail_fit import STEPS, export_detail
+    from vqpress.training.detail import STEPS, export_detail
 
     try:
         step_sizes = tuple(float(s) for s in steps.split(",")) if steps else STEPS
@@ -132,7 +132,7 @@ def detail(base_model, data, valid, model_id, stages, steps, limit, out):
 def compressai(data, valid, run, steps, batch, lr, validate_every, threads, device, arch, lmbda,
                crop, widths, init):
     """Train a compressai peer (learned baseline) for `vqpress rd`."""
-    from codec.train import train_compressai
+    from vqpress.training.peers import train_compressai
 
     cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
     train_compressai(cfg, arch, lmbda, widths, init and str(init))
@@ -141,11 +141,10 @@ def compressai(data, valid, run, steps, batch, lr, validate_every, threads, devi
 @train.command(name="export-peer")
 @click.option("--run", type=folder, required=True)
 @click.option("--name", required=True, help="e.g. bmshj2018-hyperprior-l0.0067")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("weights"),
-              show_default=True)
+@out_option
 def export_peer(run, name, out):
     """Write a trained compressai peer to <out>/<name>.safetensors with its model card."""
-    from codec.train import export_compressai
+    from vqpress.training.peers import export_compressai
 
     click.echo(f"wrote {export_compressai(run, out, name)}")
 
@@ -161,14 +160,14 @@ def export_peer(run, name, out):
 def vae(data, valid, run, steps, batch, lr, validate_every, threads, device, crop, kl_weight,
         from_codec, channels, latent_dim):
     """Train the restoration VAE (Gaussian latent map) for `vqpress restore` / `inpaint`."""
-    from codec.codec import load
-    from restore.train import train_vae
-    from restore.vae import VAE, VAEConfig
+    from vqpress.restore.vae import VAE, VAEConfig
+    from vqpress.training.codec_models import codec_vqvae
+    from vqpress.training.restoration import train_vae
 
     cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
     if from_codec:
         cfg.extra["init"] = {"codec": from_codec}
-        model = VAE.from_vqvae(load(from_codec, device="cpu").vqvae, kl_weight)
+        model = VAE.from_vqvae(codec_vqvae(from_codec), kl_weight)
     else:
         model = VAE(VAEConfig(channels, latent_dim, kl_weight))
     train_vae(cfg, model)
@@ -177,11 +176,10 @@ def vae(data, valid, run, steps, batch, lr, validate_every, threads, device, cro
 @train.command(name="export-vae")
 @click.option("--run", type=folder, required=True)
 @click.option("--model-id", required=True, help="File stem, e.g. vae-v1.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("weights"),
-              show_default=True)
+@out_option
 def export_vae(run, model_id, out):
     """Write a trained VAE to <out>/<model-id>.safetensors with its model card."""
-    from restore.train import export_vae as export
+    from vqpress.training.restoration import export_vae as export
 
     click.echo(f"wrote {export(run, model_id, out)}")
 
@@ -198,9 +196,9 @@ def export_vae(run, model_id, out):
 def restorer(data, valid, run, steps, batch, lr, validate_every, threads, device, crop, from_vae,
              tasks):
     """Train a restoration encoder: damaged image -> the latent of the clean one."""
-    from restore.damage import TASK_WEIGHTS
-    from restore.train import train_restorer
-    from restore.vae import load_vae
+    from vqpress.restore.damage import TASK_WEIGHTS
+    from vqpress.training.restoration import train_restorer
+    from vqpress.restore.vae import load_vae
 
     chosen = tasks.split(",") if tasks else None
     if chosen and not set(chosen) <= set(TASK_WEIGHTS):

@@ -19,10 +19,11 @@ their excess (an Exp-Golomb code) after all blocks.
 
 from __future__ import annotations
 
-import constriction
 import numpy as np
 
-BLOCK = 8  # DCT block side in pixels
+from .blocks import BLOCK, to_coefficients, to_pixels
+from .entropy import CATEGORICAL, UNIFORM
+
 LIMIT = 15  # symbols code q in -LIMIT..LIMIT; the two end symbols mean "this far or further"
 SYMBOLS = 2 * LIMIT + 1
 DEADZONE = 0.25  # the encoder rounds |c| / step - DEADZONE: small coefficients become zero
@@ -31,18 +32,9 @@ CONTEXTS = NEAR * ACTIVITY * CROSS
 TAIL_BITS = 24  # excess magnitudes below 2**24 - 1: far beyond any 8-bit residual
 
 
-def _orthonormal_rows(m: np.ndarray) -> np.ndarray:
-    return m / np.linalg.norm(m, axis=1, keepdims=True)
-
-
-COLOR = _orthonormal_rows(np.array([[1.0, 1, 1], [1, 0, -1], [1, -2, 1]]))  # luma, two differences
-_k = np.arange(8)
-DCT = _orthonormal_rows(np.cos(np.pi * (2 * _k[None] + 1) * _k[:, None] / 16))
-
-
 def _band_groups() -> np.ndarray:
     """Group of each coefficient (raster order in the block): zig-zag position, binned."""
-    zigzag = sorted(range(64), key=lambda b: (b // 8 + b % 8, b // 8))
+    zigzag = sorted(range(BLOCK * BLOCK), key=lambda b: (b // BLOCK + b % BLOCK, b // BLOCK))
     position = np.empty(64, dtype=np.int64)
     position[zigzag] = np.arange(64)
     return np.searchsorted([1, 2, 3, 4, 6, 10, 15, 21, 28, 36, 49], position, side="right")
@@ -52,33 +44,12 @@ BAND_GROUP = _band_groups()
 GROUPS = int(BAND_GROUP.max()) + 1
 _POW2 = 2 ** np.arange(ACTIVITY)
 _TAIL_WEIGHTS = 2.0 ** (TAIL_BITS - np.arange(TAIL_BITS))  # P(k extra bits) halves with k
-_CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
-_UNIFORM = constriction.stream.model.Uniform()
 
 
-# -- transforms --------------------------------------------------------------------------------
-def to_coefficients(residual: np.ndarray) -> np.ndarray:
-    """(H, W, 3) residual -> (ceil(H/8), ceil(W/8), 3, 64) float32 DCT coefficients.
-
-    Partial blocks at the right and bottom edges are filled by repeating the last row and
-    column: the decoder crops those pixels away, and a block that is flat beyond the image's
-    edge puts its energy into few low frequencies (zeros there made a step that no coarse level
-    could code, leaving the edge 3 dB worse and a 1x1 image far off)."""
-    h, w = residual.shape[:2]
-    bh, bw = -(-h // BLOCK), -(-w // BLOCK)
-    padded = np.pad(residual.astype(np.float32) @ COLOR.T.astype(np.float32),
-                    ((0, bh * BLOCK - h), (0, bw * BLOCK - w), (0, 0)), mode="edge")
-    blocks = padded.reshape(bh, BLOCK, bw, BLOCK, 3).transpose(0, 2, 4, 1, 3)
-    coefficients = DCT.astype(np.float32) @ blocks @ DCT.T.astype(np.float32)
-    return coefficients.reshape(bh, bw, 3, 64)
-
-
-def to_pixels(coefficients: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Inverse of to_coefficients, cropped to (height, width, 3)."""
-    bh, bw = coefficients.shape[:2]
-    blocks = DCT.T.astype(np.float32) @ coefficients.reshape(bh, bw, 3, BLOCK, BLOCK) @ DCT.astype(np.float32)
-    pixels = blocks.transpose(0, 3, 1, 4, 2).reshape(bh * BLOCK, bw * BLOCK, 3) @ COLOR.astype(np.float32)
-    return pixels[:height, :width]
+# -- the residual ---------------------------------------------------------------------------
+def block_grid(height: int, width: int) -> tuple[int, int]:
+    """How many blocks down and across an image has (one per VQ symbol)."""
+    return -(-height // BLOCK), -(-width // BLOCK)
 
 
 def residual_coefficients(rgb: np.ndarray, base: np.ndarray) -> np.ndarray:
@@ -118,7 +89,7 @@ def contexts(magnitudes: np.ndarray, rows: np.ndarray, cols: np.ndarray, channel
     return (near * ACTIVITY + activity) * CROSS + np.minimum(earlier, CROSS - 1)
 
 
-def _diagonals(bh: int, bw: int):
+def diagonals(bh: int, bw: int):
     for t in range(bh + bw - 1):
         rows = np.arange(max(0, t - bw + 1), min(bh - 1, t) + 1)
         yield rows, t - rows
@@ -143,11 +114,11 @@ def encode(encoder, levels: np.ndarray, weights: np.ndarray, bar=None) -> float:
     table = weights.astype(np.float64)  # constriction takes float weights (integers, exactly)
     log_p = np.log2(table / table.sum(-1, keepdims=True))
     bits = 0.0
-    for rows, cols in _diagonals(bh, bw):
+    for rows, cols in diagonals(bh, bw):
         for channel in range(3):
             rows_of_table = (channel, BAND_GROUP[None, :], contexts(magnitudes, rows, cols, channel))
             coded = symbols[rows, cols, channel]
-            encoder.encode(coded.reshape(-1).astype(np.int32), _CATEGORICAL,
+            encoder.encode(coded.reshape(-1).astype(np.int32), CATEGORICAL,
                            table[rows_of_table].reshape(-1, SYMBOLS))
             bits -= log_p[rows_of_table + (coded,)].sum()
             if bar is not None:
@@ -163,9 +134,9 @@ def _encode_tails(encoder, excess: np.ndarray) -> float:
     if excess.max() >= 2**TAIL_BITS - 1:
         raise ValueError("a detail level is too large to code (is the step size tiny?)")
     k = np.searchsorted(2 ** np.arange(TAIL_BITS), excess + 1, side="right") - 1
-    encoder.encode(k.astype(np.int32), _CATEGORICAL, _tail_weights(len(k)))
+    encoder.encode(k.astype(np.int32), CATEGORICAL, _tail_weights(len(k)))
     wide = k > 0
-    encoder.encode((excess[wide] + 1 - 2 ** k[wide]).astype(np.int32), _UNIFORM,
+    encoder.encode((excess[wide] + 1 - 2 ** k[wide]).astype(np.int32), UNIFORM,
                    (2 ** k[wide]).astype(np.int32))
     return float((-np.log2(_TAIL_WEIGHTS / _TAIL_WEIGHTS.sum())[k]).sum() + k.sum())
 
@@ -175,7 +146,7 @@ def decode(decoder, weights: np.ndarray, bh: int, bw: int, bar=None) -> np.ndarr
     levels = np.zeros((bh, bw, 3, 64), dtype=np.int32)
     magnitudes = np.zeros((bh + 1, bw + 1, 3, 64), dtype=np.int32)
     table = weights.astype(np.float64)
-    for rows, cols in _diagonals(bh, bw):
+    for rows, cols in diagonals(bh, bw):
         for channel in range(3):
             probs = table[channel, BAND_GROUP[None, :], contexts(magnitudes, rows, cols, channel)]
             symbols = decoder.categorical(probs.reshape(-1, SYMBOLS)).reshape(len(rows), 64) - LIMIT

@@ -1,12 +1,12 @@
 """Range coding of symbol maps with constriction, driven by the fixed-point prior.
 
 A payload is one constriction queue (range) coder stream: the symbol maps, then, at the
-qualities that have one, the detail layer (`codec.detail`).
+qualities that have one, the detail layer (`vqpress.codec.detail`).
 
 Symbols are coded in the decoder's order: wavefront step by step, and within a step stage by
 stage over the step's positions. The encoder knows every symbol, so it computes the trunk
 features of the whole map at once; the decoder computes them step by step. Both get the same
-integers (see `codec.fixedpoint`), hence the same probabilities.
+integers (see `vqpress.codec.prior`), hence the same probabilities.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import constriction
 import numpy as np
 
 from .errors import VQPressError
-from .fixedpoint import FixedPointPrior, wavefront
+from .prior import FixedPointPrior, wavefront
 
-_MODEL = constriction.stream.model.Categorical(perfect=False)
-_UNIFORM = constriction.stream.model.Uniform()
+# The two constriction models every stream uses: categorical over integer weights (normalised
+# by constriction's own deterministic fixed-point code), and uniform.
+CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
+UNIFORM = constriction.stream.model.Uniform()
 
 
 class CorruptStream(VQPressError):
@@ -46,7 +48,7 @@ def encode_symbols(prior: FixedPointPrior, indices: np.ndarray, encoder, bar=Non
         for s in range(q):
             weights = prior.stage_weights(f, earlier, s)
             symbols = tokens[rows, cols, s]
-            encoder.encode(symbols.astype(np.int32), _MODEL, weights)
+            encoder.encode(symbols.astype(np.int32), CATEGORICAL, weights)
             bits -= np.log2(weights[np.arange(len(rows)), symbols] / weights.sum(1)).sum()
             earlier = earlier + prior.same_position[s][symbols]
         if bar is not None:
@@ -82,14 +84,14 @@ class PayloadDecoder:
 
     def categorical(self, weights: np.ndarray) -> np.ndarray:
         """One symbol per row of integer probability weights (n, K)."""
-        symbols = self._decoder.decode(_MODEL, weights)
+        symbols = self._decoder.decode(CATEGORICAL, weights)
         chosen = weights[np.arange(len(symbols)), symbols]
         self._spend(float(-np.log2(chosen / weights.sum(1)).sum()))
         return symbols
 
     def uniform(self, sizes: np.ndarray) -> np.ndarray:
         """One symbol in 0..size-1 per entry of sizes (int32)."""
-        symbols = self._decoder.decode(_UNIFORM, sizes)
+        symbols = self._decoder.decode(UNIFORM, sizes)
         self._spend(float(np.log2(sizes).sum()))
         return symbols
 

@@ -26,8 +26,19 @@ MODE_NAMES = {MODE_RGB: "RGB", MODE_GRAY: "L", MODE_RGBA: "RGBA (alpha dropped)"
               MODE_GRAY16: "16-bit gray"}
 
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".gif"}
+
+
 class ImageError(VQPressError):
     """An input image that cannot be read."""
+
+
+def image_paths(folder: str | os.PathLike) -> list[Path]:
+    """The image files below a folder (by extension), sorted."""
+    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ImageError(f"{folder}: no images found")
+    return paths
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:

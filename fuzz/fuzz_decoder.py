@@ -27,15 +27,15 @@ import sys
 import time
 import traceback
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import codec  # noqa: E402
-from codec import container, limits  # noqa: E402
-from codec.zoo import shipped_codecs  # noqa: E402
+from vqpress import codec, weights
+from vqpress.codec import container, limits
+from vqpress.codec.model import DEFAULT_MODEL
 
 BOUNDARY = [0, 1, 2, 7, 8, 9, 15, 16, 17, 255, 256, 4095, 16383, 16384, 16385, 65535, 2**24,
             2**31 - 1, 2**31, 2**32 - 1]
@@ -54,11 +54,11 @@ def seeds(rng: np.random.Generator) -> list[bytes]:
               np.full((23, 37, 3), (200, 30, 90), np.uint8), photo[300:380, 250:346, 1],
               rng.integers(0, 256, (9, 40, 3), np.uint8)]
     out = []
-    for model_id in shipped_codecs():
+    for model_id in weights.shipped("rvq"):
         model = codec.load(model_id, device="cpu")
         for k, image in enumerate(images):
             for q in model.qualities:
-                if (k + q) % 2 == 0 or model_id == codec.zoo.DEFAULT_MODEL:
+                if (k + q) % 2 == 0 or model_id == DEFAULT_MODEL:
                     out.append(model.compress(image, q))
     return out
 
@@ -141,6 +141,47 @@ def decode_one(data: bytes, time_limit: float) -> str:
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
+@dataclass
+class Tally:
+    outcomes: collections.Counter = field(default_factory=collections.Counter)
+    kinds: collections.Counter = field(default_factory=collections.Counter)
+    failures: list = field(default_factory=list)
+    small: list = field(default_factory=list)  # (seconds, kind, bytes) of files under 1 KB
+    cases: int = 0
+
+    def report(self, seconds: float, seed: int) -> None:
+        self.small.sort(reverse=True)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"\n{self.cases} cases in {seconds:.0f} s (seed {seed})")
+        print("mutators: " + ", ".join(f"{k} {n}" for k, n in sorted(self.kinds.items())))
+        print("outcomes:")
+        for outcome, n in self.outcomes.most_common():
+            print(f"  {n:6d}  {outcome}")
+        print(f"files under 1 KB: {len(self.small)}; slowest decodes: "
+              + ", ".join(f"{s:.2f} s ({k}, {size} B)" for s, k, size in self.small[:5]))
+        print(f"peak memory (max RSS): {peak:.0f} MB")
+        print(f"failures: {len(self.failures)}")
+        for case_no, kind, err in self.failures[:20]:
+            print(f"  case {case_no} ({kind}): {err}")
+
+
+def run_case(data: bytes, kind: str, tally: Tally, args) -> None:
+    tally.kinds[kind] += 1
+    t0 = time.perf_counter()
+    try:
+        outcome = decode_one(data, args.time_limit)
+    except Exception as e:  # noqa: BLE001 (any other exception is what the fuzzer looks for)
+        outcome = f"FAILURE {type(e).__name__}"
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"case{tally.cases}.vqp").write_bytes(data)
+        (args.out / f"case{tally.cases}.txt").write_text(traceback.format_exc())
+        tally.failures.append((tally.cases, kind, repr(e)[:200]))
+    if len(data) < 1024:
+        tally.small.append((time.perf_counter() - t0, kind, len(data)))
+    tally.outcomes[outcome] += 1
+    tally.cases += 1
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=10000, help="stop after this many (0: no limit)")
@@ -156,46 +197,18 @@ def main():
     signal.signal(signal.SIGALRM, alarm)
     rng = np.random.default_rng(args.seed)
     pool = seeds(rng)
-    print(f"{len(pool)} seed files from {', '.join(shipped_codecs())}; limits "
+    print(f"{len(pool)} seed files from {', '.join(weights.shipped('rvq'))}; limits "
           f"{limits.MAX_IMAGE_PIXELS} px, {limits.MAX_SIDE} px a side", flush=True)
-    outcomes, kinds = collections.Counter(), collections.Counter()
-    failures, slow = [], []
-    start = time.perf_counter()
-    case = 0
-    while (not args.cases or case < args.cases) and (not args.seconds or time.perf_counter() - start < args.seconds):
+    tally, start = Tally(), time.perf_counter()
+    while ((not args.cases or tally.cases < args.cases)
+           and (not args.seconds or time.perf_counter() - start < args.seconds)):
         kind, data = mutate(pool[rng.integers(len(pool))], pool, rng)
-        kinds[kind] += 1
-        t0 = time.perf_counter()
-        try:
-            outcome = decode_one(data, args.time_limit)
-        except Exception as e:  # noqa: BLE001 (any other exception is what the fuzzer looks for)
-            outcome = f"FAILURE {type(e).__name__}"
-            args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / f"case{case}.vqp").write_bytes(data)
-            (args.out / f"case{case}.txt").write_text(traceback.format_exc())
-            failures.append((case, kind, repr(e)[:200]))
-        seconds = time.perf_counter() - t0
-        if len(data) < 1024:
-            slow.append((seconds, case, kind, len(data), outcome))
-        outcomes[outcome] += 1
-        case += 1
-        if case % 500 == 0:
-            print(f"  {case} cases, {time.perf_counter() - start:.0f} s, {len(failures)} failures", flush=True)
-
-    slow.sort(reverse=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\n{case} cases in {time.perf_counter() - start:.0f} s (seed {args.seed})")
-    print("mutators: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
-    print("outcomes:")
-    for outcome, n in outcomes.most_common():
-        print(f"  {n:6d}  {outcome}")
-    print(f"files under 1 KB: {len(slow)}; slowest decodes: "
-          + ", ".join(f"{s:.2f} s ({k}, {size} B)" for s, _, k, size, _ in slow[:5]))
-    print(f"peak memory (max RSS): {peak:.0f} MB")
-    print(f"failures: {len(failures)}")
-    for case_no, kind, err in failures[:20]:
-        print(f"  case {case_no} ({kind}): {err}")
-    return 1 if failures else 0
+        run_case(data, kind, tally, args)
+        if tally.cases % 500 == 0:
+            print(f"  {tally.cases} cases, {time.perf_counter() - start:.0f} s, "
+                  f"{len(tally.failures)} failures", flush=True)
+    tally.report(time.perf_counter() - start, args.seed)
+    return 1 if tally.failures else 0
 
 
 if __name__ == "__main__":

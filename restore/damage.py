@@ -37,14 +37,18 @@ def smooth_fill(y: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     return torch.where(filled > 0, x, y.new_tensor(0.5))
 
 
+def rough_fill(y: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """The smooth fill blurred by 16 px: the mean that kriging fills around."""
+    return operators.gaussian_smooth(smooth_fill(y, known), 16)
+
+
 def kriging_fill(y: torch.Tensor, known: torch.Tensor, image_power: torch.Tensor,
                  rough: torch.Tensor | None = None, iters: int = 100) -> torch.Tensor:
     """First guess for the missing pixels, sharper than `smooth_fill`: the most probable image
     under a stationary Gaussian field with the photos' power spectrum, given the known pixels
-    (simple kriging), around a rough mean (by default the smooth fill blurred by 16 px). Known
-    pixels are kept."""
+    (simple kriging), around a rough mean (`rough_fill` unless given). Known pixels are kept."""
     if rough is None:
-        rough = operators.gaussian_smooth(smooth_fill(y, known), 16)
+        rough = rough_fill(y, known)
     power = image_power.clone()
     power[0] = power[1]  # the mean offset is observed: see LatentPrior.error_power
     fill = refine(rough, y * known, lambda v: v * known, 2 / 255, power, iters=iters)

@@ -23,8 +23,8 @@ from tqdm import tqdm
 from .spectra import power_gain, refine
 from .vae import VAE
 
-TILE = 960  # output pixels per tile side (a 768x512 photo is one tile): a multiple of 8 x each scale (2, 3, 4)
-OVERLAP = 96  # so tile starts (multiples of TILE - OVERLAP) stay on that grid too
+TILE_PIXELS = 960  # output pixels per tile side (a 768x512 photo is one tile): a multiple of 8 x each scale (2, 3, 4)
+OVERLAP = 96  # so tile starts (multiples of TILE_PIXELS - OVERLAP) stay on that grid too
 
 
 @dataclass
@@ -88,10 +88,10 @@ def solve(prior: LatentPrior, y: torch.Tensor, op: nn.Module, init: torch.Tensor
 
 
 def _starts(length: int) -> list[int]:
-    if length <= TILE:
+    if length <= TILE_PIXELS:
         return [0]
-    step = TILE - OVERLAP
-    starts = list(range(0, length - TILE, step)) + [length - TILE]
+    step = TILE_PIXELS - OVERLAP
+    starts = list(range(0, length - TILE_PIXELS, step)) + [length - TILE_PIXELS]
     return sorted(set(starts))
 
 
@@ -119,7 +119,7 @@ def solve_tiled(prior: LatentPrior, height: int, width: int, scale: int,
     with tqdm(total=len(ys) * len(xs) * (steps + 1), desc=f"{desc}: latent MAP", unit="step") as bar:
         for y0 in ys:
             for x0 in xs:
-                y1, x1 = min(height, y0 + TILE), min(width, x0 + TILE)
+                y1, x1 = min(height, y0 + TILE_PIXELS), min(width, x0 + TILE_PIXELS)
                 y, op, init, known, first_guess = tile_problem(y0, y1, x0, x1)
                 power = prior.error_power(op, first_guess, init)
                 tile = solve(prior, y, op, init, known, damage, sigma, steps, power, bar=bar)

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from codec.detail import BLOCK, COLOR, DCT
+from vqpress.codec.blocks import BLOCK, COLOR, DCT
 
 # The pilot's error std in [0, 1] units, and how many times the filter runs: fitted on 8
 # training crops at noise 15/25/50 (benchmarks/fit_local_wiener.py). Mean PSNR 31.99 dB against

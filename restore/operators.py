@@ -50,31 +50,23 @@ class Blur(nn.Module):
         return F.conv2d(x, self.kernel, groups=3)
 
 
-def gaussian_kernel(sigma: float) -> torch.Tensor:
+def gaussian_1d(sigma: float) -> torch.Tensor:
+    """The normalised Gaussian of std sigma, cut at 3 sigma (at least 3 taps), float64."""
     radius = max(1, math.ceil(3 * sigma))
     t = torch.arange(-radius, radius + 1, dtype=torch.float64)
     g = torch.exp(-t**2 / (2 * sigma**2))
+    return g / g.sum()
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    g = gaussian_1d(sigma)
     return (g[:, None] * g[None, :]).float()
-
-
-def motion_kernel(length: int, angle_degrees: float) -> torch.Tensor:
-    """A straight line of `length` pixels at the given angle: one sample per unit of length."""
-    radius = length // 2
-    size = 2 * radius + 1
-    kernel = torch.zeros(size, size)
-    a = math.radians(angle_degrees)
-    for t in torch.linspace(-(length - 1) / 2, (length - 1) / 2, length):
-        x, y = radius + float(t) * math.cos(a), radius - float(t) * math.sin(a)
-        kernel[round(y), round(x)] += 1
-    return kernel
 
 
 def gaussian_smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """What gaussian_blur(sigma)(x) gives, as two 1-D passes: far faster for wide kernels."""
-    radius = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    g = torch.exp(-t**2 / (2 * sigma**2))
-    g = (g / g.sum()).float().to(x.device)
+    g = gaussian_1d(sigma).float().to(x.device)
+    radius = len(g) // 2
     c = x.shape[1]
     x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), g.view(1, 1, 1, -1).repeat(c, 1, 1, 1),
                  groups=c)
@@ -84,20 +76,3 @@ def gaussian_smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def gaussian_blur(sigma: float) -> Blur:
     return Blur(gaussian_kernel(sigma))
-
-
-def motion_blur(length: int, angle_degrees: float = 0.0) -> Blur:
-    return Blur(motion_kernel(length, angle_degrees))
-
-
-class Compose(nn.Module):
-    """Operators applied in order (e.g. blur, then downsample)."""
-
-    def __init__(self, *ops: nn.Module):
-        super().__init__()
-        self.ops = nn.ModuleList(ops)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for op in self.ops:
-            x = op(x)
-        return x

@@ -1,6 +1,6 @@
 """The restoration prior: a fully convolutional VAE with z ~ N(0, I) on a latent map at 1/8 scale.
 
-Same transforms as the codec's VQ-VAE (compressai GDN layers); the encoder's last convolution
+Same transforms as the codec's VQ-VAE (`vqpress.nets.transforms`); the encoder's last convolution
 gives a mean and a log-variance per latent channel. `from_vqvae` starts one from a trained
 VQ-VAE: its latent is whitened with the codebooks' per-channel Gaussian (folded into the two
 convolutions that touch the latent), so training starts at the autoencoder's quality with
@@ -10,16 +10,16 @@ output away from the borders, where zero padding of the latent differs).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
 from torch import nn
 
-from codec.vqvae import VQVAE, analysis_transform, synthesis_transform
-from codec.zoo import _metadata, sha256_file, weights_file
+from vqpress import weights
+from vqpress.nets.transforms import analysis_transform, synthesis_transform
+from vqpress.nets.vqvae import VQVAE
 
 from .spectra import NUM_BINS
 
@@ -137,17 +137,12 @@ def codebook_gaussian(rvq) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, var.clamp_min(1e-6)
 
 
-def save_vae(path, vae: VAE, card: dict) -> str:
-    """Write a VAE weights file (fp16 tensors, config and card in the metadata); returns its sha256."""
-    tensors = {k: v.detach().cpu().half().numpy() for k, v in vae.state_dict().items()}
-    save_file(tensors, str(path), metadata={"vae_config": json.dumps(vae.config.to_dict()),
-                                            "card": json.dumps(card)})
-    return sha256_file(path)
-
-
 def load_vae(model_id: str) -> tuple[VAE, dict]:
     """A shipped VAE (checksum verified) in eval mode, and its card."""
-    path, _ = weights_file(model_id)
-    vae = VAE(VAEConfig(**_metadata(path, "vae_config")))
+    path, _ = weights.verified(model_id)
+    meta = weights.metadata(path)
+    if "vae_config" not in meta:
+        raise weights.WeightsError(f"model {model_id} is not a restoration VAE")
+    vae = VAE(VAEConfig(**meta["vae_config"]))
     vae.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in load_file(str(path)).items()})
-    return vae.eval(), _metadata(path, "card")
+    return vae.eval(), meta["card"]

@@ -11,6 +11,6 @@ def photo() -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def model():
-    import codec
+    from vqpress import codec
 
     return codec.load(device="cpu")

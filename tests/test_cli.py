@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cli.main import main
+from vqpress.cli.main import main
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_errors_are_one_line_and_write_nothing(files):
 
 
 def test_console_script_runs():
-    r = subprocess.run([sys.executable, "-m", "cli.main", "info", "/nonexistent.vqp"],
+    r = subprocess.run([sys.executable, "-m", "vqpress.cli.main", "info", "/nonexistent.vqp"],
                        capture_output=True, text=True, check=False)
     assert r.returncode == 1
     assert r.stderr.strip() == "Error: /nonexistent.vqp: no such file"

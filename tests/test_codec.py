@@ -8,13 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import codec
-from codec.container import unpack
-
-
-def psnr(a, b):
-    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
-    return 10 * np.log10(255**2 / mse)
+from vqpress import codec
+from vqpress.codec.container import unpack
+from vqpress.measure.metrics import psnr
 
 
 def test_round_trip_every_quality(model, photo):
@@ -58,7 +54,7 @@ def test_quality_out_of_range_is_an_error(model, photo):
 
 
 def test_file_from_other_weights_is_rejected(model, photo):
-    from codec import container
+    from vqpress.codec import container
 
     header, payload = unpack(model.compress(photo, 1))
     foreign = container.pack(container.Header("rvq8-v1", b"\0\0\0\0", header.width, header.height,
@@ -81,7 +77,7 @@ ENCODE = """
 import sys, torch, numpy as np
 torch.set_num_threads({threads})
 from skimage import data
-import codec
+from vqpress import codec
 img = data.chelsea()[:120, :200]
 sys.stdout.buffer.write(codec.compress(img, quality=6, device="cpu"))
 """
@@ -89,8 +85,8 @@ sys.stdout.buffer.write(codec.compress(img, quality=6, device="cpu"))
 DECODE = """
 import sys, torch, numpy as np
 torch.set_num_threads({threads})
-import codec
-from codec.container import unpack
+from vqpress import codec
+from vqpress.codec.container import unpack
 data = sys.stdin.buffer.read()
 m = codec.load(device="cpu")
 h, payload = unpack(data)
@@ -140,9 +136,9 @@ def test_encoded_on_gpu_decodes_on_cpu(photo):
 def test_tiled_transforms_cover_the_whole_image(model, photo, monkeypatch):
     """Big photos go through the networks in overlapping tiles; every symbol and pixel is
     filled, and the file still decodes to the original size."""
-    from codec import codec as codec_module
+    from vqpress.codec import transforms
 
-    monkeypatch.setattr(codec_module, "TILE", 4)  # 13x9 symbols -> 4x3 tiles
+    monkeypatch.setattr(transforms, "TILE_SYMBOLS", 4)  # 13x9 symbols -> 4x3 tiles
     data = model.compress(photo, 4)
     out = model.decompress(data)
     assert out.size == (photo.shape[1], photo.shape[0])
@@ -153,7 +149,7 @@ def test_tiled_transforms_cover_the_whole_image(model, photo, monkeypatch):
 def test_payload_junk_behind_a_valid_crc_is_a_clear_error_or_an_image(model, photo, junk):
     """A file can pass the CRC and still carry a payload no encoder wrote (a crafted file):
     decoding gives a VQPressError or some image of the right size, never another exception."""
-    from codec import container
+    from vqpress.codec import container
 
     header, _ = unpack(model.compress(photo, model.qualities[-1]))
     forged = container.pack(header, junk)

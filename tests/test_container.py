@@ -1,7 +1,7 @@
 import pytest
 
-from codec import container
-from codec.container import FormatError, Header
+from vqpress.codec import container
+from vqpress.codec.container import FormatError, Header
 
 HEADER = Header("rvq8-v1", b"\x01\x02\x03\x04", 640, 480, 0, 3)
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from codec import detail
-from codec.entropy import PayloadDecoder, new_encoder
+from vqpress.codec import detail
+from vqpress.codec.entropy import CATEGORICAL, PayloadDecoder, new_encoder
 
 
 def test_transforms_are_orthonormal_and_invert_on_any_size():
@@ -31,7 +31,7 @@ def test_quantiser_rounds_with_a_dead_zone():
 
 def _order():
     """(diagonal, channel) groups in decoding order, for a 4 x 5 block grid."""
-    return [(rows, cols, ch) for rows, cols in detail._diagonals(4, 5) for ch in range(3)]
+    return [(rows, cols, ch) for rows, cols in detail.diagonals(4, 5) for ch in range(3)]
 
 
 def test_contexts_read_only_what_is_decoded_before():
@@ -79,7 +79,7 @@ def test_coder_round_trip_with_escapes_is_exact_and_near_the_cross_entropy():
     levels[0, 0, 0, 0], levels[3, 4, 2, 7], levels[6, 8, 1, 63] = 4000, -detail.LIMIT, detail.LIMIT + 1
     table = _table(levels)
     encoder = new_encoder()
-    encoder.encode(np.array([5], dtype=np.int32), detail._CATEGORICAL, np.ones((1, 8)))  # something before
+    encoder.encode(np.array([5], dtype=np.int32), CATEGORICAL, np.ones((1, 8)))  # something before
     bits = detail.encode(encoder, levels, table)
     payload = encoder.get_compressed().tobytes()
     decoder = PayloadDecoder(payload)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from codec.imageio import (
+from vqpress.codec.imageio import (
     MODE_GRAY,
     MODE_GRAY16,
     MODE_RGB,

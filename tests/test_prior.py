@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from codec.fixedpoint import FixedPointPrior, export_tables, wavefront
-from codec.prior import PixelCNNPrior, PriorConfig
+from vqpress.codec.prior import FixedPointPrior, PriorConfig, wavefront
+from vqpress.nets.pixelcnn import PixelCNNPrior
+from vqpress.training.fixedpoint import export_tables
 
 CFG = PriorConfig(num_codes=16, num_stages=3, embed_dim=4, channels=8, blocks=2)
 
@@ -77,7 +78,7 @@ def test_fixed_point_prior_is_causal(prior):
 
 def test_integer_prior_tracks_float_prior(prior):
     """The exported integers reproduce the float model's code lengths closely."""
-    from codec.entropy import encode_symbols, new_encoder
+    from vqpress.codec.entropy import encode_symbols, new_encoder
 
     fp = FixedPointPrior(export_tables(prior))
     g = torch.Generator().manual_seed(3)
@@ -100,12 +101,13 @@ def test_wavefront_visits_every_position_once_after_its_context():
 
 def test_weights_file_round_trip(prior, tmp_path):
     """What is saved is what is loaded: every table, and so every probability."""
-    from codec.vqvae import VQVAE, VQVAEConfig
-    from codec.zoo import load_codec_file, save_codec
+    from vqpress.nets.vqvae import VQVAE, VQVAEConfig
+    from vqpress.codec.model import load_codec_file
+    from vqpress.training.codec_models import write_codec_file
 
     tables = export_tables(prior)
     vqvae = VQVAE(VQVAEConfig(channels=8, latent_dim=4, num_codes=16, num_stages=3))
-    save_codec(tmp_path / "m.safetensors", vqvae, tables, {})
+    write_codec_file(tmp_path / "m.safetensors", vqvae, tables, {})
     loaded = load_codec_file(tmp_path / "m.safetensors").prior
     direct = FixedPointPrior(tables)
     for name in ("embed", "same_position", "head", "head_bias", "exp", "tanh", "sigmoid"):

@@ -1,6 +1,6 @@
 import torch
 
-from codec.quantizer import ResidualVQ, VectorQuantizer
+from vqpress.nets.quantizer import ResidualVQ, VectorQuantizer
 
 
 def test_indices_are_nearest_codes():

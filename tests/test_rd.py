@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cli.main import main
+from vqpress.cli.main import main
 
 
 def read_csv(path):
@@ -57,7 +57,7 @@ def test_per_image_rows_and_bpp_from_real_bytes(rd_run):
 
 def test_same_numbers_twice(rd_run):
     folder, out, _ = rd_run
-    from codec import baselines, rd
+    from vqpress.measure import baselines, rd
 
     rows = rd.measure([baselines.jpeg()], {"JPEG": [10, 30, 50, 70, 90]}, folder)
     first = {(r["image"], r["quality"]): (r["bytes"], round(r["psnr"], 9)) for r in rows}
@@ -85,7 +85,7 @@ def test_compressai_peer_round_trip(tmp_path, photo):
     from compressai.zoo import image_models
     from safetensors.torch import save_file
 
-    from codec import baselines
+    from vqpress.measure import baselines
 
     torch.manual_seed(0)
     net = image_models["bmshj2018-factorized"](quality=1, pretrained=False)
@@ -97,7 +97,7 @@ def test_compressai_peer_round_trip(tmp_path, photo):
 
 
 def test_an_older_shipped_model_is_measured_under_its_own_name(photo):
-    from codec import baselines
+    from vqpress.measure import baselines
 
     old = baselines.get("vqpress:rvq8-v2")
     assert old.name == "vqpress-rvq8-v2" and old.qualities == list(range(1, 9))

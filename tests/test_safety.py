@@ -9,9 +9,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import codec
-from cli.main import main
-from codec import container, limits
+from vqpress import codec
+from vqpress.cli.main import main
+from vqpress.codec import container, limits
+from vqpress.measure.metrics import psnr
 
 
 def run(*args):
@@ -23,11 +24,6 @@ def one_line_error(r, text, code=1):
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and text in lines[0], r.output
     assert "Traceback" not in r.output
-
-
-def psnr(a, b):
-    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
-    return 10 * np.log10(255**2 / mse)
 
 
 # -- outputs -------------------------------------------------------------------------------------
@@ -163,7 +159,7 @@ def test_usage_errors_are_one_line(tmp_path, photo):
 
 
 def test_long_runs_show_progress(model, photo, capsys, monkeypatch):
-    from codec import codec as codec_module
+    from vqpress.codec import api as codec_module
 
     monkeypatch.setattr(codec_module, "PROGRESS_DELAY", 0)
     data = model.compress(photo, model.qualities[-1], progress=True)
@@ -181,7 +177,7 @@ def test_animated_images_say_only_the_first_frame_is_used(tmp_path, photo):
 
 # -- restoration keeps what it does not restore ------------------------------------------------------
 def test_restoration_keeps_alpha_and_gray(photo):
-    import restore
+    from vqpress import restore
 
     rgba = np.dstack([photo, np.linspace(0, 255, photo.shape[1]).astype(np.uint8)[None].repeat(photo.shape[0], 0)])
     image = Image.fromarray(rgba, "RGBA")

@@ -1,12 +1,95 @@
-"""The shipped model weights (data files; see the model cards beside them).
+"""The shipped model weights and their registry.
 
-This folder is installed as a package so that `pip install .` and `pip install -e .` both find
-the weights the same way, through importlib.resources.
+One safetensors file per model, named `<model id>.safetensors`, with a model card beside it
+(`.json` and `.md`) and its sha256 in `SHA256SUMS`, checked on every load. This folder is
+installed as a package so that `pip install .` and `pip install -e .` find the files the same
+way, through importlib.resources.
 """
 
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
 from importlib.resources import files
+from pathlib import Path
+
+from vqpress.codec.errors import VQPressError
+
+CHECKSUMS = "SHA256SUMS"
 
 
-def locate(filename: str):
-    """A path-like to a file of this folder."""
-    return files(__name__) / filename
+class WeightsError(VQPressError):
+    """Missing or damaged weights."""
+
+
+def folder() -> Path:
+    return Path(str(files(__name__) / CHECKSUMS)).parent
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checksums(sums: Path | None = None) -> dict[str, str]:
+    """{file name: sha256} of a SHA256SUMS file (the shipped one by default)."""
+    text = (sums or folder() / CHECKSUMS).read_text()
+    return {name: digest for digest, name in (line.split() for line in text.splitlines() if line)}
+
+
+def record_checksum(sums: Path, filename: str, digest: str) -> None:
+    """Add or replace one file's line in a SHA256SUMS file (sorted by file name)."""
+    lines = [line for line in (sums.read_text().splitlines() if sums.exists() else [])
+             if not line.endswith(f"  {filename}")]
+    sums.write_text("\n".join(sorted(lines + [f"{digest}  {filename}"])) + "\n")
+
+
+def is_shipped(model_id: str) -> bool:
+    return f"{model_id}.safetensors" in checksums()
+
+
+def shipped(prefix: str = "") -> list[str]:
+    """The ids of the shipped models whose id starts with `prefix`, sorted."""
+    return sorted(name.removesuffix(".safetensors") for name in checksums()
+                  if name.startswith(prefix) and name.endswith(".safetensors"))
+
+
+@cache
+def verified(model_id: str) -> tuple[Path, str]:
+    """(path, sha256) of a shipped model's file, its checksum verified."""
+    name = f"{model_id}.safetensors"
+    path = folder() / name
+    expected = checksums().get(name)
+    if not path.is_file() or expected is None:
+        raise WeightsError(f"model {model_id!r} is not shipped with this vqpress")
+    digest = sha256_file(path)
+    if digest != expected:
+        raise WeightsError(f"{path} is damaged (sha256 {digest[:12]}..., expected {expected[:12]}...)")
+    return path, digest
+
+
+def metadata(path) -> dict[str, object]:
+    """A weights file's metadata ({} when it has none), each value decoded from JSON where it
+    is JSON (the peers' "arch" is a plain string)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as f:
+        raw = f.metadata() or {}
+    out = {}
+    for key, value in raw.items():
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def peers(arch: str) -> list[Path]:
+    """The shipped compressai peers of `arch` (`<arch>-l<lambda>.safetensors`), verified,
+    lowest lambda (rate) first."""
+    ids = sorted(shipped(f"{arch}-l"), key=lambda stem: float(stem.rsplit("-l", 1)[1]))
+    return [verified(model_id)[0] for model_id in ids]

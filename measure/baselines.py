@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, features
 
-from .errors import VQPressError
+from vqpress import weights
+from vqpress.codec.errors import VQPressError
 
 
 @dataclass
@@ -86,8 +87,8 @@ def jxl() -> RDCodec:
 
 def vqpress(device: str = "cpu", model_id: str | None = None) -> RDCodec:
     """The default model as "vqpress"; another shipped one (e.g. rvq8-v2) as "vqpress-<id>"."""
-    from .codec import load
-    from .zoo import DEFAULT_MODEL
+    from vqpress.codec.api import load
+    from vqpress.codec.model import DEFAULT_MODEL
 
     model = load(model_id or DEFAULT_MODEL, device=device)
 
@@ -125,6 +126,8 @@ def compressai_model(arch: str, checkpoints: str) -> RDCodec:
     rate first); quality k is the k-th checkpoint. Bitstreams come from compressai's coder."""
     import torch
 
+    from vqpress.nets.device import to_uint8
+
     nets = [_load_compressai(arch, c) for c in checkpoints.split(",")]
 
     def encode(rgb: np.ndarray, quality: int) -> bytes:
@@ -147,7 +150,7 @@ def compressai_model(arch: str, checkpoints: str) -> RDCodec:
             pos += length
         with torch.no_grad():
             x = nets[quality].decompress(parts, (sh, sw))["x_hat"]
-        return (x[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy())[:h, :w]
+        return to_uint8(x[0])[:h, :w]
 
     names = ", ".join(Path(c).name for c in checkpoints.split(","))  # no machine paths in results
     return RDCodec(arch, f"compressai {arch} ({names})",
@@ -161,10 +164,8 @@ PEERS = ["bmshj2018-factorized", "bmshj2018-hyperprior"]
 
 def default_set() -> list[str]:
     """vqpress, the classical codecs Pillow has, and the shipped learned peers."""
-    from .zoo import shipped_peers
-
     return (["vqpress", "jpeg", "webp", "avif", "jpeg2000"]
-            + [f"compressai:{arch}" for arch in PEERS if shipped_peers(arch)])
+            + [f"compressai:{arch}" for arch in PEERS if weights.peers(arch)])
 
 
 def get(spec: str, device: str = "cpu") -> RDCodec:
@@ -173,11 +174,9 @@ def get(spec: str, device: str = "cpu") -> RDCodec:
     if spec.startswith("vqpress:"):
         return vqpress(device, spec.split(":", 1)[1])
     if spec.startswith("compressai:"):
-        from .zoo import shipped_peers
-
         _, arch, *checkpoints = spec.split(":", 2)
         if not checkpoints:
-            shipped = shipped_peers(arch)
+            shipped = weights.peers(arch)
             if not shipped:
                 raise VQPressError(f"no shipped compressai:{arch} peers; use "
                                    "--codec compressai:ARCH:CHECKPOINT[,CHECKPOINT...]")

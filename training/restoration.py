@@ -1,4 +1,4 @@
-"""Training and export of the restoration VAE, with the codec's loop (`codec.train`)."""
+"""Training and release of the restoration VAE and its restoration encoder."""
 
 from __future__ import annotations
 
@@ -9,23 +9,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.numpy import save_file
 
-from codec.data import RandomCrops, load_folder
-from codec.train import (
-    TrainConfig,
-    _add_checksum,
-    _fit,
-    _load_checkpoint,
-    _prepare,
-    _schedule_lines,
-    _summary,
-    center_crops,
-    read_checkpoint,
-)
+from vqpress.measure.metrics import psnr_of_mse
+from vqpress.restore.damage import TASK_WEIGHTS, random_damage
+from vqpress.restore.spectra import radial_power
+from vqpress.restore.vae import VAE, VAEConfig, kl_divergence, load_vae
 
-from .damage import TASK_WEIGHTS, random_damage
-from .spectra import radial_power
-from .vae import VAE, VAEConfig, kl_divergence, load_vae, save_vae
+from .data import RandomCrops, center_crops, load_folder
+from .loop import TrainConfig, fit, prepare, read_checkpoint, resume
+from .release import half, release, summary, training_lines
 
 
 @torch.no_grad()
@@ -39,7 +32,7 @@ def validate_vae(vae: VAE, crops: list[torch.Tensor]) -> dict:
         x = c[None].float().to(device) / 255
         mean, logvar = vae.posterior(x)
         y = vae.decoder(mean).clamp(0, 1)
-        psnrs.append(-10 * math.log10(F.mse_loss(y, x).item() + 1e-12))
+        psnrs.append(psnr_of_mse(F.mse_loss(y, x).item(), peak=1.0))
         kls.append(kl_divergence(mean, logvar).item() / (x.shape[-2] * x.shape[-1]) / math.log(2))
     vae.train()
     return {"psnr": round(sum(psnrs) / len(psnrs), 3), "kl_bpp": round(sum(kls) / len(kls), 4)}
@@ -48,11 +41,11 @@ def validate_vae(vae: VAE, crops: list[torch.Tensor]) -> dict:
 def train_vae(cfg: TrainConfig, vae: VAE) -> VAE:
     """Fit the VAE (loss = MSE + kl_weight * KL per pixel). `vae` is the starting point: fresh,
     or `VAE.from_vqvae(...)`; a run with a checkpoint resumes from it instead."""
-    run = _prepare(cfg)
+    run = prepare(cfg)
     vae = vae.to(cfg.device)
     optimizer = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
-    start = _load_checkpoint(run, vae, optimizer, cfg)
-    crops = RandomCrops(load_folder(cfg.data), cfg.crop, seed=cfg.seed + start[0])
+    progress = resume(run, vae, optimizer, cfg)
+    crops = RandomCrops(load_folder(cfg.data), cfg.crop, seed=cfg.seed + progress.step)
     cfg.extra["train_images"] = len(crops.images)
     valid = center_crops(load_folder(cfg.valid), 256) if cfg.valid else None
     beta = vae.config.kl_weight
@@ -63,8 +56,8 @@ def train_vae(cfg: TrainConfig, vae: VAE) -> VAE:
         mse = F.mse_loss(x_hat, x)
         return mse + beta * kl, {"mse": mse.item(), "kl": kl.item()}
 
-    _fit(cfg, run, vae, optimizer, vae.config.to_dict(), "vae", batch_loss,
-         valid and (lambda: validate_vae(vae, valid)), start)
+    fit(cfg, run, vae, optimizer, vae.config.to_dict(), "vae", batch_loss,
+        valid and (lambda: validate_vae(vae, valid)), progress)
     return vae
 
 
@@ -83,7 +76,7 @@ def validate_restorer(vae: VAE, crops: list[torch.Tensor], seed: int = 0) -> dic
             z = vae.restore_mean(d.guess.to(device), d.known.to(device), d.noise.to(device),
                                  d.blur.to(device), d.scale.to(device))
             y = vae.decoder(z).clamp(0, 1).cpu()
-            psnrs.append(-10 * math.log10(F.mse_loss(y, x).item() + 1e-12))
+            psnrs.append(psnr_of_mse(F.mse_loss(y, x).item(), peak=1.0))
         out[f"psnr_{task}"] = round(sum(psnrs) / len(psnrs), 3)
     vae.train()
     return out
@@ -94,15 +87,15 @@ def train_restorer(cfg: TrainConfig, vae: VAE) -> VAE:
     MSE between the clean crop and D(restoration encoder(random damage of the crop)). So it
     learns the latent whose decoding is closest to the clean image, for latent MAP to start from.
     `cfg.extra["tasks"]`, when set, limits the damage to those tasks (one per batch)."""
-    run = _prepare(cfg)
+    run = prepare(cfg)
     vae = vae.to(cfg.device).requires_grad_(False)
     vae.restorer.requires_grad_(True)
     optimizer = torch.optim.Adam(vae.restorer.parameters(), lr=cfg.lr)
-    start = _load_checkpoint(run, vae, optimizer, cfg)
-    crops = RandomCrops(load_folder(cfg.data), cfg.crop, seed=cfg.seed + start[0])
+    progress = resume(run, vae, optimizer, cfg)
+    crops = RandomCrops(load_folder(cfg.data), cfg.crop, seed=cfg.seed + progress.step)
     cfg.extra["train_images"] = len(crops.images)
     valid = center_crops(load_folder(cfg.valid), 240) if cfg.valid else None
-    rng = np.random.default_rng(cfg.seed + start[0])
+    rng = np.random.default_rng(cfg.seed + progress.step)
 
     tasks = cfg.extra.get("tasks")
 
@@ -114,8 +107,8 @@ def train_restorer(cfg: TrainConfig, vae: VAE) -> VAE:
         mse = F.mse_loss(vae.decoder(z), to(x))
         return mse, {"mse": mse.item()}
 
-    _fit(cfg, run, vae, optimizer, vae.config.to_dict(), "restorer", batch_loss,
-         valid and (lambda: validate_restorer(vae, valid)), start)
+    fit(cfg, run, vae, optimizer, vae.config.to_dict(), "restorer", batch_loss,
+        valid and (lambda: validate_restorer(vae, valid)), progress)
     return vae
 
 
@@ -134,66 +127,50 @@ def measure_spectra(vae: VAE, images: list[np.ndarray], crops: int = 64, size: i
 
 
 def export_vae(run, model_id: str, out: Path) -> Path:
-    """Write <out>/<model_id>.safetensors, its model card (.json, .md) and its checksum line.
-    The spectra the restoration model needs are measured here, on the run's training images.
-    A restoration-encoder run's card also carries the card of the VAE it started from."""
+    """Release a VAE run. The spectra the restoration model needs are measured here, on the
+    run's training images. A restoration-encoder run's card also carries the card of the VAE
+    it started from."""
     ckpt = read_checkpoint(run)
     vae = VAE(VAEConfig(**ckpt["model_config"]))
     vae.load_state_dict({**vae.state_dict(), **ckpt["model"]})  # spectra buffers come next
     measure_spectra(vae, load_folder(ckpt["train_config"]["data"]))
-    card = {"model_id": model_id, "vae": _summary(ckpt)}
+    card = {"model_id": model_id, "vae": summary(ckpt)}
     base = (card["vae"]["init"] or {}).get("vae")
     if base:
         card["base"] = load_vae(base)[1]
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{model_id}.safetensors"
-    digest = save_vae(path, vae, card)
-    _add_checksum(out / "SHA256SUMS", path.name, digest)
-    (out / f"{model_id}.json").write_text(json.dumps(card, indent=2) + "\n")
-    (out / f"{model_id}.md").write_text(vae_card(model_id, card, digest))
-    return path
-
-
-def _training_lines(c: dict) -> list[str]:
-    return [f"- data: `{c['data']}` ({c['train_images']} images), validation `{c['valid']}`",
-            f"- {c['steps']} steps, batch {c['batch']}, crop {c['crop']}, peak lr {c['lr']}",
-            *([(f"- stopped at step {c['steps']} of a planned {c['planned_steps']}: the cosine lr "
-               "schedule had not decayed")] if c.get("planned_steps", 0) > c["steps"] else []),
-            f"- {c['train_seconds'] / 60:.0f} min of training on {c['hardware']}",
-            *_schedule_lines(c.get("schedules")),
-            f"- config: `{json.dumps(c['model_config'])}`",
-            f"- last validation: `{json.dumps(c['last_validation'])}`"]
-
-
-def vae_card(model_id: str, card: dict, digest: str) -> str:
-    """A person-readable model card of the restoration VAE (the JSON beside it has the same facts)."""
-    lines = [f"# {model_id}", "", f"File `{model_id}.safetensors`, sha256 `{digest}`.", "",
-             ("The restoration prior of `vqpress restore` / `vqpress inpaint`: a fully convolutional "
+    intro = [("The restoration prior of `vqpress restore` / `vqpress inpaint`: a fully convolutional "
               "VAE (fp16) with a Gaussian latent map at 1/8 scale; no pretrained weights were used.")]
-    return "\n".join(lines + _card_body(card)) + "\n"
+
+    def write(path):
+        save_file(half(vae.state_dict()), str(path),
+                  metadata={"vae_config": json.dumps(vae.config.to_dict()), "card": json.dumps(card)})
+
+    return release(out, model_id, write, card, intro, vae_sections(card))
 
 
-def _card_body(card: dict) -> list[str]:
+def vae_sections(card: dict) -> list[tuple[str, list[str]]]:
     """A card's training sections: a restoration-encoder run, then (recursively) the card of the
     VAE it started from; or the VAE's own training."""
     c, base = card["vae"], card.get("base")
     if base:
         damage = (f"only on {', '.join(c['tasks'])} damage" if c.get("tasks") else
                   "on random damage of every task")
-        return [(f"Its networks start from `{base['model_id']}` (below). This run, "
-                 "`vqpress train restorer`, trained only the restoration encoder, with the decoder "
-                 "frozen: damaged image -> the latent whose decoding is closest (MSE) to the clean "
-                 f"image, {damage} (`restore.damage.random_damage`: inpainting masks, noise "
-                 "of std 3-60, x2-x4 downsampling, Gaussian blur of std 0.5-4). Validation: mean "
-                 "PSNR of that decoding per task on 240x240 centre crops of the validation photos, "
-                 "each damaged the same way at every validation."), "", "## restoration encoder", "",
-                *_training_lines(c), "", f"## {base['model_id']}", "", *_card_body(base)]
+        what = (f"Its networks start from `{base['model_id']}` (below). This run, "
+                "`vqpress train restorer`, trained only the restoration encoder, with the decoder "
+                "frozen: damaged image -> the latent whose decoding is closest (MSE) to the clean "
+                f"image, {damage} (`restore.damage.random_damage`: inpainting masks, noise "
+                "of std 3-60, x2-x4 downsampling, Gaussian blur of std 0.5-4). Validation: mean "
+                "PSNR of that decoding per task on 240x240 centre crops of the validation photos, "
+                "each damaged the same way at every validation.")
+        nested = [line for title, body in vae_sections(base) for line in ([f"### {title}", ""] + body + [""])]
+        return [("restoration encoder", [what, "", *training_lines(c)]),
+                (base["model_id"], nested)]
     lines = [("Trained by `vqpress train vae` with loss MSE + kl_weight * KL. Validation numbers: "
               "mean PSNR of the decoded posterior mean on 256x256 centre crops of the validation "
-              "photos, and the mean KL in bits per pixel."), "", *_training_lines(c)]
+              "photos, and the mean KL in bits per pixel."), "", *training_lines(c)]
     if (c.get("init") or {}).get("codec"):
         lines.append(f"- started from the autoencoder of codec weights `{c['init']['codec']}`, its "
                      "latent whitened with the codebooks' per-channel Gaussian")
     lines.append("- spectra (buffers `log_residual_power`, `log_image_power`): measured at export on "
                  "64 random 256x256 crops of the training images")
-    return lines
+    return [("VAE", lines)]

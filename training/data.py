@@ -8,16 +8,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .imageio import ImageError, open_image, to_rgb8
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".gif"}
-
-
-def image_paths(folder: str | Path) -> list[Path]:
-    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise ImageError(f"{folder}: no images found")
-    return paths
+from vqpress.codec.blocks import DOWNSCALE
+from vqpress.codec.imageio import ImageError, image_paths, open_image, to_rgb8
 
 
 def load_folder(folder: str | Path, min_side: int = 0) -> list[np.ndarray]:
@@ -51,3 +43,15 @@ class RandomCrops:
             patch = im[y:y + self.crop, x:x + self.crop]
             out[k] = patch[:, ::-1] if self.rng.random() < 0.5 else patch
         return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255)
+
+
+def center_crops(images: list[np.ndarray], size: int) -> list[torch.Tensor]:
+    """The centre square of each image, at most `size` and a multiple of 8 a side, as (3, s, s)
+    uint8 tensors."""
+    crops = []
+    for im in images:
+        h, w = im.shape[:2]
+        s = min(size, h, w) // DOWNSCALE * DOWNSCALE
+        y, x = (h - s) // 2, (w - s) // 2
+        crops.append(torch.from_numpy(np.ascontiguousarray(im[y:y + s, x:x + s])).permute(2, 0, 1))
+    return crops

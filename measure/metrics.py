@@ -5,17 +5,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
-from pytorch_msssim import ms_ssim as _ms_ssim
-from scipy.interpolate import PchipInterpolator
 
 MS_SSIM_MIN_SIDE = 161
 
 
+def psnr_of_mse(mse: float, peak: float = 255.0) -> float:
+    """PSNR in dB of a mean squared error, for signals that span 0..peak; inf when 0."""
+    return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of two 8-bit images (all channels together); inf when identical."""
-    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+    return psnr_of_mse(float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
 
 
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -23,6 +24,9 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
 
     Its four downsamplings need a side over 160 px; smaller images are mirror-padded (the
     same way for both) to 161 px rather than scored with a crippled window."""
+    import torch
+    from pytorch_msssim import ms_ssim as _ms_ssim
+
     h, w = a.shape[:2]
     pad = ((0, max(0, MS_SSIM_MIN_SIDE - h)), (0, max(0, MS_SSIM_MIN_SIDE - w)), (0, 0))
     x, y = (torch.from_numpy(np.pad(v, pad, mode="symmetric")).permute(2, 0, 1)[None].float()
@@ -63,6 +67,8 @@ def _mean_gap(x1, y1, x2, y2) -> float:
     lo, hi = max(x1.min(), x2.min()), min(x1.max(), x2.max())
     if min(len(x1), len(x2)) < 4 or not lo < hi:
         return math.nan
+    from scipy.interpolate import PchipInterpolator
+
     f1, f2 = PchipInterpolator(x1, y1), PchipInterpolator(x2, y2)
     return float((f2.integrate(lo, hi) - f1.integrate(lo, hi)) / (hi - lo))
 
@@ -76,10 +82,3 @@ def bd_rate(rate_ref, dist_ref, rate_test, dist_test) -> float:
     rate_test, dist_test = frontier(rate_test, dist_test)
     gap = _mean_gap(dist_ref, np.log(rate_ref), dist_test, np.log(rate_test))
     return (math.exp(gap) - 1) * 100 if math.isfinite(gap) else math.nan
-
-
-def bd_psnr(rate_ref, dist_ref, rate_test, dist_test) -> float:
-    """Bjontegaard delta quality: the average quality change (dB) at equal rate."""
-    rate_ref, dist_ref = frontier(rate_ref, dist_ref)
-    rate_test, dist_test = frontier(rate_test, dist_test)
-    return _mean_gap(np.log(rate_ref), dist_ref, np.log(rate_test), dist_test)

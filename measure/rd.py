@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from vqpress.codec.imageio import image_paths, open_image, to_rgb8
+
 from .baselines import RDCodec
-from .data import image_paths
-from .imageio import open_image, to_rgb8
 from .metrics import bd_rate, ms_ssim, ms_ssim_db, points_in_overlap, psnr
 
 FIELDS = ["codec", "quality", "image", "width", "height", "bytes", "bpp", "psnr", "ms_ssim",

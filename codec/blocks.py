@@ -1,0 +1,49 @@
+"""The block geometry and the orthonormal bases the detail layer codes in, shared with
+restoration's local Wiener filter.
+
+Each symbol of the VQ maps covers DOWNSCALE x DOWNSCALE pixels (the analysis transform's three
+stride-2 layers); the detail layer transforms BLOCK x BLOCK blocks. The colour transform (luma
+and two differences) and the DCT are orthonormal, so squared error in their coefficients is
+squared error in RGB pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DOWNSCALE = 8  # pixels per symbol along each side
+BLOCK = 8  # DCT block side in pixels
+
+
+def _orthonormal_rows(m: np.ndarray) -> np.ndarray:
+    return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+
+COLOR = _orthonormal_rows(np.array([[1.0, 1, 1], [1, 0, -1], [1, -2, 1]]))  # luma, two differences
+_k = np.arange(BLOCK)
+DCT = _orthonormal_rows(np.cos(np.pi * (2 * _k[None] + 1) * _k[:, None] / (2 * BLOCK)))
+
+
+# -- transforms --------------------------------------------------------------------------------
+def to_coefficients(residual: np.ndarray) -> np.ndarray:
+    """(H, W, 3) residual -> (ceil(H/8), ceil(W/8), 3, 64) float32 DCT coefficients.
+
+    Partial blocks at the right and bottom edges are filled by repeating the last row and
+    column: the decoder crops those pixels away, and a block that is flat beyond the image's
+    edge puts its energy into few low frequencies (zeros there made a step that no coarse level
+    could code, leaving the edge 3 dB worse and a 1x1 image far off)."""
+    h, w = residual.shape[:2]
+    bh, bw = -(-h // BLOCK), -(-w // BLOCK)
+    padded = np.pad(residual.astype(np.float32) @ COLOR.T.astype(np.float32),
+                    ((0, bh * BLOCK - h), (0, bw * BLOCK - w), (0, 0)), mode="edge")
+    blocks = padded.reshape(bh, BLOCK, bw, BLOCK, 3).transpose(0, 2, 4, 1, 3)
+    coefficients = DCT.astype(np.float32) @ blocks @ DCT.T.astype(np.float32)
+    return coefficients.reshape(bh, bw, 3, 64)
+
+
+def to_pixels(coefficients: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Inverse of to_coefficients, cropped to (height, width, 3)."""
+    bh, bw = coefficients.shape[:2]
+    blocks = DCT.T.astype(np.float32) @ coefficients.reshape(bh, bw, 3, BLOCK, BLOCK) @ DCT.astype(np.float32)
+    pixels = blocks.transpose(0, 3, 1, 4, 2).reshape(bh * BLOCK, bw * BLOCK, 3) @ COLOR.astype(np.float32)
+    return pixels[:height, :width]

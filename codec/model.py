@@ -1,0 +1,66 @@
+"""A shipped codec model: its networks, its prior's integer tables and its quality ladder.
+
+A codec weights file holds the VQ-VAE (`vqvae.*`, fp16) and the prior's integer tables
+(`prior.*`, int32), with the VQ-VAE config in the metadata. Its model id is the file's stem.
+A model with a detail layer (`vqpress.codec.detail`) also holds one table per quality that uses
+it (`detail.tables`, int32) and its ladder in the metadata: per quality, the number of VQ
+stages and the detail layer's step size (null where the quality has no detail layer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file
+
+from vqpress import weights
+
+from . import detail
+from .prior import FixedPointPrior
+
+DEFAULT_MODEL = "rvq-dct-v3"
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One quality level: how many VQ stages, and the detail layer's step (None: no detail)."""
+    stages: int
+    step: float | None = None
+
+
+@dataclass
+class CodecModel:
+    vqvae_config: dict
+    vqvae_state: dict[str, np.ndarray]  # the VQ-VAE's tensors (fp16 where floating point)
+    prior: FixedPointPrior
+    ladder: list[Rung]
+    detail_tables: np.ndarray | None  # (rungs with a step, 3, GROUPS, CONTEXTS, SYMBOLS)
+
+    def detail_table(self, quality: int) -> np.ndarray:
+        """The detail table of a quality whose rung has a step."""
+        assert self.ladder[quality - 1].step is not None, f"quality {quality} has no detail layer"
+        return self.detail_tables[sum(r.step is not None for r in self.ladder[:quality - 1])]
+
+
+def load_codec_file(path) -> CodecModel:
+    """A codec model from its weights file; a file of another kind is a WeightsError."""
+    meta = weights.metadata(path)
+    if "vqvae_config" not in meta:
+        raise weights.WeightsError(f"model {Path(path).stem} is not a codec model")
+    config = meta["vqvae_config"]
+    tensors = load_file(str(path))
+    prior = FixedPointPrior({k[6:]: v for k, v in tensors.items() if k.startswith("prior.")})
+    if "ladder" in meta:
+        ladder = [Rung(*r) for r in meta["ladder"]]
+    else:  # the first codecs: quality k is k stages
+        ladder = [Rung(k) for k in range(1, config["num_stages"] + 1)]
+    tables = tensors.get("detail.tables")
+    steps = sum(r.step is not None for r in ladder)
+    tables_fit = (tables is None and steps == 0) or (tables is not None and tables.shape == (
+        steps, 3, detail.GROUPS, detail.CONTEXTS, detail.SYMBOLS))
+    if not tables_fit or not all(1 <= r.stages <= config["num_stages"] for r in ladder):
+        raise weights.WeightsError(f"{path}: the quality ladder does not fit the file's networks and tables")
+    state = {k[6:]: v for k, v in tensors.items() if k.startswith("vqvae.")}
+    return CodecModel(config, state, prior, ladder, tables)

@@ -1,0 +1,179 @@
+"""Training the codec's networks: the VQ-VAE, then the PixelCNN prior on its symbol maps, and
+their release as a codec weights file (quality k = k VQ stages)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.numpy import save_file
+from tqdm import tqdm
+
+from vqpress.codec.blocks import DOWNSCALE
+from vqpress.codec.prior import PriorConfig
+from vqpress.measure.metrics import psnr_of_mse
+from vqpress.nets.pixelcnn import PixelCNNPrior
+from vqpress.nets.vqvae import VQVAE, VQVAEConfig
+
+from .data import RandomCrops, center_crops, load_folder
+from .fixedpoint import export_tables
+from .loop import TrainConfig, fit, prepare, read_checkpoint, resume
+from .release import half, release, summary, training_lines
+
+
+@torch.no_grad()
+def validate_vqvae(model: VQVAE, crops: list[torch.Tensor]) -> dict:
+    """Mean PSNR on the validation crops for each number of stages."""
+    model.eval()
+    out = {}
+    for stages in range(1, model.config.num_stages + 1):
+        psnrs = []
+        for c in crops:
+            x = c[None].float().to(next(model.parameters()).device) / 255
+            y = model.decode(model.encode(x, stages)).clamp(0, 1)
+            psnrs.append(psnr_of_mse(F.mse_loss(y, x).item(), peak=1.0))
+        out[f"psnr@{stages}"] = round(sum(psnrs) / len(psnrs), 3)
+    model.train()
+    return out
+
+
+def train_vqvae(cfg: TrainConfig, model_config: VQVAEConfig | None = None) -> VQVAE:
+    """Reconstruction + commitment loss, with a random number of stages per image (quantiser
+    dropout) so that one decoder serves every quality."""
+    model_config = model_config or VQVAEConfig()
+    run = prepare(cfg)
+    model = VQVAE(model_config).to(cfg.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    progress = resume(run, model, optimizer, cfg)
+    crops = RandomCrops(load_folder(cfg.data), cfg.crop, seed=cfg.seed + progress.step)
+    cfg.extra["train_images"] = len(crops.images)
+    valid = center_crops(load_folder(cfg.valid), 256) if cfg.valid else None
+
+    def batch_loss():
+        x = crops.batch(cfg.batch).to(cfg.device)
+        keep = torch.randint(1, model_config.num_stages + 1, (cfg.batch,), device=cfg.device)
+        x_hat, _, commitment = model(x, keep)
+        mse = F.mse_loss(x_hat, x)
+        return mse + commitment, {"mse": mse.item(), "commit": commitment.item()}
+
+    fit(cfg, run, model, optimizer, model_config.to_dict(), "vqvae", batch_loss,
+        valid and (lambda: validate_vqvae(model, valid)), progress)
+    return model
+
+
+@torch.no_grad()
+def symbol_maps(model: VQVAE, images: list[np.ndarray]) -> list[torch.Tensor]:
+    """All-stage symbol maps (S, H/8, W/8) of whole images (cropped to multiples of 8)."""
+    model.eval()
+    maps = []
+    for im in tqdm(images, desc="symbol maps", leave=False):
+        h, w = (s // DOWNSCALE * DOWNSCALE for s in im.shape[:2])
+        x = torch.from_numpy(np.array(im[:h, :w])).permute(2, 0, 1)[None].float() / 255
+        x = x.to(next(model.parameters()).device)
+        maps.append(model.encode(x, model.config.num_stages)[0].to(torch.uint8).cpu())
+    return maps
+
+
+def _map_batch(maps: list[torch.Tensor], size: int, crop: int, rng: np.random.Generator):
+    batch = []
+    for i in rng.choice(len(maps), size):
+        m = maps[i]
+        y = rng.integers(0, m.shape[1] - crop + 1)
+        x = rng.integers(0, m.shape[2] - crop + 1)
+        batch.append(m[:, y:y + crop, x:x + crop])
+    return torch.stack(batch).long()
+
+
+@torch.no_grad()
+def validate_prior(prior: PixelCNNPrior, maps: list[torch.Tensor]) -> dict:
+    """Bits per pixel of the validation maps at every quality (float model)."""
+    prior.eval()
+    out = {}
+    pixels = sum(m.shape[1] * m.shape[2] for m in maps) * DOWNSCALE**2
+    for q in range(1, prior.config.num_stages + 1):
+        device = prior.head.device
+        bits = sum(prior.bits(m[None].long().to(device), torch.tensor([q], device=device)).item()
+                   for m in maps)
+        out[f"bpp@{q}"] = round(bits / pixels, 4)
+    prior.train()
+    return out
+
+
+def train_prior(cfg: TrainConfig, vqvae: VQVAE, prior_config: PriorConfig) -> PixelCNNPrior:
+    """Fit the prior to the symbol maps the (frozen) VQ-VAE makes of the training images.
+
+    cfg.crop is the crop size in symbols. Each crop gets a random quality level, so one network
+    learns every level."""
+    run = prepare(cfg)
+    prior = PixelCNNPrior(prior_config).to(cfg.device)
+    optimizer = torch.optim.Adam(prior.parameters(), lr=cfg.lr)
+    progress = resume(run, prior, optimizer, cfg)
+    maps = symbol_maps(vqvae, load_folder(cfg.data, min_side=cfg.crop * DOWNSCALE))
+    cfg.extra["train_images"] = len(maps)
+    valid = symbol_maps(vqvae, load_folder(cfg.valid)) if cfg.valid else None
+    rng = np.random.default_rng(cfg.seed + progress.step)
+
+    def batch_loss():
+        indices = _map_batch(maps, cfg.batch, cfg.crop, rng).to(cfg.device)
+        quality = torch.randint(1, prior_config.num_stages + 1, (cfg.batch,), device=cfg.device)
+        loss = (prior.bits(indices, quality) / (quality * cfg.crop**2)).mean()
+        return loss, {"bits_per_symbol": loss.item()}
+
+    fit(cfg, run, prior, optimizer, prior_config.to_dict(), "prior", batch_loss,
+        valid and (lambda: validate_prior(prior, valid)), progress)
+    return prior
+
+
+def codec_vqvae(model_id: str) -> VQVAE:
+    """The VQ-VAE of a shipped codec model, as a torch module (eval mode, on the CPU)."""
+    from vqpress.codec.model import load_codec_file
+    from vqpress.weights import verified
+
+    model = load_codec_file(verified(model_id)[0])
+    vqvae = VQVAE(VQVAEConfig(**model.vqvae_config))
+    vqvae.load_state_dict({k: torch.from_numpy(v.astype(np.float32) if v.dtype == np.float16 else v)
+                           for k, v in model.vqvae_state.items()})
+    return vqvae.eval()
+
+
+def load_run_vqvae(run) -> VQVAE:
+    ckpt = read_checkpoint(run)
+    model = VQVAE(VQVAEConfig(**ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    return model.eval()
+
+
+CODEC_INTRO = [
+    ("VQ-VAE (fp16 weights) + PixelCNN prior (int32 fixed-point tables) of the vqpress codec. "
+     "Trained from scratch by `vqpress train`; no pretrained weights were used."),
+    ("Validation numbers: the VQ-VAE's mean PSNR on 256x256 centre crops of the validation "
+     "photos for each number of stages (psnr@k), and the float prior's bits per pixel of the "
+     "whole validation photos at each quality (bpp@k)."),
+]
+
+
+def codec_sections(card: dict) -> list[tuple[str, list[str]]]:
+    return [(part, training_lines(card[part])) for part in ("vqvae", "prior")]
+
+
+def export_codec(vqvae_run, prior_run, model_id: str, out: Path) -> Path:
+    """Release a VQ-VAE run and a prior run as one codec weights file."""
+    vq_ckpt, pr_ckpt = read_checkpoint(vqvae_run), read_checkpoint(prior_run)
+    vqvae = load_run_vqvae(vqvae_run)
+    prior = PixelCNNPrior(PriorConfig(**pr_ckpt["model_config"]))
+    prior.load_state_dict(pr_ckpt["model"])
+    card = {"model_id": model_id, "vqvae": summary(vq_ckpt), "prior": summary(pr_ckpt)}
+    tables = export_tables(prior)
+    return release(out, model_id, lambda path: write_codec_file(path, vqvae, tables, card), card,
+                   CODEC_INTRO, codec_sections(card))
+
+
+def write_codec_file(path, vqvae: VQVAE, prior_tables: dict[str, np.ndarray], card: dict) -> None:
+    """A codec weights file without a detail layer: fp16 VQ-VAE, int32 prior tables."""
+    tensors = {f"vqvae.{k}": v for k, v in half(vqvae.state_dict()).items()}
+    tensors.update({f"prior.{k}": v for k, v in prior_tables.items()})
+    save_file(tensors, str(path), metadata={"vqvae_config": json.dumps(vqvae.config.to_dict()),
+                                            "card": json.dumps(card)})
