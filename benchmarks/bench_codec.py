@@ -1,34 +1,41 @@
-"""Codec speed and memory: median encode/decode time of a 768x512 photo, and the peak memory
-(max RSS of a fresh process) of compressing and decompressing a 4000x3000 photo.
+"""Codec speed and memory, with the peers measured in the same run.
 
-    python benchmarks/bench_codec.py [--image PHOTO] [--repeat 5] [--quality Q] [--threads 2]
+    python benchmarks/bench_codec.py [--image PHOTO] [--repeat 5] [--threads 2] [--skip-memory]
 
-Without --image the bundled sample is resized (Lanczos) to each size.
+- In process, a 768x512 photo: median encode and decode time at every quality of the default
+  model; in the same run, compressai's bmshj2018-hyperprior and mbt2018 (random weights: the
+  time does not depend on them) and Pillow's WebP (method 6) and AVIF (speed 4), as ratios.
+- From the command line, each in a fresh process: `vqpress compress` and `vqpress decompress`
+  of that photo (process start to file written), and two errors (a missing file, a bad
+  quality), medians of --repeat runs.
+- A 4000x3000 photo (the sample resized): peak memory (max RSS) of a fresh process that
+  decompresses it, and its decode time.
+
+Without --image the bundled sample is resized (Lanczos) to each size. Medians, so a busy
+moment does not decide a number; run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-MEMORY_JOB = """
-import sys, resource
-import numpy as np
-from PIL import Image
+DECODE_JOB = """
+import sys, time
 from vqpress import codec
-image = Image.open(sys.argv[1]).convert("RGB").resize((4000, 3000), Image.LANCZOS)
-model = codec.load(device="cpu")
-data = model.compress(image, int(sys.argv[2]))
-out = model.decompress(data)
-assert out.size == (4000, 3000)
-print(len(data))
+data = open(sys.argv[1], "rb").read()
+t0 = time.perf_counter()
+image = codec.decompress(data)
+print(time.perf_counter() - t0)
 """
 
 
@@ -41,37 +48,116 @@ def timed(repeat, fn, *args):
     return statistics.median(times), result
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image", default=str(ROOT / "samples" / "coffee.png"))
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--quality", type=int, help="default: the model's best (slowest) level")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--skip-memory", action="store_true")
-    args = parser.parse_args()
+def vqpress_times(image, repeat, threads):
+    from vqpress.codec.api import Codec
 
+    model = Codec(device="cpu", threads=threads)
+    model.compress(image, model.qualities[-1])  # warm-up
+    rows = []
+    for q in model.qualities:
+        enc, data = timed(repeat, model.compress, image, q)
+        dec, _ = timed(repeat, model.decompress, data)
+        rows.append((q, enc, dec, len(data) * 8 / (image.width * image.height)))
+    return rows
+
+
+def peer_times(image, repeat, threads):
+    """(name, encode s, decode s) of the learned peers and Pillow's WebP and AVIF."""
+    import numpy as np
     import torch
+    from compressai.zoo import bmshj2018_hyperprior, mbt2018
+    from PIL import Image
+
+    torch.set_num_threads(threads)
+    x = torch.from_numpy(np.asarray(image)).permute(2, 0, 1)[None].float() / 255
+    rows = []
+    for name, make in (("compressai bmshj2018-hyperprior", bmshj2018_hyperprior), ("compressai mbt2018", mbt2018)):
+        net = make(quality=4, pretrained=False).eval()
+        net.update(force=True)
+        with torch.no_grad():
+            enc, out = timed(repeat, net.compress, x)
+            dec, _ = timed(repeat, net.decompress, out["strings"], out["shape"])
+        rows.append((name, enc, dec))
+    for name, fmt, options in (("Pillow WebP (method 6)", "WEBP", {"quality": 75, "method": 6}),
+                               ("Pillow AVIF (speed 4)", "AVIF", {"quality": 60, "speed": 4})):
+        def encode():
+            buf = io.BytesIO()
+            image.save(buf, fmt, **options)
+            return buf.getvalue()
+        enc, data = timed(repeat, encode)
+        dec, _ = timed(repeat, lambda: Image.open(io.BytesIO(data)).load())
+        rows.append((name, enc, dec))
+    return rows
+
+
+def command_times(photo: Path, repeat: int) -> dict[str, float]:
+    """Medians of fresh `vqpress` processes, process start to exit."""
+    vqpress = str(Path(sys.executable).with_name("vqpress"))
+    with tempfile.TemporaryDirectory() as tmp:
+        vqp, png = Path(tmp) / "p.vqp", Path(tmp) / "p.png"
+        runs = {"compress": [vqpress, "compress", str(photo), "-o", str(vqp), "--force"],
+                "decompress": [vqpress, "decompress", str(vqp), "-o", str(png), "--force"],
+                "error: no such file": [vqpress, "compress", str(Path(tmp) / "missing.png")],
+                "error: quality 99": [vqpress, "compress", str(photo), "-q", "99", "-o", str(vqp), "--force"]}
+        out = {}
+        for name, cmd in runs.items():
+            times = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                subprocess.run(cmd, capture_output=True, check=not name.startswith("error"))
+                times.append(time.perf_counter() - t0)
+            out[name] = statistics.median(times)
+    return out
+
+
+def big_decode(photo: Path) -> tuple[float, float]:
+    """(peak memory in GB, decode seconds) of a fresh process decoding a 4000x3000 photo."""
     from PIL import Image
 
     from vqpress import codec
 
-    torch.set_num_threads(args.threads)
-    image = Image.open(args.image).convert("RGB").resize((768, 512), Image.LANCZOS)
-    model = codec.load(device="cpu")
-    args.quality = args.quality or model.qualities[-1]
-    model.compress(image, args.quality)  # warm-up
-    print(f"768x512, quality {args.quality}, {args.threads} torch threads, median of {args.repeat}")
-    for q in sorted({1, args.quality}):
-        enc, data = timed(args.repeat, model.compress, image, q)
-        dec, _ = timed(args.repeat, model.decompress, data)
-        print(f"  quality {q}: encode {enc:.3f} s, decode {dec:.3f} s, "
-              f"{len(data) * 8 / (768 * 512):.3f} bpp")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "big.vqp"
+        big = Image.open(photo).convert("RGB").resize((4000, 3000), Image.LANCZOS)
+        path.write_bytes(codec.compress(big, 6))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        result = subprocess.run([sys.executable, "-c", DECODE_JOB, str(path)], capture_output=True,
+                                text=True, check=True)
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(peak, before) / 2**20, float(result.stdout.strip())
 
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", default=str(ROOT / "samples" / "coffee.png"))
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-peers", action="store_true")
+    args = parser.parse_args()
+    from PIL import Image
+
+    image = Image.open(args.image).convert("RGB").resize((768, 512), Image.LANCZOS)
+    ours = vqpress_times(image, args.repeat, args.threads)
+    print(f"768x512, {args.threads} threads, median of {args.repeat}\n")
+    print("| vqpress quality | bpp | encode (s) | decode (s) |\n|---:|---:|---:|---:|")
+    for q, enc, dec, bpp in ours:
+        print(f"| {q} | {bpp:.3f} | {enc:.3f} | {dec:.3f} |")
+    if not args.skip_peers:
+        worst_enc, worst_dec = max(r[1] for r in ours), max(r[2] for r in ours)
+        print("\n| codec | encode (s) | decode (s) | vqpress's slowest quality, encode / decode |")
+        print("|---|---:|---:|---:|")
+        for name, enc, dec in peer_times(image, args.repeat, args.threads):
+            print(f"| {name} | {enc:.3f} | {dec:.3f} | {worst_enc / enc:.1f}x / {worst_dec / dec:.1f}x |")
+    with tempfile.TemporaryDirectory() as tmp:
+        photo = Path(tmp) / "photo.png"
+        image.save(photo)
+        print("\n| command, fresh process | median (s) |\n|---|---:|")
+        for name, seconds in command_times(photo, args.repeat).items():
+            print(f"| {name} | {seconds:.3f} |")
     if not args.skip_memory:
-        subprocess.run([sys.executable, "-c", MEMORY_JOB, args.image, str(args.quality)],
-                       check=True, capture_output=True)
-        peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-        print(f"4000x3000, quality {args.quality}: peak memory (max RSS) {peak_gb:.2f} GB")
+        peak, seconds = big_decode(Path(args.image))
+        print(f"\n4000x3000 at quality 6: decode {seconds:.2f} s, peak memory (max RSS) {peak:.2f} GB")
 
 
 if __name__ == "__main__":

@@ -95,28 +95,106 @@ def export(vqvae_run, prior_run, model_id, out):
 
 
 @train.command()
-@click.option("--base", "base_model", default="rvq8-v2", show_default=True,
-              help="Shipped codec whose VQ-VAE and prior make the base layer.")
-@click.option("--data", type=folder, required=True, help="Folder of training images.")
-@click.option("--valid", type=folder, help="Folder of validation images (numbers for the card).")
-@click.option("--model-id", required=True, help="File stem of the new codec, e.g. rvq-dct-v3.")
-@click.option("--stages", type=int, default=2, show_default=True,
-              help="VQ stages under the detail layer.")
-@click.option("--steps", help="Detail step sizes (8-bit units), one quality each, largest first "
-              "[default: vqpress.training.detail.STEPS, 120,85,60,45,34,26,20].")
-@click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images of each folder.")
-@out_option
-def detail(base_model, data, valid, model_id, stages, steps, limit, out):
-    """Fit the detail layer's tables over a codec's VQ base and write the new codec."""
-    from vqpress.training.detail import STEPS, export_detail
+@_common
+@click.option("--base", "base_model", default="rvq-dct-v3", show_default=True,
+              help="Shipped codec whose decoder to fine-tune (encoder and codebooks stay frozen).")
+@click.option("--stages", default="1,2", show_default=True, help="VQ stage counts to train for.")
+@click.option("--crop", type=int, default=128, show_default=True, help="Crop side in pixels.")
+def decoder(data, valid, run, steps, batch, lr, validate_every, threads, device, base_model, stages, crop):
+    """Fine-tune a codec's decoder for the stage counts its ladder uses (symbols unchanged)."""
+    from vqpress.training.codec_models import train_decoder
 
     try:
-        step_sizes = tuple(float(s) for s in steps.split(",")) if steps else STEPS
+        counts = tuple(int(s) for s in stages.split(","))
     except ValueError:
-        raise VQPressError(f"--steps {steps!r}: use comma-separated numbers, e.g. 120,60,30") from None
-    if not all(0.5 <= s < float("inf") for s in step_sizes):
-        raise VQPressError(f"--steps {steps!r}: step sizes must be finite and at least 0.5")
-    path = export_detail(base_model, data, valid, model_id, out, stages, step_sizes, limit)
+        raise VQPressError(f"--stages {stages!r}: use comma-separated stage counts, e.g. 1,2") from None
+    cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
+    train_decoder(cfg, base_model, counts)
+
+
+@train.command(name="export-decoder")
+@click.option("--run", type=folder, required=True)
+@click.option("--model-id", required=True, help="File stem of the new codec.")
+@out_option
+def export_decoder(run, model_id, out):
+    """Release a fine-tuned decoder as a codec file (its base's prior, ladder and tables kept)."""
+    from vqpress.training.codec_models import export_decoder as export
+
+    click.echo(f"wrote {export(run, model_id, out)}")
+
+
+@train.command()
+@_common
+@click.option("--base", "base_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="The codec file whose decoded output the filter learns to correct.")
+@click.option("--crop", type=int, default=96, show_default=True, help="Crop side in pixels (even).")
+@click.option("--channels", type=int, default=32, show_default=True)
+@click.option("--layers", type=int, default=5, show_default=True, help="3x3 convolutions.")
+def postfilter(data, valid, run, steps, batch, lr, validate_every, threads, device, base_path, crop,
+               channels, layers):
+    """Train the reconstruction filter on a codec's decoded output."""
+    from vqpress.codec.model import load_codec_file
+    from vqpress.nets.postfilter import PostFilterConfig
+    from vqpress.training.postfilter import train_postfilter
+
+    if crop % 2:
+        raise VQPressError(f"--crop {crop}: the filter needs an even crop side")
+    cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
+    qualities = len(load_codec_file(base_path).ladder)
+    train_postfilter(cfg, base_path, PostFilterConfig(qualities, channels, layers))
+
+
+@train.command(name="export-postfilter")
+@click.option("--run", type=folder, required=True)
+@click.option("--model-id", required=True, help="File stem of the new codec.")
+@click.option("--base", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A codec file that decodes to the same pixels as the one the filter trained on "
+                   "(e.g. the same tables, coded adaptively) [default: that one].")
+@out_option
+def export_postfilter(run, model_id, base, out):
+    """Release a filter run with its codec, and write the filter's ONNX graph."""
+    from vqpress.training.graphs import export_postfilter_graph
+    from vqpress.training.loop import read_checkpoint
+    from vqpress.training.postfilter import export_postfilter as export
+
+    click.echo(f"wrote {export_postfilter_graph(read_checkpoint(run)['model_config'], out)}")
+    click.echo(f"wrote {export(run, model_id, out, base)}")
+
+
+@train.command(name="export-graphs")
+@click.option("--model", "model_id", default="rvq-dct-v3", show_default=True,
+              help="A shipped codec model whose architecture (channels, latent size) to export.")
+@out_option
+def export_graphs(model_id, out):
+    """Write the ONNX graphs of a codec architecture's transforms (what the run time executes)."""
+    from vqpress import weights
+    from vqpress.training.graphs import export_graphs as export
+
+    config = weights.metadata(weights.verified(model_id)[0]).get("vqvae_config")
+    if config is None:
+        raise VQPressError(f"model {model_id} is not a codec model")
+    for path in export(config, out):
+        click.echo(f"wrote {path}")
+
+
+@train.command()
+@click.option("--base", "base_model", default="rvq-dct-v3", show_default=True,
+              help="Codec whose VQ-VAE and prior make the base layer: a shipped model, or a "
+                   "codec file's path (e.g. from export-decoder).")
+@click.option("--data", type=folder, required=True, help="Folder of training images.")
+@click.option("--valid", type=folder, help="Folder of validation images (numbers for the card).")
+@click.option("--model-id", required=True, help="File stem of the new codec, e.g. rvq-dct-v4.")
+@click.option("--ladder", help="Quality levels, lowest first: STAGES[+STEP[@OFFSET]] each "
+              "[default: vqpress.training.detail.LADDER].")
+@click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images of each folder.")
+@click.option("--adaptive/--static", default=True, show_default=True,
+              help="Tables that adapt to each image as it is coded, or fixed ones (the first models').")
+@out_option
+def detail(base_model, data, valid, model_id, ladder, limit, adaptive, out):
+    """Fit the detail layer's tables over a codec's VQ base and write the new codec."""
+    from vqpress.training.detail import LADDER, export_detail
+
+    path = export_detail(base_model, data, valid, model_id, out, ladder or LADDER, limit, adaptive=adaptive)
     click.echo(f"wrote {path}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from PIL import Image
 from tqdm import tqdm
@@ -16,7 +17,8 @@ from .blocks import DOWNSCALE
 from .errors import VQPressError
 from .imageio import MODE_GRAY, MODE_GRAY16, as_image, from_rgb8, to_rgb8
 from .model import DEFAULT_MODEL, load_codec_file
-from .transforms import TorchTransforms
+from .postfilter import OnnxPostFilter
+from .transforms import OnnxTransforms, TorchTransforms
 
 PROGRESS_DELAY = 1.0  # seconds before a progress bar shows: quick runs stay quiet
 
@@ -30,12 +32,28 @@ class CompressResult:
 class Codec:
     """A loaded model. `compress` and `decompress` are safe to call repeatedly."""
 
-    def __init__(self, model_id: str = DEFAULT_MODEL, device: str = "auto"):
-        path, digest = weights.verified(model_id)
+    def __init__(self, model_id: str = DEFAULT_MODEL, device: str = "auto", threads: int = 0,
+                 path=None):
+        """device: "auto" or "cpu" runs the transforms with ONNX Runtime on the CPU (no torch
+        import), "cuda" with torch on a CUDA GPU. threads: ONNX Runtime's (0: its default, the
+        physical cores). path: a codec file that is not shipped (training's work in progress);
+        its model id is its file name's stem."""
+        if device not in ("auto", "cpu", "cuda"):
+            raise VQPressError(f"unknown device {device!r} (use auto, cpu or cuda)")
+        if path is None:
+            path, digest = weights.verified(model_id)
+        else:
+            path, digest = Path(path), weights.sha256_file(path)
+            model_id = path.stem
         self.model_id, self.weights_hash = model_id, bytes.fromhex(digest)[:4]
         self.model = load_codec_file(path)
         self.prior, self.ladder = self.model.prior, self.model.ladder
-        self.transforms = TorchTransforms(self.model.vqvae_config, self.model.vqvae_state, device)
+        config, state = self.model.vqvae_config, self.model.vqvae_state
+        self.transforms = (TorchTransforms(config, state, device) if device == "cuda"
+                           else OnnxTransforms(config, state, threads))
+        self.postfilter = None
+        if self.model.postfilter_config is not None:
+            self.postfilter = OnnxPostFilter(self.model.postfilter_config, self.model.postfilter_state, threads)
 
     @property
     def qualities(self) -> range:
@@ -69,7 +87,8 @@ class Codec:
     def reconstruct(self, quality: int, indices, levels, height: int, width: int, bar=None):
         """(H, W, 3) uint8 image: the VQ base plus the detail layer."""
         base = self.pixels(indices, height, width, bar)
-        return base if levels is None else detail.add_detail(base, levels, self.ladder[quality - 1].step)
+        rung = self.ladder[quality - 1]
+        return base if levels is None else detail.add_detail(base, levels, rung.step, rung.offset)
 
     # -- bytes ------------------------------------------------------------------------------------
     def compress_detailed(self, image, quality: int, progress: bool = False) -> CompressResult:
@@ -111,9 +130,12 @@ class Codec:
         h, w = header.height, header.width
         limits.check_size(w, h, "the file's image")
         rung = self.ladder[header.quality - 1]
-        with progress_bar(progress, "decompress", h, w, rung.stages + 1 + 3 * (rung.step is not None)) as bar:
+        passes = rung.stages + 1 + 3 * (rung.step is not None) + (self.postfilter is not None)
+        with progress_bar(progress, "decompress", h, w, passes) as bar:
             indices, levels = self.decode_payload(header.quality, data, h, w, bar)
             rgb = self.reconstruct(header.quality, indices, levels, h, w, bar)
+            if self.postfilter is not None:
+                rgb = self.postfilter(rgb, header.quality, bar)
         return from_rgb8(rgb, header.mode)
 
 
@@ -126,9 +148,9 @@ def progress_bar(progress: bool, desc: str, height: int, width: int, passes: int
 
 
 @lru_cache(maxsize=4)
-def load(model_id: str = DEFAULT_MODEL, device: str = "auto") -> Codec:
+def load(model_id: str = DEFAULT_MODEL, device: str = "auto", threads: int = 0) -> Codec:
     """A cached Codec."""
-    return Codec(model_id, device)
+    return Codec(model_id, device, threads)
 
 
 def compress(image, quality: int = 5, device: str = "auto") -> bytes:

@@ -30,6 +30,7 @@ DEADZONE = 0.25  # the encoder rounds |c| / step - DEADZONE: small coefficients 
 NEAR, ACTIVITY, CROSS = 5, 8, 3  # context factors, see `contexts`
 CONTEXTS = NEAR * ACTIVITY * CROSS
 TAIL_BITS = 24  # excess magnitudes below 2**24 - 1: far beyond any 8-bit residual
+ADAPT_PRIOR = 32  # in an adaptive model, the static table counts as this many levels per row
 
 
 def _band_groups() -> np.ndarray:
@@ -57,9 +58,17 @@ def residual_coefficients(rgb: np.ndarray, base: np.ndarray) -> np.ndarray:
     return to_coefficients(rgb.astype(np.float32) - base.astype(np.float32))
 
 
-def add_detail(base: np.ndarray, levels: np.ndarray, step: float) -> np.ndarray:
+def dequantise(levels: np.ndarray, step: float, offset: float = 0.0) -> np.ndarray:
+    """The coefficients the decoder puts back: sign(q) (|q| + offset) step for q != 0. With
+    the encoder's dead zone, a level's coefficients lie mostly above |q| step, so a small
+    positive offset is nearer their mean."""
+    magnitude = np.abs(levels).astype(np.float32)
+    return np.sign(levels).astype(np.float32) * (magnitude + np.float32(offset)) * np.float32(step)
+
+
+def add_detail(base: np.ndarray, levels: np.ndarray, step: float, offset: float = 0.0) -> np.ndarray:
     """(H, W, 3) uint8 image: the base pixels plus the decoded detail levels."""
-    out = to_pixels(levels.astype(np.float32) * np.float32(step), *base.shape[:2])
+    out = to_pixels(dequantise(levels, step, offset), *base.shape[:2])
     out += base
     return np.clip(np.round(out, out=out), 0, 255, out=out).astype(np.uint8)
 
@@ -105,22 +114,46 @@ def _tail_weights(n: int) -> np.ndarray:
 
 
 # -- coding -----------------------------------------------------------------------------------
-def encode(encoder, levels: np.ndarray, weights: np.ndarray, bar=None) -> float:
+class Probabilities:
+    """The weights each coefficient is coded with: a row of the static table picked by its
+    context, sharpened, in an adaptive model, by the levels coded so far in that row:
+    p(s) proportional to n(s) + ADAPT_PRIOR p_static(s), with n(s) the row's counts. In
+    integers, n(s) T + ADAPT_PRIOR w(s) (w the static weights, T their row sum): below 2^47,
+    so float64 holds them exactly and encoder and decoder use identical weights."""
+
+    def __init__(self, weights: np.ndarray, adaptive: bool):
+        table = weights.astype(np.float64)  # constriction takes float weights (integers, exactly)
+        self.adaptive = adaptive
+        self.weights = table * ADAPT_PRIOR if adaptive else table  # kept up to date in place
+        self.total = table.sum(-1)
+
+    def rows(self, channel: int, contexts_: np.ndarray) -> tuple[tuple, np.ndarray]:
+        """(the table index of each coefficient, their weights (n * 64, SYMBOLS))."""
+        index = (channel, BAND_GROUP[None, :], contexts_)
+        return index, self.weights[index].reshape(-1, SYMBOLS)
+
+    def update(self, index: tuple, symbols: np.ndarray) -> None:
+        """Count the coded symbols (n, 64) in their rows (adaptive models only)."""
+        if self.adaptive:
+            np.add.at(self.weights, index + (symbols,), self.total[index])
+
+
+def encode(encoder, levels: np.ndarray, weights: np.ndarray, bar=None, adaptive: bool = False) -> float:
     """Append levels (bh, bw, 3, 64) to a constriction queue encoder, with one quality's table
-    `weights` (3, GROUPS, CONTEXTS, SYMBOLS). Returns the table's cross-entropy in bits."""
+    `weights` (3, GROUPS, CONTEXTS, SYMBOLS). Returns the coded cross-entropy in bits."""
     bh, bw = levels.shape[:2]
     symbols = np.clip(levels, -LIMIT, LIMIT) + LIMIT
     magnitudes = padded_magnitudes(levels)
-    table = weights.astype(np.float64)  # constriction takes float weights (integers, exactly)
-    log_p = np.log2(table / table.sum(-1, keepdims=True))
+    model = Probabilities(weights, adaptive)
     bits = 0.0
     for rows, cols in diagonals(bh, bw):
         for channel in range(3):
-            rows_of_table = (channel, BAND_GROUP[None, :], contexts(magnitudes, rows, cols, channel))
+            index, probs = model.rows(channel, contexts(magnitudes, rows, cols, channel))
             coded = symbols[rows, cols, channel]
-            encoder.encode(coded.reshape(-1).astype(np.int32), CATEGORICAL,
-                           table[rows_of_table].reshape(-1, SYMBOLS))
-            bits -= log_p[rows_of_table + (coded,)].sum()
+            flat = coded.reshape(-1)
+            encoder.encode(flat.astype(np.int32), CATEGORICAL, probs)
+            bits -= np.log2(probs[np.arange(len(flat)), flat] / probs.sum(1)).sum()
+            model.update(index, coded)
             if bar is not None:
                 bar.update(len(rows))
     excess = np.abs(levels[np.abs(levels) >= LIMIT]).astype(np.int64) - LIMIT
@@ -141,17 +174,18 @@ def _encode_tails(encoder, excess: np.ndarray) -> float:
     return float((-np.log2(_TAIL_WEIGHTS / _TAIL_WEIGHTS.sum())[k]).sum() + k.sum())
 
 
-def decode(decoder, weights: np.ndarray, bh: int, bw: int, bar=None) -> np.ndarray:
-    """Inverse of encode: levels (bh, bw, 3, 64) from a `codec.entropy.PayloadDecoder`."""
+def decode(decoder, weights: np.ndarray, bh: int, bw: int, bar=None, adaptive: bool = False) -> np.ndarray:
+    """Inverse of encode: levels (bh, bw, 3, 64) from a `vqpress.codec.entropy.PayloadDecoder`."""
     levels = np.zeros((bh, bw, 3, 64), dtype=np.int32)
     magnitudes = np.zeros((bh + 1, bw + 1, 3, 64), dtype=np.int32)
-    table = weights.astype(np.float64)
+    model = Probabilities(weights, adaptive)
     for rows, cols in diagonals(bh, bw):
         for channel in range(3):
-            probs = table[channel, BAND_GROUP[None, :], contexts(magnitudes, rows, cols, channel)]
-            symbols = decoder.categorical(probs.reshape(-1, SYMBOLS)).reshape(len(rows), 64) - LIMIT
-            levels[rows, cols, channel] = symbols
-            magnitudes[rows + 1, cols + 1, channel] = np.abs(symbols)
+            index, probs = model.rows(channel, contexts(magnitudes, rows, cols, channel))
+            symbols = decoder.categorical(probs).reshape(len(rows), 64)
+            model.update(index, symbols)
+            levels[rows, cols, channel] = symbols - LIMIT
+            magnitudes[rows + 1, cols + 1, channel] = np.abs(symbols - LIMIT)
             if bar is not None:
                 bar.update(len(rows))
     escaped = np.abs(levels) >= LIMIT

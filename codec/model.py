@@ -4,7 +4,10 @@ A codec weights file holds the VQ-VAE (`vqvae.*`, fp16) and the prior's integer 
 (`prior.*`, int32), with the VQ-VAE config in the metadata. Its model id is the file's stem.
 A model with a detail layer (`vqpress.codec.detail`) also holds one table per quality that uses
 it (`detail.tables`, int32) and its ladder in the metadata: per quality, the number of VQ
-stages and the detail layer's step size (null where the quality has no detail layer).
+stages, the detail layer's step size (null where the quality has no detail layer) and the
+levels' reconstruction offset, and whether its tables adapt to each image as it is coded
+(`adaptive_detail`, `detail.Probabilities`; absent in the first models). A model with a reconstruction filter (`vqpress.nets.postfilter`)
+holds its weights (`postfilter.*`, fp16) and its config in the metadata.
 """
 
 from __future__ import annotations
@@ -25,9 +28,22 @@ DEFAULT_MODEL = "rvq-dct-v3"
 
 @dataclass(frozen=True)
 class Rung:
-    """One quality level: how many VQ stages, and the detail layer's step (None: no detail)."""
+    """One quality level: how many VQ stages, the detail layer's step (None: no detail) and
+    the reconstruction offset of its levels (`detail.dequantise`; 0 in the first models)."""
     stages: int
     step: float | None = None
+    offset: float = 0.0
+
+    def spec(self) -> str:
+        """As `train detail --ladder` writes it: "2" or "2+60" or "2+60@0.15"."""
+        text = f"{self.stages}" + (f"+{self.step:g}" if self.step is not None else "")
+        return text + (f"@{self.offset:g}" if self.offset else "")
+
+    @classmethod
+    def parse(cls, text: str) -> Rung:
+        stages, _, rest = text.partition("+")
+        step, _, offset = rest.partition("@")
+        return cls(int(stages), float(step) if step else None, float(offset) if offset else 0.0)
 
 
 @dataclass
@@ -37,6 +53,9 @@ class CodecModel:
     prior: FixedPointPrior
     ladder: list[Rung]
     detail_tables: np.ndarray | None  # (rungs with a step, 3, GROUPS, CONTEXTS, SYMBOLS)
+    postfilter_config: dict | None = None
+    postfilter_state: dict[str, np.ndarray] | None = None
+    adaptive_detail: bool = False
 
     def detail_table(self, quality: int) -> np.ndarray:
         """The detail table of a quality whose rung has a step."""
@@ -63,4 +82,9 @@ def load_codec_file(path) -> CodecModel:
     if not tables_fit or not all(1 <= r.stages <= config["num_stages"] for r in ladder):
         raise weights.WeightsError(f"{path}: the quality ladder does not fit the file's networks and tables")
     state = {k[6:]: v for k, v in tensors.items() if k.startswith("vqvae.")}
-    return CodecModel(config, state, prior, ladder, tables)
+    filter_config = meta.get("postfilter_config")
+    filter_state = {k[11:]: v for k, v in tensors.items() if k.startswith("postfilter.")} or None
+    if (filter_config is None) != (filter_state is None) or (filter_config and filter_config["qualities"] != len(ladder)):
+        raise weights.WeightsError(f"{path}: the reconstruction filter does not fit the quality ladder")
+    return CodecModel(config, state, prior, ladder, tables, filter_config, filter_state,
+                      bool(meta.get("adaptive_detail", False)))

@@ -18,7 +18,7 @@ def encode(model: CodecModel, quality: int, indices: np.ndarray, levels: np.ndar
     encoder = new_encoder()
     bits = encode_symbols(model.prior, indices, encoder, bar)
     if model.ladder[quality - 1].step is not None:
-        bits += detail.encode(encoder, levels, model.detail_table(quality), bar)
+        bits += detail.encode(encoder, levels, model.detail_table(quality), bar, model.adaptive_detail)
     return encoder.get_compressed().astype("<u4").tobytes(), bits
 
 
@@ -30,7 +30,7 @@ def decode(model: CodecModel, quality: int, payload: bytes, height: int, width: 
     try:
         indices = decode_symbols(model.prior, decoder, rung.stages, *detail.block_grid(height, width), bar)
         levels = None if rung.step is None else detail.decode(
-            decoder, model.detail_table(quality), *detail.block_grid(height, width), bar)
+            decoder, model.detail_table(quality), *detail.block_grid(height, width), bar, model.adaptive_detail)
     except VQPressError:
         raise
     except (ValueError, RuntimeError, AssertionError) as e:  # how constriction reports a bad stream

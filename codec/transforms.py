@@ -1,16 +1,22 @@
 """The VQ-VAE's transforms at run time: image -> symbol maps and symbol maps -> image, tiled
 with overlap so memory stays bounded on big photos.
 
-The symbols are whatever this machine's float arithmetic picks: the encoder writes them down,
-so decoding never depends on it. The decoder's pixels may differ by a rounding step between
-machines (the detail layer's contexts never read them).
+Two backends: ONNX Runtime (`OnnxTransforms`, the default: no torch import, so a command starts
+in a fraction of a second) and torch (`TorchTransforms`, for `--device cuda`). The symbols are
+whatever this machine's float arithmetic picks: the encoder writes them down, so decoding never
+depends on it. The decoder's pixels may differ by a rounding step between machines and backends
+(the detail layer's contexts never read them).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from vqpress import weights
+
 from .blocks import DOWNSCALE
+
+GRAPH_INPUT, GRAPH_OUTPUT = "x", "y"
 
 TILE_SYMBOLS = 128  # symbols per tile side (1024 px)
 HALO_SYMBOLS = 8  # symbols of overlap on each side of a tile, cropped away after the transform
@@ -32,21 +38,42 @@ def grid(height: int, width: int) -> tuple[int, int]:
     return -(-height // DOWNSCALE), -(-width // DOWNSCALE)
 
 
-class TorchTransforms:
-    """The transforms on torch (CPU or a CUDA GPU), from a codec file's VQ-VAE tensors."""
+def graph_id(config: dict) -> str:
+    """The name of a VQ-VAE architecture's ONNX graphs (`vqpress.training.graphs`)."""
+    return f"gdn-c{config['channels']}-l{config['latent_dim']}"
 
-    def __init__(self, config: dict, state: dict[str, np.ndarray], device: str = "auto"):
-        import torch
 
-        from vqpress.nets.device import resolve_device
-        from vqpress.nets.vqvae import VQVAE, VQVAEConfig
+class Transforms:
+    """What both backends share: the tiling, and the residual VQ in numpy."""
 
-        self.torch = torch
-        self.device = resolve_device(device)
-        self.vqvae = VQVAE(VQVAEConfig(**config))
-        self.vqvae.load_state_dict({k: torch.from_numpy(v.astype(np.float32) if v.dtype == np.float16 else v)
-                                    for k, v in state.items()})
-        self.vqvae.eval().to(self.device)
+    def __init__(self, config: dict, state: dict[str, np.ndarray]):
+        stages = range(config["num_stages"])
+        self.codebooks = np.stack([state[f"rvq.stages.{s}.codebook"].astype(np.float32) for s in stages])
+        self.code_norms = np.square(self.codebooks).sum(-1)
+
+    def analysis(self, x: np.ndarray) -> np.ndarray:
+        """(1, 3, h, w) float32 in [0, 1] -> (1, latent, h/8, w/8) float32."""
+        raise NotImplementedError
+
+    def synthesis(self, z: np.ndarray) -> np.ndarray:
+        """(1, latent, h, w) float32 -> (1, 3, 8h, 8w) float32 (not clamped)."""
+        raise NotImplementedError
+
+    def quantise(self, z: np.ndarray, stages: int) -> np.ndarray:
+        """Residual VQ of a latent (latent, h, w): nearest code per stage -> (stages, h, w)."""
+        d, h, w = z.shape
+        residual = np.ascontiguousarray(z.reshape(d, -1).T)
+        out = np.empty((stages, h * w), dtype=np.int64)
+        for s in range(stages):
+            distances = self.code_norms[s][None] - 2 * residual @ self.codebooks[s].T
+            out[s] = distances.argmin(1)
+            residual -= self.codebooks[s][out[s]]
+        return out.reshape(stages, h, w)
+
+    def latent(self, indices: np.ndarray) -> np.ndarray:
+        """Sum of the stages' codes: (stages, h, w) -> (latent, h, w)."""
+        z = sum(self.codebooks[s][indices[s]] for s in range(len(indices)))
+        return np.ascontiguousarray(z.transpose(2, 0, 1))
 
     def symbols(self, rgb: np.ndarray, stages: int, bar=None) -> np.ndarray:
         """Symbol maps (stages, ceil(H/8), ceil(W/8)) of an (H, W, 3) uint8 image."""
@@ -56,28 +83,88 @@ class TorchTransforms:
         out = np.empty((stages, gh, gw), dtype=np.int64)
         s = DOWNSCALE
         for (y0, y1, x0, x1), (ya, yb, xa, xb) in tiles(gh, gw):
-            tile = np.ascontiguousarray(padded[ya * s:yb * s, xa * s:xb * s])
-            x = self.torch.from_numpy(tile).to(self.device).permute(2, 0, 1)[None].float() / 255
-            with self.torch.no_grad():
-                idx = self.vqvae.encode(x, stages)[0].cpu().numpy()
-            out[:, y0:y1, x0:x1] = idx[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+            tile = padded[ya * s:yb * s, xa * s:xb * s].transpose(2, 0, 1)[None]
+            z = self.analysis(np.ascontiguousarray(tile, dtype=np.float32) / np.float32(255))[0]
+            out[:, y0:y1, x0:x1] = self.quantise(z[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa], stages)
             advance(bar, (y1 - y0) * (x1 - x0))
         return out
 
     def pixels(self, indices: np.ndarray, height: int, width: int, bar=None) -> np.ndarray:
         """(H, W, 3) uint8 image of symbol maps (stages, gh, gw)."""
-        from vqpress.nets.device import to_uint8
-
         _, gh, gw = indices.shape
         s = DOWNSCALE
         out = np.empty((gh * s, gw * s, 3), dtype=np.uint8)
         for (y0, y1, x0, x1), (ya, yb, xa, xb) in tiles(gh, gw):
-            idx = self.torch.from_numpy(indices[:, ya:yb, xa:xb])[None].to(self.device)
-            with self.torch.no_grad():
-                y = to_uint8(self.vqvae.decode(idx)[0])
-            out[y0 * s:y1 * s, x0 * s:x1 * s] = y[(y0 - ya) * s:(y1 - ya) * s, (x0 - xa) * s:(x1 - xa) * s]
+            y = self.synthesis(self.latent(indices[:, ya:yb, xa:xb])[None])[0]
+            y = y[:, (y0 - ya) * s:(y1 - ya) * s, (x0 - xa) * s:(x1 - xa) * s].transpose(1, 2, 0)
+            out[y0 * s:y1 * s, x0 * s:x1 * s] = np.clip(np.round(y * 255), 0, 255)
             advance(bar, (y1 - y0) * (x1 - x0))
         return out[:height, :width]
+
+
+class OnnxTransforms(Transforms):
+    """The transforms on ONNX Runtime's CPU provider: the architecture's graphs (shipped in
+    weights/, checksummed like the models) fed the model's own weights."""
+
+    def __init__(self, config: dict, state: dict[str, np.ndarray], threads: int = 0):
+        super().__init__(config, state)
+        self.analysis_session = OnnxSession(f"{graph_id(config)}.analysis.onnx", state, "encoder.", threads)
+        self.synthesis_session = OnnxSession(f"{graph_id(config)}.synthesis.onnx", state, "decoder.", threads)
+
+    def analysis(self, x: np.ndarray) -> np.ndarray:
+        return self.analysis_session.run(**{GRAPH_INPUT: x})
+
+    def synthesis(self, z: np.ndarray) -> np.ndarray:
+        return self.synthesis_session.run(**{GRAPH_INPUT: z})
+
+
+class OnnxSession:
+    """An ONNX Runtime session of a shipped graph whose weights are the tensors of `state`
+    under `prefix` (held here: the session reads them without copying)."""
+
+    def __init__(self, graph: str, state: dict[str, np.ndarray], prefix: str, threads: int):
+        import onnxruntime as ort
+
+        path, _ = weights.verified_file(graph)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        names = [k[len(prefix):] for k in state if k.startswith(prefix)]
+        self.values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(state[prefix + n], dtype=np.float32))
+                       for n in names]
+        options.add_external_initializers(names, self.values)
+        self.session = ort.InferenceSession(path.read_bytes(), options, providers=["CPUExecutionProvider"])
+
+    def run(self, **inputs: np.ndarray) -> np.ndarray:
+        return self.session.run(None, inputs)[0]
+
+
+class TorchTransforms(Transforms):
+    """The transforms on torch (a CUDA GPU, or the CPU), from a codec file's VQ-VAE tensors."""
+
+    def __init__(self, config: dict, state: dict[str, np.ndarray], device: str = "auto"):
+        import torch
+
+        from vqpress.nets.device import resolve_device
+        from vqpress.nets.vqvae import VQVAE, VQVAEConfig
+
+        super().__init__(config, state)
+        self.torch = torch
+        self.device = resolve_device(device)
+        self.vqvae = VQVAE(VQVAEConfig(**config))
+        self.vqvae.load_state_dict({k: torch.from_numpy(v.astype(np.float32) if v.dtype == np.float16 else v)
+                                    for k, v in state.items()})
+        self.vqvae.eval().to(self.device)
+
+    def _run(self, module, x: np.ndarray) -> np.ndarray:
+        with self.torch.no_grad():
+            return module(self.torch.from_numpy(x).to(self.device)).cpu().numpy()
+
+    def analysis(self, x: np.ndarray) -> np.ndarray:
+        return self._run(self.vqvae.encoder, x)
+
+    def synthesis(self, z: np.ndarray) -> np.ndarray:
+        return self._run(self.vqvae.decoder, z)
 
 
 def advance(bar, n: int) -> None:

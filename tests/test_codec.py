@@ -74,21 +74,19 @@ def test_file_from_other_weights_is_rejected(model, photo):
 
 
 ENCODE = """
-import sys, torch, numpy as np
-torch.set_num_threads({threads})
+import sys, numpy as np
 from skimage import data
 from vqpress import codec
 img = data.chelsea()[:120, :200]
-sys.stdout.buffer.write(codec.compress(img, quality=6, device="cpu"))
+sys.stdout.buffer.write(codec.load(device="cpu", threads={threads}).compress(img, quality=6))
 """
 
 DECODE = """
-import sys, torch, numpy as np
-torch.set_num_threads({threads})
+import sys, numpy as np
 from vqpress import codec
 from vqpress.codec.container import unpack
 data = sys.stdin.buffer.read()
-m = codec.load(device="cpu")
+m = codec.load(device="cpu", threads={threads})
 h, payload = unpack(data)
 indices, levels = m.decode_payload(h.quality, payload, h.height, h.width)
 np.savez(sys.stdout.buffer, indices=indices, levels=levels)
@@ -168,3 +166,56 @@ def test_gray_sources_spend_no_bits_on_colour(model, photo):
     assert len(as_gray) < len(as_rgb)
     out = model.decompress(as_gray)
     assert out.mode == "L" and psnr(out, np.asarray(gray)) > 30
+
+
+def test_onnx_runtime_transforms_match_the_torch_networks(model, tmp_path):
+    """The run time's graphs (shipped, and freshly exported) compute what the torch modules do."""
+    from vqpress.codec.transforms import TorchTransforms, graph_id
+    from vqpress.training.graphs import export_graphs
+
+    reference = TorchTransforms(model.model.vqvae_config, model.model.vqvae_state, "cpu")
+    x = np.random.default_rng(0).random((1, 3, 48, 64), dtype=np.float32)
+    z = reference.analysis(x)
+    assert np.abs(model.transforms.analysis(x) - z).max() < 1e-4
+    y = reference.synthesis(z)
+    assert np.abs(model.transforms.synthesis(z) - y).max() < 1e-4
+    exported = export_graphs(model.model.vqvae_config, tmp_path)
+    assert [p.name for p in exported] == [f"{graph_id(model.model.vqvae_config)}.{part}.onnx"
+                                          for part in ("analysis", "synthesis")]
+    import onnxruntime as ort
+
+    state = model.model.vqvae_state
+    names = [k[len("encoder."):] for k in state if k.startswith("encoder.")]
+    values = [ort.OrtValue.ortvalue_from_numpy(state["encoder." + n].astype(np.float32)) for n in names]
+    options = ort.SessionOptions()
+    options.add_external_initializers(names, values)
+    session = ort.InferenceSession(exported[0].read_bytes(), options)
+    assert np.abs(session.run(None, {"x": x})[0] - z).max() < 1e-4
+
+
+def test_reconstruction_filter_runs_the_same_on_onnx_runtime_as_in_torch():
+    """Random weights, so the graph is tested as a function, not the shipped filter's quality;
+    tiles with their halo give the whole-image result."""
+    import torch
+
+    from vqpress.codec import postfilter as runtime
+    from vqpress.nets.postfilter import PostFilter, PostFilterConfig
+    from vqpress.training.postfilter import apply
+
+    torch.manual_seed(0)
+    net = PostFilter(PostFilterConfig(qualities=3)).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn_like(p) * 0.05)
+    state = {k: v.numpy() for k, v in net.state_dict().items()}
+    onnx = runtime.OnnxPostFilter(net.config.to_dict(), state)
+    image = np.random.default_rng(1).integers(0, 256, (75, 131, 3), np.uint8)
+    expected = apply(net, image, 2)
+    assert np.abs(onnx(image, 2).astype(int) - expected).max() <= 1
+    tiles = runtime.TILE_PIXELS
+    runtime.TILE_PIXELS = 32  # 3x5 tiles, each with its halo
+    try:
+        assert np.abs(onnx(image, 2).astype(int) - expected).max() <= 1
+    finally:
+        runtime.TILE_PIXELS = tiles
+    assert not np.array_equal(onnx(image, 1), onnx(image, 2))  # the quality's bias matters

@@ -101,3 +101,17 @@ def test_coded_bytes_are_stable():
     detail.encode(encoder, levels, table)
     digest = hashlib.sha256(encoder.get_compressed().tobytes()).hexdigest()
     assert digest == "5f5d50cc1730d5aec35c999a8f6b2d16669a54e253b3e80a4d205c5da67c4861"
+
+
+def test_levels_are_reconstructed_with_the_rung_offset():
+    levels = np.array([-2, -1, 0, 1, 3], dtype=np.int32)
+    assert detail.dequantise(levels, 10.0).tolist() == [-20, -10, 0, 10, 30]
+    assert np.allclose(detail.dequantise(levels, 10.0, 0.15), [-21.5, -11.5, 0, 11.5, 31.5])
+
+
+def test_rungs_read_and_write_their_spec():
+    from vqpress.codec.model import Rung
+
+    for text, rung in [("1", Rung(1)), ("2+60", Rung(2, 60.0)), ("1+85@0.15", Rung(1, 85.0, 0.15))]:
+        assert Rung.parse(text) == rung and rung.spec() == text
+    assert Rung(*[2, 60.0]) == Rung(2, 60.0, 0.0)  # ladders of the first models: no offset

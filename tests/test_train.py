@@ -173,21 +173,21 @@ def test_detail_layer_is_fitted_over_a_shipped_base(folder, tmp_path):
 
     out = tmp_path / "weights"
     invoke("train", "detail", "--data", folder, "--valid", folder, "--model-id", "tiny-d",
-           "--steps", "80,40", "--out", out)
+           "--ladder", "1 1+80@0.15 2+80 2+40@0.15", "--out", out)
     path = out / "tiny-d.safetensors"
     assert f"{sha256(path)}  tiny-d.safetensors" in (out / "SHA256SUMS").read_text()
     model = load_codec_file(path)
-    assert model.ladder == [Rung(1), Rung(2), Rung(2, 80.0), Rung(2, 40.0)]
-    assert model.detail_tables.shape[0] == 2 and model.detail_tables.min() >= 1
+    assert model.ladder == [Rung(1), Rung(1, 80.0, 0.15), Rung(2, 80.0), Rung(2, 40.0, 0.15)]
+    assert model.detail_tables.shape[0] == 3 and model.detail_tables.min() >= 1
     card = json.loads((out / "tiny-d.json").read_text())
-    assert card["detail"]["train_images"] == 3 and card["detail"]["base_model"] == "rvq8-v2"
-    coarse, fine = card["detail"]["validation"]["step80"], card["detail"]["validation"]["step40"]
+    assert card["detail"]["train_images"] == 3 and card["detail"]["base_model"] == "rvq-dct-v3"
+    validation = card["detail"]["validation"]
+    coarse, fine, one_stage = validation["2+80"], validation["2+40@0.15"], validation["1+80@0.15"]
     assert fine["detail_bpp"] > coarse["detail_bpp"] and fine["psnr"] > coarse["psnr"]
+    assert one_stage["detail_bpp"] > coarse["detail_bpp"]  # a poorer base leaves more to code
     assert "2 stages + detail step 40" in (out / "tiny-d.md").read_text()
-    bad = CliRunner().invoke(main, ["train", "detail", "--data", str(folder), "--model-id", "x",
-                                    "--steps", "60,abc", "--out", str(out)])
-    assert bad.exit_code == 1 and bad.output.startswith("Error: --steps '60,abc'")
-    bad = CliRunner().invoke(main, ["train", "detail", "--data", str(folder), "--model-id", "x",
-                                    "--stages", "9", "--out", str(tmp_path / "none")])
-    assert bad.exit_code == 1 and bad.output == "Error: --stages 9: rvq8-v2 has 1 to 8 VQ stages\n"
+    for ladder, message in (("1 2+abc", "use rungs like"), ("9+60", "1 to 8 VQ stages")):
+        bad = CliRunner().invoke(main, ["train", "detail", "--data", str(folder), "--model-id", "x",
+                                        "--ladder", ladder, "--out", str(tmp_path / "none")])
+        assert bad.exit_code == 1 and bad.output.startswith("Error: --ladder") and message in bad.output, bad.output
     assert not (tmp_path / "none").exists()

@@ -25,11 +25,11 @@ from .release import half, release, summary, training_lines
 
 
 @torch.no_grad()
-def validate_vqvae(model: VQVAE, crops: list[torch.Tensor]) -> dict:
-    """Mean PSNR on the validation crops for each number of stages."""
+def validate_vqvae(model: VQVAE, crops: list[torch.Tensor], stage_counts=None) -> dict:
+    """Mean PSNR on the validation crops for each number of stages (all, unless given)."""
     model.eval()
     out = {}
-    for stages in range(1, model.config.num_stages + 1):
+    for stages in stage_counts or range(1, model.config.num_stages + 1):
         psnrs = []
         for c in crops:
             x = c[None].float().to(next(model.parameters()).device) / 255
@@ -177,3 +177,65 @@ def write_codec_file(path, vqvae: VQVAE, prior_tables: dict[str, np.ndarray], ca
     tensors.update({f"prior.{k}": v for k, v in prior_tables.items()})
     save_file(tensors, str(path), metadata={"vqvae_config": json.dumps(vqvae.config.to_dict()),
                                             "card": json.dumps(card)})
+
+
+def _quantised_latent(model: VQVAE, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The latent of x quantised with keep[i] VQ stages for image i (no codebook update)."""
+    with torch.no_grad():
+        z = model.encoder(x)
+        indices = model.rvq.encode(z, int(keep.max()))
+        masked = [model.rvq.decode(indices[i:i + 1, :k]) for i, k in enumerate(keep.tolist())]
+    return torch.cat(masked)
+
+
+def train_decoder(cfg: TrainConfig, base_model: str, stages: tuple[int, ...]) -> VQVAE:
+    """Fine-tune a shipped codec's decoder for the numbers of VQ stages its ladder uses most,
+    each crop drawing one of `stages`. The encoder and codebooks are frozen, so every symbol,
+    and the prior that codes them, stays as it was."""
+    run = prepare(cfg)
+    model = codec_vqvae(base_model).to(cfg.device)
+    model.requires_grad_(False)
+    model.decoder.requires_grad_(True)
+    optimizer = torch.optim.Adam(model.decoder.parameters(), lr=cfg.lr)
+    progress = resume(run, model, optimizer, cfg)
+    crops = RandomCrops(load_folder(cfg.data), cfg.crop, seed=cfg.seed + progress.step)
+    cfg.extra.update(train_images=len(crops.images), init={"codec": base_model}, stages=list(stages))
+    valid = center_crops(load_folder(cfg.valid), 256) if cfg.valid else None
+    choices = torch.tensor(stages)
+
+    def batch_loss():
+        x = crops.batch(cfg.batch).to(cfg.device)
+        keep = choices[torch.randint(len(choices), (cfg.batch,))]
+        mse = F.mse_loss(model.decoder(_quantised_latent(model, x, keep)), x)
+        return mse, {"mse": mse.item()}
+
+    fit(cfg, run, model, optimizer, model.config.to_dict(), "decoder", batch_loss,
+        valid and (lambda: validate_vqvae(model, valid, stages)), progress)
+    return model
+
+
+def export_decoder(run, model_id: str, out: Path) -> Path:
+    """Release a decoder run as a codec file: its base model's file with the decoder replaced
+    (the prior, the ladder and any detail tables are kept; refit the tables with
+    `vqpress train detail --base` on it)."""
+    from safetensors.numpy import load_file
+
+    from vqpress import weights
+
+    ckpt = read_checkpoint(run)
+    base_id = ckpt["train_config"]["extra"]["init"]["codec"]
+    base_path = weights.verified(base_id)[0]
+    meta = weights.metadata(base_path)
+    card = {**meta["card"], "model_id": model_id, "decoder": summary(ckpt)}
+    tensors = load_file(str(base_path))
+    tensors.update({f"vqvae.{k}": v for k, v in half(ckpt["model"]).items() if k.startswith("decoder.")})
+
+    def write(path):
+        save_file(tensors, str(path), metadata={**{k: json.dumps(v) for k, v in meta.items()},
+                                                "card": json.dumps(card)})
+
+    sections = codec_sections(card) + [("decoder", [
+        f"Fine-tuned from `{base_id}`'s decoder with its encoder and codebooks frozen (the symbols "
+        f"and the prior are unchanged), on {ckpt['train_config']['extra']['stages']} VQ stages.",
+        "", *training_lines(card["decoder"])])]
+    return release(out, model_id, write, card, CODEC_INTRO, sections)

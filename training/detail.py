@@ -1,7 +1,8 @@
 """Fit the detail layer's tables on a folder of photos and release a codec that uses them.
 
 No gradient descent: a table row is the (shrunk) frequency of each quantised level in its
-context, counted over the residuals of the training photos against a shipped VQ base.
+context, counted over the residuals of the training photos against a codec's VQ base, for each
+rung of the ladder (its number of VQ stages and its step).
 """
 
 from __future__ import annotations
@@ -28,84 +29,113 @@ from .data import image_paths
 from .loop import hardware
 from .release import release
 
-STEPS = (120.0, 85.0, 60.0, 45.0, 34.0, 26.0, 20.0)  # one quality each, in 8-bit pixel units
+# The ladder of rvq-dct-v4: one VQ stage under the detail layer up to about 0.25 bpp, where the
+# second stage's bits buy less than the detail layer's, then two (held-out training photos
+# other than the small food ones: 1 stage + detail gives 27.3 dB at 0.19 bpp where 2 stages +
+# detail give 26.8, the two tie at 0.29 bpp, and 2 stages lead by 0.16 dB at 0.43 bpp).
+# Levels are reconstructed 0.15 step beyond |q| (held-out training photos: -1.7% BD-rate).
+LADDER = ("1 1+200@0.15 1+140@0.15 1+105@0.15 2+80@0.15 2+60@0.15 2+45@0.15 2+34@0.15 "
+          "2+26@0.15 2+20@0.15 2+15@0.15")
 
 
-def _residual_coefficients(codec: Codec, path: Path, stages: int) -> tuple[np.ndarray, tuple]:
+def parse_ladder(text: str, max_stages: int) -> list[Rung]:
+    try:
+        ladder = [Rung.parse(item) for item in text.replace(",", " ").split()]
+    except ValueError:
+        raise VQPressError(f"--ladder {text!r}: use rungs like 1 1+200 2+60@0.15 (stages[+step[@offset]])") from None
+    bad = [r.spec() for r in ladder if not 1 <= r.stages <= max_stages or (r.step is not None and not 0.5 <= r.step < 1e6)]
+    if not ladder or bad:
+        raise VQPressError(f"--ladder {text!r}: each rung needs 1 to {max_stages} VQ stages and a step "
+                           f"of at least 0.5 ({', '.join(bad) or 'no rungs'})")
+    return ladder
+
+
+def _residuals(codec: Codec, path: Path, stage_counts: set[int]) -> tuple[np.ndarray, dict]:
+    """The photo, and per number of VQ stages its base and residual coefficients."""
     rgb, _ = to_rgb8(open_image(path))
     h, w = rgb.shape[:2]
-    base = codec.pixels(codec.symbols(rgb, stages), h, w)
-    return detail.residual_coefficients(rgb, base), (rgb, base)
+    symbols = codec.symbols(rgb, max(stage_counts))
+    out = {}
+    for stages in stage_counts:
+        base = codec.pixels(symbols[:stages], h, w)
+        out[stages] = (base, detail.residual_coefficients(rgb, base))
+    return rgb, out
 
 
-def fit_tables(codec: Codec, paths: list[Path], stages: int, steps: tuple[float, ...]) -> np.ndarray:
-    """Integer tables (len(steps), 3, GROUPS, CONTEXTS, SYMBOLS) of the photos' residuals."""
-    counts = np.zeros((len(steps), 3, detail.GROUPS, detail.CONTEXTS, detail.SYMBOLS))
+def fit_tables(codec: Codec, paths: list[Path], ladder: list[Rung]) -> np.ndarray:
+    """Integer tables (rungs with a step, 3, GROUPS, CONTEXTS, SYMBOLS) of the photos' residuals."""
+    rungs = [r for r in ladder if r.step is not None]
+    counts = np.zeros((len(rungs), 3, detail.GROUPS, detail.CONTEXTS, detail.SYMBOLS))
     for path in tqdm(paths, desc="counting detail levels"):
-        coefficients, _ = _residual_coefficients(codec, path, stages)
-        for k, step in enumerate(steps):
-            detail.count(detail.quantise(coefficients, step), counts[k])
+        _, residuals = _residuals(codec, path, {r.stages for r in rungs})
+        for k, rung in enumerate(rungs):
+            detail.count(detail.quantise(residuals[rung.stages][1], rung.step), counts[k])
     return np.stack([detail.table_from_counts(c) for c in counts])
 
 
-def validate(codec: Codec, paths: list[Path], stages: int, steps, tables) -> dict:
+def validate(codec: Codec, paths: list[Path], ladder: list[Rung], tables, adaptive: bool) -> dict:
     """Mean detail-layer bits per pixel (the tables' cross-entropy) and mean PSNR of base plus
-    detail over whole photos, per step."""
-    bpp, quality = np.zeros(len(steps)), np.zeros(len(steps))
+    detail over whole photos, per rung with a step."""
+    rungs = [r for r in ladder if r.step is not None]
+    bpp, quality = np.zeros(len(rungs)), np.zeros(len(rungs))
     for path in tqdm(paths, desc="validating"):
-        coefficients, (rgb, base) = _residual_coefficients(codec, path, stages)
+        rgb, residuals = _residuals(codec, path, {r.stages for r in rungs})
         h, w = rgb.shape[:2]
-        for k, step in enumerate(steps):
-            levels = detail.quantise(coefficients, step)
-            bits = detail.encode(new_encoder(), levels, tables[k])
-            bpp[k] += bits / (h * w) / len(paths)
-            quality[k] += psnr(detail.add_detail(base, levels, step), rgb) / len(paths)
-    return {f"step{s:g}": {"detail_bpp": round(float(b), 4), "psnr": round(float(p), 3)}
-            for s, b, p in zip(steps, bpp, quality)}
+        for k, rung in enumerate(rungs):
+            base, coefficients = residuals[rung.stages]
+            levels = detail.quantise(coefficients, rung.step)
+            bpp[k] += detail.encode(new_encoder(), levels, tables[k], adaptive=adaptive) / (h * w) / len(paths)
+            quality[k] += psnr(detail.add_detail(base, levels, rung.step, rung.offset), rgb) / len(paths)
+    return {rung.spec(): {"detail_bpp": round(float(b), 4), "psnr": round(float(p), 3)}
+            for rung, b, p in zip(rungs, bpp, quality)}
 
 
 def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str, out: Path,
-                  stages: int = 2, steps: tuple[float, ...] = STEPS, limit: int | None = None,
-                  device: str = "cpu") -> Path:
-    """Release <out>/<model_id>.safetensors: `base_model`'s networks and prior, with the ladder
-    1..stages VQ stages, then `stages` stages plus the detail layer at each step, largest first."""
-    codec = Codec(base_model, device)
-    top = codec.model.vqvae_config["num_stages"]
-    if not 1 <= stages <= top:
-        raise VQPressError(f"--stages {stages}: {base_model} has 1 to {top} VQ stages")
+                  ladder_text: str = LADDER, limit: int | None = None, device: str = "cpu",
+                  adaptive: bool = True) -> Path:
+    """Release <out>/<model_id>.safetensors: the networks and prior of `base_model` (a shipped
+    codec, or a codec file's path), with the ladder and detail tables fitted for it."""
+    base_path = Path(base_model) if base_model.endswith(".safetensors") else weights.verified(base_model)[0]
+    codec = Codec(device=device, path=base_path)
+    ladder = parse_ladder(ladder_text, codec.model.vqvae_config["num_stages"])
     train_paths = image_paths(data)[:limit]
     start = time.time()
-    tables = fit_tables(codec, train_paths, stages, steps)
-    base_path = weights.verified(base_model)[0]
+    tables = fit_tables(codec, train_paths, ladder)
     base_card = weights.metadata(base_path)["card"]
-    card = {"model_id": model_id, **{k: v for k, v in base_card.items() if k != "model_id"},
-            "detail": {"base_model": base_model, "data": str(data), "valid": str(valid) if valid else None,
-                       "train_images": len(train_paths), "stages": stages, "steps": list(steps),
-                       "deadzone": detail.DEADZONE, "fit_seconds": round(time.time() - start),
+    card = {"model_id": model_id, **{k: v for k, v in base_card.items() if k not in ("model_id", "detail")},
+            "detail": {"base_model": base_path.stem, "data": str(data), "valid": str(valid) if valid else None,
+                       "train_images": len(train_paths), "ladder": [r.spec() for r in ladder],
+                       "deadzone": detail.DEADZONE, "adaptive": adaptive,
+                       "fit_seconds": round(time.time() - start),
                        "hardware": hardware(device)}}
     if valid is not None:
-        card["detail"]["validation"] = validate(codec, image_paths(valid)[:limit], stages, steps, tables)
-    ladder = [Rung(k) for k in range(1, stages + 1)] + [Rung(stages, s) for s in steps]
+        card["detail"]["validation"] = validate(codec, image_paths(valid)[:limit], ladder, tables, adaptive)
 
     def write(path):
         tensors = {k: v for k, v in load_file(str(base_path)).items() if not k.startswith("detail.")}
         tensors["detail.tables"] = np.ascontiguousarray(tables, dtype=np.int32)
         metadata = {"vqvae_config": json.dumps(codec.model.vqvae_config), "card": json.dumps(card),
-                    "ladder": json.dumps([[r.stages, r.step] for r in ladder])}
+                    "ladder": json.dumps([[r.stages, r.step, r.offset] for r in ladder]),
+                    "adaptive_detail": json.dumps(adaptive)}
         save_file(tensors, str(path), metadata=metadata)
 
+    sections = codec_sections(card) + ([("decoder", [f"- fine-tuned: `{json.dumps(card['decoder']['model_config'])}`, "
+                                                     f"{card['decoder']['steps']} steps"])] if "decoder" in card else [])
     return release(out, model_id, write, card, CODEC_INTRO,
-                   codec_sections(card) + [("detail layer", detail_lines(card["detail"], ladder))])
+                   sections + [("detail layer", detail_lines(card["detail"], ladder))])
 
 
 def detail_lines(d: dict, ladder: list[Rung]) -> list[str]:
     """The model card's section on a detail layer."""
-    rungs = ", ".join(f"{q}: {r.stages} stage{'s' * (r.stages > 1)}" + (f" + detail step {r.step:g}" if r.step else "")
-                      for q, r in enumerate(ladder, 1))
-    lines = [(f"The VQ-VAE and the prior are `{d['base_model']}`'s, unchanged. Past quality {d['stages']}, "
-              "each quality adds the detail layer (`codec/detail.py`): the residual between the photo and "
-              f"the {d['stages']}-stage VQ base, in an orthonormal colour transform and 8x8 DCT, quantised "
-              f"with one step size (dead zone {d['deadzone']}) and range-coded with integer context tables."),
+    rungs = ", ".join(f"{q}: {r.stages} stage{'s' * (r.stages > 1)}"
+                      + (f" + detail step {r.step:g}" if r.step else "") for q, r in enumerate(ladder, 1))
+    offsets = sorted({r.offset for r in ladder if r.step is not None})
+    lines = [(f"The VQ-VAE and the prior are `{d['base_model']}`'s. The qualities with a step add the "
+              "detail layer (`codec/detail.py`): the residual between the photo and the VQ base, in an "
+              "orthonormal colour transform and 8x8 DCT, quantised with one step size (dead zone "
+              f"{d['deadzone']}, levels reconstructed at |q| + {', '.join(f'{o:g}' for o in offsets)}) and "
+              "range-coded with integer context tables"
+              + (", which adapt to each image as it is coded." if d.get("adaptive") else ".")),
              "", f"- qualities: {rungs}",
              (f"- tables fitted (counted, no gradient descent) on `{d['data']}` "
               f"({d['train_images']} images) in {d['fit_seconds'] / 60:.0f} min on {d['hardware']}")]

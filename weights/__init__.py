@@ -1,7 +1,9 @@
 """The shipped model weights and their registry.
 
 One safetensors file per model, named `<model id>.safetensors`, with a model card beside it
-(`.json` and `.md`) and its sha256 in `SHA256SUMS`, checked on every load. This folder is
+(`.json` and `.md`), and the ONNX graphs of the transforms' architectures
+(`<graph id>.analysis.onnx`, `.synthesis.onnx`), each with its sha256 in `SHA256SUMS`, checked
+on every load. This folder is
 installed as a package so that `pip install .` and `pip install -e .` find the files the same
 way, through importlib.resources.
 """
@@ -58,14 +60,18 @@ def shipped(prefix: str = "") -> list[str]:
                   if name.startswith(prefix) and name.endswith(".safetensors"))
 
 
-@cache
 def verified(model_id: str) -> tuple[Path, str]:
     """(path, sha256) of a shipped model's file, its checksum verified."""
-    name = f"{model_id}.safetensors"
+    return verified_file(f"{model_id}.safetensors")
+
+
+@cache
+def verified_file(name: str) -> tuple[Path, str]:
+    """(path, sha256) of a shipped file (a model, a graph), its checksum verified."""
     path = folder() / name
     expected = checksums().get(name)
     if not path.is_file() or expected is None:
-        raise WeightsError(f"model {model_id!r} is not shipped with this vqpress")
+        raise WeightsError(f"{name.removesuffix('.safetensors')!r} is not shipped with this vqpress")
     digest = sha256_file(path)
     if digest != expected:
         raise WeightsError(f"{path} is damaged (sha256 {digest[:12]}..., expected {expected[:12]}...)")

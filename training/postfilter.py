@@ -1,0 +1,153 @@
+"""Training the reconstruction filter (`vqpress.nets.postfilter`) on a codec's own decoded
+output: pairs of (what the decoder makes of a training photo at a quality, the photo)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.numpy import load_file, save_file
+from tqdm import tqdm
+
+from vqpress import weights
+from vqpress.codec import detail
+from vqpress.codec.api import Codec
+from vqpress.codec.errors import VQPressError
+from vqpress.codec.imageio import image_paths, open_image, to_rgb8
+from vqpress.measure.metrics import psnr, psnr_of_mse
+from vqpress.nets.postfilter import PostFilter, PostFilterConfig
+
+from .codec_models import CODEC_INTRO, codec_sections
+from .detail import detail_lines
+from .loop import TrainConfig, fit, prepare, read_checkpoint, resume
+from .release import half, release, summary, training_lines
+
+
+def decoded(codec: Codec, rgb: np.ndarray) -> list[np.ndarray]:
+    """What the decoder makes of an image at each quality (the same arithmetic, no bitstream)."""
+    h, w = rgb.shape[:2]
+    symbols = codec.symbols(rgb, max(r.stages for r in codec.ladder))
+    bases, out = {}, []
+    for rung in codec.ladder:
+        if rung.stages not in bases:
+            bases[rung.stages] = codec.pixels(symbols[:rung.stages], h, w)
+        base = bases[rung.stages]
+        if rung.step is None:
+            out.append(base)
+        else:
+            levels = detail.quantise(detail.residual_coefficients(rgb, base), rung.step)
+            out.append(detail.add_detail(base, levels, rung.step, rung.offset))
+    return out
+
+
+class Pairs:
+    """Random aligned crops of (decoded at a random quality, original), as float tensors."""
+
+    def __init__(self, codec: Codec, paths: list[Path], crop: int, seed: int):
+        self.items = []
+        for path in tqdm(paths, desc="decoding training photos"):
+            rgb, _ = to_rgb8(open_image(path))
+            if min(rgb.shape[:2]) >= crop:
+                self.items.append((rgb, decoded(codec, rgb)))
+        self.crop, self.rng = crop, np.random.default_rng(seed)
+        areas = np.array([rgb.shape[0] * rgb.shape[1] for rgb, _ in self.items], float)
+        self.weights = areas / areas.sum()
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        c = self.crop
+        inputs, targets, qualities = [], [], []
+        for i in self.rng.choice(len(self.items), size, p=self.weights):
+            rgb, outs = self.items[i]
+            q = int(self.rng.integers(len(outs)))
+            y, x = (int(self.rng.integers(0, n - c + 1)) for n in rgb.shape[:2])
+            inputs.append(outs[q][y:y + c, x:x + c])
+            targets.append(rgb[y:y + c, x:x + c])
+            qualities.append(q + 1)
+        as_tensor = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float().div_(255)  # noqa: E731
+        return as_tensor(inputs), as_tensor(targets), torch.tensor(qualities)
+
+
+def same_pixels(a: Path, b: Path) -> bool:
+    """Whether two codec files decode every payload to the same pixels (before any filter)."""
+    from vqpress.codec.model import load_codec_file
+
+    ma, mb = load_codec_file(a), load_codec_file(b)
+    same = lambda x, y: x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x)  # noqa: E731
+    return (ma.ladder == mb.ladder and np.array_equal(ma.detail_tables, mb.detail_tables)
+            and same(ma.vqvae_state, mb.vqvae_state))
+
+
+def apply(net: PostFilter, image: np.ndarray, quality: int) -> np.ndarray:
+    """The filter on a whole (H, W, 3) uint8 image (edge-padded to even sides), uint8 out."""
+    h, w = image.shape[:2]
+    x = torch.from_numpy(np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        y = net(x.float() / 255, net.condition(torch.tensor([quality])))
+    return y[0, :, :h, :w].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+
+
+def validate_postfilter(net: PostFilter, valid: list[tuple[np.ndarray, list[np.ndarray]]]) -> dict:
+    """Mean PSNR gain (dB) of the filter over the decoder's output, per quality."""
+    net.eval()
+    gains = np.zeros(net.config.qualities)
+    for rgb, outs in valid:
+        for q, out in enumerate(outs, 1):
+            gains[q - 1] += (psnr(apply(net, out, q), rgb) - psnr(out, rgb)) / len(valid)
+    net.train()
+    return {f"gain@{q}": round(float(g), 3) for q, g in enumerate(gains, 1)}
+
+
+def train_postfilter(cfg: TrainConfig, base_path: Path, config: PostFilterConfig) -> PostFilter:
+    """Fit the filter to the decoded output of the codec file `base_path` (MSE)."""
+    run = prepare(cfg)
+    codec = Codec(device="cpu", path=base_path)
+    net = PostFilter(config).to(cfg.device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    progress = resume(run, net, optimizer, cfg)
+    pairs = Pairs(codec, image_paths(cfg.data), cfg.crop, cfg.seed + progress.step)
+    cfg.extra.update(train_images=len(pairs.items), init={"codec": str(base_path)})
+    valid = None
+    if cfg.valid:
+        valid = [(rgb, decoded(codec, rgb)) for rgb in (to_rgb8(open_image(p))[0] for p in image_paths(cfg.valid))]
+
+    def batch_loss():
+        x, target, quality = pairs.batch(cfg.batch)
+        mse = F.mse_loss(net(x, net.condition(quality)), target)
+        return mse, {"psnr": psnr_of_mse(mse.item(), 1.0)}
+
+    fit(cfg, run, net, optimizer, config.to_dict(), "postfilter", batch_loss,
+        valid and (lambda: validate_postfilter(net, valid)), progress)
+    return net
+
+
+def export_postfilter(run, model_id: str, out: Path, base: Path | None = None) -> Path:
+    """Release a filter run with the codec file it was trained on (or `base`, a codec file
+    that decodes to the same pixels: same networks, ladder and tables), as one codec file."""
+    ckpt = read_checkpoint(run)
+    trained_on = Path(ckpt["train_config"]["extra"]["init"]["codec"])
+    base_path = base or trained_on
+    if not same_pixels(trained_on, base_path):
+        raise VQPressError(f"{base_path} does not decode to the pixels the filter was trained on ({trained_on})")
+    meta = weights.metadata(base_path)
+    card = {**meta["card"], "model_id": model_id, "postfilter": summary(ckpt)}
+    tensors = {k: v for k, v in load_file(str(base_path)).items() if not k.startswith("postfilter.")}
+    tensors.update({f"postfilter.{k}": v for k, v in half(ckpt["model"]).items()})
+
+    def write(path):
+        metadata = {**{k: json.dumps(v) for k, v in meta.items()}, "card": json.dumps(card),
+                    "postfilter_config": json.dumps(ckpt["model_config"])}
+        save_file(tensors, str(path), metadata=metadata)
+
+    from vqpress.codec.model import Rung
+
+    ladder = [Rung(*r) for r in meta["ladder"]]
+    filter_lines = [("A reconstruction filter (`nets/postfilter.py`) runs on the decoder's output: "
+                     "trained with MSE on pairs of (this codec's decoding of a training photo at a "
+                     "random quality, the photo). Validation: its mean PSNR gain per quality on the "
+                     "whole validation photos."), "", *training_lines(card["postfilter"])]
+    sections = codec_sections(card) + [("detail layer", detail_lines(card["detail"], ladder)),
+                                       ("reconstruction filter", filter_lines)]
+    return release(out, model_id, write, card, CODEC_INTRO, sections)
