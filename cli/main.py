@@ -14,6 +14,8 @@ from pathlib import Path
 
 import click
 
+from vqpress.cli import batch
+from vqpress.cli.batch import Done
 from vqpress.cli.train import train
 from vqpress.codec.errors import VQPressError
 
@@ -115,54 +117,94 @@ def main():
     """Learned image compression (.vqp) and restoration."""
 
 
-@main.command()
-@click.argument("input_path", metavar="IN", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
-              help="Output .vqp file [default: IN with .vqp suffix].")
-@click.option("-q", "--quality", type=int, default=5, show_default=True,
-              help="Quality level, 1 (smallest file) to 9 (best picture) with the default model.")
-@force_option
-@max_pixels_option
-@device_option
-@friendly_errors
-def compress(input_path: Path, output: Path | None, quality: int, force: bool, device: str):
-    """Compress an image (any format Pillow reads) to a .vqp file."""
+def compress_file(job, quality, targets, strip, force, device, progress) -> Done:
+    """Compress one file (a job of `cli.batch`): the work of `vqpress compress`. A single file
+    shows its progress; in a batch, the output folders are made as needed."""
     from vqpress.codec import api
-    from vqpress.codec.imageio import has_alpha, open_image, write_atomically
+    from vqpress.codec.imageio import open_image, write_atomically
 
-    output = output or input_path.with_suffix(".vqp")
-    image = open_image(input_path)
-    check_output(input_path, output, force)
-    frames_note(image)
+    image = open_image(job.source)
+    if not progress:
+        job.target.parent.mkdir(parents=True, exist_ok=True)
+    check_output(job.source, job.target, force)
+    if progress:
+        frames_note(image)
     model = api.load(device=device)
-    model.check_quality(quality)
-    if has_alpha(image):
-        click.echo("note: alpha is not coded; the image is composited on white", err=True)
-    data = model.compress(image, quality, progress=True)
-    write_atomically(output, lambda f: f.write(data))
+    if any(v is not None for v in targets.values()):
+        data, quality = model.compress_to_target(image, strip=strip, **targets)
+    else:
+        data = model.compress(image, quality, progress=progress, strip=strip)
+    write_atomically(job.target, lambda f: f.write(data))
     bpp = len(data) * 8 / (image.width * image.height)
-    click.echo(f"{output}: {len(data)} bytes, {bpp:.3f} bpp, quality {quality}")
+    return Done(job.source.stat().st_size, len(data), f"{job.target}: {len(data)} bytes, {bpp:.3f} bpp, quality {quality}")
 
 
-@main.command()
-@click.argument("input_path", metavar="IN.vqp", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
-              help="Output image; the format follows the extension [default: IN.png].")
-@force_option
-@max_pixels_option
-@device_option
-@friendly_errors
-def decompress(input_path: Path, output: Path | None, force: bool, device: str):
-    """Decode a .vqp file to an image."""
+def decompress_file(job, force, device, progress) -> Done:
+    """Decode one file (a job of `cli.batch`): the work of `vqpress decompress`."""
     from vqpress.codec import api
     from vqpress.codec.imageio import save_image
 
-    data = _read(input_path)
-    output = output or input_path.with_suffix(".png")
-    check_image_output(input_path, output, force)
-    image = api.decompress(data, device, progress=True)
-    save_image(image, output)
-    click.echo(f"{output}: {image.width}x{image.height} {image.mode}")
+    data = _read(job.source)
+    if not progress:
+        job.target.parent.mkdir(parents=True, exist_ok=True)
+    check_image_output(job.source, job.target, force)
+    image = api.decompress(data, device, progress=progress)
+    save_image(image, job.target)
+    return Done(len(data), job.target.stat().st_size, f"{job.target}: {image.width}x{image.height} {image.mode}")
+
+
+inputs_argument = click.argument("inputs", metavar="IN...", nargs=-1, required=True,
+                                 type=click.Path(path_type=Path))
+jobs_option = click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+                           help="Worker processes for many files (each loads the model once).")
+
+
+@main.command()
+@inputs_argument
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output .vqp file, or for several inputs a folder [default: beside each input].")
+@click.option("-q", "--quality", type=int, default=6, show_default=True,
+              help="Quality level, 1 (smallest file) to 11 (best picture) with the default model.")
+@click.option("--max-bytes", type=click.IntRange(min=1), help="Instead of -q: the best quality that fits.")
+@click.option("--target-bpp", type=click.FloatRange(min=0, min_open=True), help="Instead of -q: the best quality at most this many bits per pixel.")
+@click.option("--target-psnr", type=float, help="Instead of -q: the smallest file that reaches this PSNR (dB).")
+@click.option("--strip", is_flag=True, help="Leave out the ICC profile and EXIF (alpha is always kept).")
+@jobs_option
+@force_option
+@max_pixels_option
+@device_option
+@friendly_errors
+def compress(inputs, output, quality, max_bytes, target_bpp, target_psnr, strip, jobs, force, device):
+    """Compress images (any format Pillow reads; files or folders) to .vqp files."""
+    from vqpress.codec import api
+    from vqpress.codec.imageio import image_paths
+
+    targets = {"max_bytes": max_bytes, "bpp": target_bpp, "psnr": target_psnr}
+    if sum(v is not None for v in targets.values()) > 1:
+        raise VQPressError("give at most one of --max-bytes, --target-bpp, --target-psnr")
+    api.load(device=device).check_quality(quality)
+    todo = batch.plan(inputs, output, ".vqp", image_paths)
+    work = functools.partial(compress_file, quality=quality, targets=targets, strip=strip, force=force,
+                             device=device, progress=len(todo) == 1)
+    batch.run(todo, work, jobs)
+
+
+@main.command()
+@inputs_argument
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output image (the format follows the extension), or for several inputs a "
+                   "folder [default: beside each input, .png].")
+@jobs_option
+@force_option
+@max_pixels_option
+@device_option
+@friendly_errors
+def decompress(inputs, output, jobs, force, device):
+    """Decode .vqp files (files or folders of them) to images."""
+    suffix = output.suffix if output is not None and len(inputs) == 1 and output.suffix else ".png"
+    todo = batch.plan(inputs, output, suffix, lambda folder: sorted(folder.rglob("*.vqp")))
+    batch.run(todo, functools.partial(decompress_file, force=force, device=device,
+                                      progress=len(todo) == 1), jobs)
 
 
 @main.command()
@@ -178,9 +220,29 @@ def info(input_path: Path):
     pixels = header.width * header.height
     click.echo(f"file:     {input_path} ({len(data)} bytes, {len(data) * 8 / pixels:.4f} bpp)")
     click.echo(f"image:    {header.width}x{header.height}, source {MODE_NAMES[header.mode]}")
-    click.echo(f"quality:  {header.quality}")
+    click.echo(f"quality:  {header.quality} ({_quality_meaning(header)})")
     click.echo(f"model:    {header.model_id} (weights sha256 {header.weights_hash.hex()}...)")
     click.echo(f"payload:  {len(payload)} bytes, header and checksum {len(data) - len(payload)} bytes")
+    names = {"ALPH": "alpha plane", "ICCP": "ICC profile", "EXIF": "EXIF"}
+    extras = [f"{names.get(tag, tag)} {len(value)} bytes" for tag, value in header.extensions.items()]
+    click.echo(f"extras:   {', '.join(extras) or 'none'}")
+
+
+def _quality_meaning(header) -> str:
+    """What a quality level codes, from the model's ladder (no network is loaded)."""
+    from vqpress import weights
+    from vqpress.codec.model import Rung
+
+    if not weights.is_shipped(header.model_id):
+        return "model not shipped with this vqpress"
+    meta = weights.metadata(weights.verified(header.model_id)[0])
+    ladder = ([Rung(*r) for r in meta["ladder"]] if "ladder" in meta
+              else [Rung(k) for k in range(1, meta.get("vqvae_config", {}).get("num_stages", 0) + 1)])
+    if not 1 <= header.quality <= len(ladder):
+        return f"not one of {header.model_id}'s 1..{len(ladder)}"
+    rung = ladder[header.quality - 1]
+    stages = f"{rung.stages} VQ stage{'s' * (rung.stages > 1)}"
+    return stages + (f" + detail layer, step {rung.step:g}" if rung.step else "") + f", of 1..{len(ladder)}"
 
 
 @main.command()

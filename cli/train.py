@@ -29,11 +29,21 @@ def _common(fn):
         click.option("--lr", type=float, default=2e-4, show_default=True),
         click.option("--validate-every", type=int, default=500, show_default=True),
         click.option("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)."),
+        click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Data-parallel processes on this machine (torchrun works as well)."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                      show_default=True),
     ]):
         fn = option(fn)
     return fn
+
+
+def launch(fn, *args, nproc: int) -> None:
+    """Run a training function here or in nproc data-parallel processes (torch is imported only
+    now, so the other commands start fast)."""
+    from vqpress.training.launch import launch as run
+
+    run(fn, *args, nproc=nproc)
 
 
 def _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device):
@@ -53,14 +63,14 @@ def _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, d
 @click.option("--latent-dim", type=int, default=32, show_default=True)
 @click.option("--codes", type=int, default=256, show_default=True, help="Codebook size per stage.")
 @click.option("--stages", type=int, default=8, show_default=True, help="Residual stages = quality levels.")
-def vqvae(data, valid, run, steps, batch, lr, validate_every, threads, device, crop, channels,
+def vqvae(data, valid, run, steps, batch, lr, validate_every, threads, nproc, device, crop, channels,
           latent_dim, codes, stages):
     """Train the VQ-VAE (reconstruction + commitment, quantiser dropout)."""
     from vqpress.training.codec_models import train_vqvae
     from vqpress.nets.vqvae import VQVAEConfig
 
     cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
-    train_vqvae(cfg, VQVAEConfig(channels, latent_dim, codes, stages))
+    launch(train_vqvae, cfg, VQVAEConfig(channels, latent_dim, codes, stages), nproc=nproc)
 
 
 @train.command()
@@ -69,7 +79,7 @@ def vqvae(data, valid, run, steps, batch, lr, validate_every, threads, device, c
 @click.option("--crop", type=int, default=32, show_default=True, help="Crop side in symbols.")
 @click.option("--channels", type=int, default=64, show_default=True)
 @click.option("--blocks", type=int, default=2, show_default=True, help="Gated type-B blocks.")
-def prior(data, valid, run, steps, batch, lr, validate_every, threads, device, vqvae_run, crop,
+def prior(data, valid, run, steps, batch, lr, validate_every, threads, nproc, device, vqvae_run, crop,
           channels, blocks):
     """Train the PixelCNN prior on the VQ-VAE's symbol maps of the training images."""
     from vqpress.codec.prior import PriorConfig
@@ -78,7 +88,7 @@ def prior(data, valid, run, steps, batch, lr, validate_every, threads, device, v
     cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
     model = load_run_vqvae(vqvae_run).to(cfg.device)
     c = model.config
-    train_prior(cfg, model, PriorConfig(c.num_codes, c.num_stages, channels=channels, blocks=blocks))
+    launch(train_prior, cfg, model, PriorConfig(c.num_codes, c.num_stages, channels=channels, blocks=blocks), nproc=nproc)
 
 
 @train.command()
@@ -100,7 +110,7 @@ def export(vqvae_run, prior_run, model_id, out):
               help="Shipped codec whose decoder to fine-tune (encoder and codebooks stay frozen).")
 @click.option("--stages", default="1,2", show_default=True, help="VQ stage counts to train for.")
 @click.option("--crop", type=int, default=128, show_default=True, help="Crop side in pixels.")
-def decoder(data, valid, run, steps, batch, lr, validate_every, threads, device, base_model, stages, crop):
+def decoder(data, valid, run, steps, batch, lr, validate_every, threads, nproc, device, base_model, stages, crop):
     """Fine-tune a codec's decoder for the stage counts its ladder uses (symbols unchanged)."""
     from vqpress.training.codec_models import train_decoder
 
@@ -109,7 +119,7 @@ def decoder(data, valid, run, steps, batch, lr, validate_every, threads, device,
     except ValueError:
         raise VQPressError(f"--stages {stages!r}: use comma-separated stage counts, e.g. 1,2") from None
     cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
-    train_decoder(cfg, base_model, counts)
+    launch(train_decoder, cfg, base_model, counts, nproc=nproc)
 
 
 @train.command(name="export-decoder")
@@ -130,7 +140,7 @@ def export_decoder(run, model_id, out):
 @click.option("--crop", type=int, default=96, show_default=True, help="Crop side in pixels (even).")
 @click.option("--channels", type=int, default=32, show_default=True)
 @click.option("--layers", type=int, default=5, show_default=True, help="3x3 convolutions.")
-def postfilter(data, valid, run, steps, batch, lr, validate_every, threads, device, base_path, crop,
+def postfilter(data, valid, run, steps, batch, lr, validate_every, threads, nproc, device, base_path, crop,
                channels, layers):
     """Train the reconstruction filter on a codec's decoded output."""
     from vqpress.codec.model import load_codec_file
@@ -141,7 +151,7 @@ def postfilter(data, valid, run, steps, batch, lr, validate_every, threads, devi
         raise VQPressError(f"--crop {crop}: the filter needs an even crop side")
     cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
     qualities = len(load_codec_file(base_path).ladder)
-    train_postfilter(cfg, base_path, PostFilterConfig(qualities, channels, layers))
+    launch(train_postfilter, cfg, base_path, PostFilterConfig(qualities, channels, layers), nproc=nproc)
 
 
 @train.command(name="export-postfilter")
@@ -207,13 +217,13 @@ def detail(base_model, data, valid, model_id, ladder, limit, adaptive, out):
 @click.option("--widths", type=(int, int), default=(96, 128), show_default=True,
               help="Channels N (transforms) and M (latent).")
 @click.option("--init", type=folder, help="Start from this run's weights (e.g. another lambda).")
-def compressai(data, valid, run, steps, batch, lr, validate_every, threads, device, arch, lmbda,
+def compressai(data, valid, run, steps, batch, lr, validate_every, threads, nproc, device, arch, lmbda,
                crop, widths, init):
     """Train a compressai peer (learned baseline) for `vqpress rd`."""
     from vqpress.training.peers import train_compressai
 
     cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
-    train_compressai(cfg, arch, lmbda, widths, init and str(init))
+    launch(train_compressai, cfg, arch, lmbda, widths, init and str(init), nproc=nproc)
 
 
 @train.command(name="export-peer")
@@ -235,7 +245,7 @@ def export_peer(run, name, out):
 @click.option("--from-codec", help="Start from this shipped codec's autoencoder (e.g. rvq8-v2).")
 @click.option("--channels", type=int, default=96, show_default=True, help="Without --from-codec.")
 @click.option("--latent-dim", type=int, default=32, show_default=True, help="Without --from-codec.")
-def vae(data, valid, run, steps, batch, lr, validate_every, threads, device, crop, kl_weight,
+def vae(data, valid, run, steps, batch, lr, validate_every, threads, nproc, device, crop, kl_weight,
         from_codec, channels, latent_dim):
     """Train the restoration VAE (Gaussian latent map) for `vqpress restore` / `inpaint`."""
     from vqpress.restore.vae import VAE, VAEConfig
@@ -248,7 +258,7 @@ def vae(data, valid, run, steps, batch, lr, validate_every, threads, device, cro
         model = VAE.from_vqvae(codec_vqvae(from_codec), kl_weight)
     else:
         model = VAE(VAEConfig(channels, latent_dim, kl_weight))
-    train_vae(cfg, model)
+    launch(train_vae, cfg, model, nproc=nproc)
 
 
 @train.command(name="export-vae")
@@ -271,7 +281,7 @@ def export_vae(run, model_id, out):
                    "if it has a restoration encoder already, training goes on from it.")
 @click.option("--tasks", help="Damage to train on, comma-separated (inpaint, denoise, sr, deblur) "
                               "[default: all, drawn with restore.damage.TASK_WEIGHTS].")
-def restorer(data, valid, run, steps, batch, lr, validate_every, threads, device, crop, from_vae,
+def restorer(data, valid, run, steps, batch, lr, validate_every, threads, nproc, device, crop, from_vae,
              tasks):
     """Train a restoration encoder: damaged image -> the latent of the clean one."""
     from vqpress.restore.damage import TASK_WEIGHTS
@@ -286,4 +296,4 @@ def restorer(data, valid, run, steps, batch, lr, validate_every, threads, device
     if chosen:
         cfg.extra["tasks"] = chosen
     vae = load_vae(from_vae)[0]
-    train_restorer(cfg, vae if vae.config.restorer else vae.add_restorer())
+    launch(train_restorer, cfg, vae if vae.config.restorer else vae.add_restorer(), nproc=nproc)

@@ -15,7 +15,8 @@ from vqpress import weights
 from . import container, detail, limits, payload
 from .blocks import DOWNSCALE
 from .errors import VQPressError
-from .imageio import MODE_GRAY, MODE_GRAY16, as_image, from_rgb8, to_rgb8
+from . import alpha as alpha_plane
+from .imageio import GRAY_MODES, MODE_LA, MODE_RGBA, as_image, from_rgb8, to_planes
 from .model import DEFAULT_MODEL, load_codec_file
 from .postfilter import OnnxPostFilter
 from .transforms import OnnxTransforms, TorchTransforms
@@ -91,11 +92,14 @@ class Codec:
         return base if levels is None else detail.add_detail(base, levels, rung.step, rung.offset)
 
     # -- bytes ------------------------------------------------------------------------------------
-    def compress_detailed(self, image, quality: int, progress: bool = False) -> CompressResult:
+    def compress_detailed(self, image, quality: int, progress: bool = False,
+                          strip: bool = False) -> CompressResult:
         """image: a PIL image, an array (HxW or HxWx3/4; uint8, uint16, or float in 0..1) or a
-        path. EXIF orientation is applied. progress: a bar on stderr if it takes over a second."""
+        path. EXIF orientation is applied; alpha is kept losslessly, and so are the ICC profile
+        and EXIF unless strip. progress: a bar on stderr if it takes over a second."""
         quality = self.check_quality(quality)
-        rgb, mode = to_rgb8(as_image(image))
+        image = as_image(image)
+        rgb, mode, alpha = to_planes(image)
         h, w = rgb.shape[:2]
         limits.check_size(w, h)
         rung = self.ladder[quality - 1]
@@ -106,14 +110,48 @@ class Codec:
             if has_detail:
                 base = self.pixels(indices, h, w, bar)
                 levels = detail.quantise(detail.residual_coefficients(rgb, base), rung.step)
-                if mode in (MODE_GRAY, MODE_GRAY16):  # decoded as gray: the colour differences are not kept
+                if mode in GRAY_MODES:  # decoded as gray: the colour differences are not kept
                     levels[:, :, 1:] = 0
             data, bits = self.encode_payload(quality, indices, levels, bar)
-        header = container.Header(self.model_id, self.weights_hash, w, h, mode, quality)
+        header = container.Header(self.model_id, self.weights_hash, w, h, mode, quality,
+                                  extensions=extensions(image, alpha, strip))
         return CompressResult(container.pack(header, data), bits)
 
-    def compress(self, image, quality: int, progress: bool = False) -> bytes:
-        return self.compress_detailed(image, quality, progress).data
+    def compress(self, image, quality: int, progress: bool = False, strip: bool = False) -> bytes:
+        return self.compress_detailed(image, quality, progress, strip).data
+
+    def compress_to_target(self, image, max_bytes: int | None = None, bpp: float | None = None,
+                           psnr: float | None = None, strip: bool = False) -> tuple[bytes, int]:
+        """(file, quality) of the best quality whose file fits in max_bytes or bpp, or of the
+        smallest file whose decoded image reaches `psnr` dB (exactly one target). The sizes and
+        the quality rise with the quality level, so it bisects the ladder: about four encodes
+        (and, for psnr, decodes) instead of one per level."""
+        if sum(t is not None for t in (max_bytes, bpp, psnr)) != 1:
+            raise VQPressError("give exactly one target: max_bytes, bpp or psnr")
+        image = as_image(image)
+        rgb = to_planes(image)[0]
+        budget = max_bytes if max_bytes is not None else (bpp * rgb.shape[0] * rgb.shape[1] / 8 if bpp else None)
+
+        def good(q: int, data: bytes) -> bool:
+            if budget is not None:
+                return len(data) <= budget
+            from vqpress.measure.metrics import psnr as measure
+
+            return measure(rgb, to_planes(self.decompress(data))[0]) >= psnr
+
+        lo, hi, best = 1, len(self.ladder), None  # sizes fit below some level; PSNR is met above one
+        while lo <= hi:
+            q = (lo + hi) // 2
+            data = self.compress(image, q, strip=strip)
+            if good(q, data):
+                best = (data, q)
+                lo, hi = (q + 1, hi) if budget is not None else (lo, q - 1)
+            else:
+                lo, hi = (lo, q - 1) if budget is not None else (q + 1, hi)
+        if best is None:
+            target = f"{budget:.0f} bytes" if budget is not None else f"{psnr} dB PSNR"
+            raise VQPressError(f"no quality of {self.model_id} meets {target}")
+        return best
 
     def decompress(self, data: bytes, progress: bool = False) -> Image.Image:
         return self.decode(*container.unpack(data), progress=progress)
@@ -136,7 +174,36 @@ class Codec:
             rgb = self.reconstruct(header.quality, indices, levels, h, w, bar)
             if self.postfilter is not None:
                 rgb = self.postfilter(rgb, header.quality, bar)
-        return from_rgb8(rgb, header.mode)
+        return with_extensions(from_rgb8(rgb, header.mode), header)
+
+
+def extensions(image, alpha, strip: bool) -> dict[str, bytes]:
+    """The container extensions of a source image: its alpha plane, ICC profile and EXIF."""
+    out = {}
+    if alpha is not None:
+        out["ALPH"] = alpha_plane.encode(alpha)
+    if strip or not hasattr(image, "info"):
+        return out
+    if image.info.get("icc_profile"):
+        out["ICCP"] = bytes(image.info["icc_profile"])
+    exif = image.getexif()
+    if len(exif):
+        out["EXIF"] = exif.tobytes()
+    return out
+
+
+def with_extensions(image: Image.Image, header: container.Header) -> Image.Image:
+    """The decoded image with its alpha plane, and its ICC profile and EXIF in `info`."""
+    ext = header.extensions
+    if header.mode in (MODE_RGBA, MODE_LA):
+        if "ALPH" not in ext:
+            raise container.FormatError("corrupted .vqp file (the mode has alpha, the file has none)")
+        image.putalpha(Image.fromarray(alpha_plane.decode(ext["ALPH"], header.height, header.width), "L"))
+    if "ICCP" in ext:
+        image.info["icc_profile"] = ext["ICCP"]
+    if "EXIF" in ext:
+        image.info["exif"] = ext["EXIF"]
+    return image
 
 
 def progress_bar(progress: bool, desc: str, height: int, width: int, passes: int) -> tqdm:
@@ -153,9 +220,10 @@ def load(model_id: str = DEFAULT_MODEL, device: str = "auto", threads: int = 0) 
     return Codec(model_id, device, threads)
 
 
-def compress(image, quality: int = 5, device: str = "auto") -> bytes:
-    """Compress a PIL image, an array (HxW or HxWx3, uint8) or an image file's path to .vqp bytes."""
-    return load(device=device).compress(image, quality)
+def compress(image, quality: int = 6, device: str = "auto", strip: bool = False) -> bytes:
+    """Compress a PIL image, an array (HxW, HxWx3 or HxWx4) or an image file's path to .vqp
+    bytes; alpha, the ICC profile and EXIF travel with it (strip=True drops the last two)."""
+    return load(device=device).compress(image, quality, strip=strip)
 
 
 def decompress(data: bytes, device: str = "auto", progress: bool = False) -> Image.Image:

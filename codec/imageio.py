@@ -21,9 +21,11 @@ from . import limits
 from .errors import VQPressError
 
 # Source modes the container remembers, so grayscale comes back as grayscale.
-MODE_RGB, MODE_GRAY, MODE_RGBA, MODE_GRAY16 = 0, 1, 2, 3
-MODE_NAMES = {MODE_RGB: "RGB", MODE_GRAY: "L", MODE_RGBA: "RGBA (alpha dropped)",
-              MODE_GRAY16: "16-bit gray"}
+# MODE_COMPOSITED: vqpress 0.1 composited alpha on white and dropped it; its files decode as RGB.
+MODE_RGB, MODE_GRAY, MODE_COMPOSITED, MODE_GRAY16, MODE_RGBA, MODE_LA = 0, 1, 2, 3, 4, 5
+MODE_NAMES = {MODE_RGB: "RGB", MODE_GRAY: "L", MODE_COMPOSITED: "RGBA (alpha dropped)",
+              MODE_GRAY16: "16-bit gray", MODE_RGBA: "RGBA", MODE_LA: "LA (gray with alpha)"}
+GRAY_MODES = {MODE_GRAY, MODE_GRAY16, MODE_LA}
 
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".gif"}
@@ -104,8 +106,24 @@ def to_rgb8(image: Image.Image | np.ndarray) -> tuple[np.ndarray, int]:
     if has_alpha(image):
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB")), MODE_RGBA
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB")), MODE_COMPOSITED
     return np.asarray(image.convert("RGB")), MODE_RGB
+
+
+def to_planes(image: Image.Image | np.ndarray) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """(8-bit RGB, source mode, alpha plane or None) for the codec: unlike `to_rgb8`, an image
+    with alpha keeps its colour as it is (not composited) and its alpha beside it."""
+    if isinstance(image, np.ndarray):
+        if image.ndim == 3 and image.shape[2] == 4:
+            rgb, _ = _array_to_rgb8(image[..., :3])
+            return rgb, MODE_RGBA, _array_to_rgb8(image[..., 3])[0][..., 0]
+        return (*_array_to_rgb8(image), None)
+    if not has_alpha(image):
+        return (*to_rgb8(image), None)
+    rgba = np.asarray(image.convert("RGBA"))
+    if image.mode in ("LA", "La"):
+        return np.ascontiguousarray(rgba[..., :3]), MODE_LA, rgba[..., 3].copy()
+    return np.ascontiguousarray(rgba[..., :3]), MODE_RGBA, rgba[..., 3].copy()
 
 
 def has_alpha(image: Image.Image) -> bool:
@@ -116,7 +134,7 @@ def _array_to_rgb8(a: np.ndarray) -> tuple[np.ndarray, int]:
     if a.ndim == 2:
         rgb, mode = np.repeat(a[..., None], 3, axis=2), MODE_GRAY
     elif a.ndim == 3 and a.shape[2] in (3, 4):
-        rgb, mode = a[..., :3], MODE_RGB if a.shape[2] == 3 else MODE_RGBA
+        rgb, mode = a[..., :3], MODE_RGB if a.shape[2] == 3 else MODE_COMPOSITED
     else:
         raise ImageError(f"expected an HxW or HxWx3 array, got shape {a.shape}")
     if rgb.dtype == np.uint16:
@@ -130,9 +148,14 @@ def _array_to_rgb8(a: np.ndarray) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(rgb.astype(np.uint8)), mode
 
 
-def from_rgb8(rgb: np.ndarray, source_mode: int) -> Image.Image:
+def from_rgb8(rgb: np.ndarray, source_mode: int, alpha: np.ndarray | None = None) -> Image.Image:
+    """The decoded image in the source's mode: RGB, L, or with alpha RGBA or LA."""
     image = Image.fromarray(rgb, "RGB")
-    return image.convert("L") if source_mode in (MODE_GRAY, MODE_GRAY16) else image
+    if source_mode in GRAY_MODES:
+        image = image.convert("L")
+    if alpha is not None:
+        image.putalpha(Image.fromarray(alpha, "L"))
+    return image
 
 
 def output_format(path: str | os.PathLike) -> str:
@@ -149,12 +172,16 @@ def output_format(path: str | os.PathLike) -> str:
 def save_image(image: Image.Image, path: str | os.PathLike) -> None:
     """Write by the path's extension (PNG when it has none), atomically: no partial files."""
     fmt = output_format(path)
-    if fmt == "JPEG" and image.mode not in ("RGB", "L"):
-        image = image.convert("RGB")
+    if fmt == "JPEG" and has_alpha(image):  # no alpha in JPEG: as a viewer shows it, on white
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        flat = Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")
+        flat.info = image.info
+        image = flat
+    metadata = {k: image.info[k] for k in ("icc_profile", "exif") if image.info.get(k)}
 
     def write(f):
         try:
-            image.save(f, format=fmt)
+            image.save(f, format=fmt, **metadata)
         except (KeyError, ValueError, OSError) as e:
             raise ImageError(f"{path}: cannot write this image as {fmt} ({e})") from None
 

@@ -28,3 +28,22 @@ def test_bad_files_are_rejected(mangle, message):
     data = container.pack(HEADER, b"payload!")
     with pytest.raises(FormatError, match=message):
         container.unpack(mangle(data))
+
+
+def test_extensions_round_trip_and_make_version_2():
+    header = Header("rvq8-v1", b"\x01\x02\x03\x04", 640, 480, 4, 3, 8, {"ALPH": b"\x00abc", "ICCP": b"icc!"})
+    data = container.pack(header, b"payload!")
+    assert data[4] == 2
+    assert container.unpack(data) == (header, b"payload!")
+    assert container.pack(HEADER, b"payload!")[4] == 1  # no extensions: files older vqpress reads
+
+
+@pytest.mark.parametrize("cut", [1, 5, 9])
+def test_damaged_extensions_are_rejected_even_with_a_valid_crc(cut):
+    import struct
+    import zlib
+
+    header = Header("rvq8-v1", b"\x01\x02\x03\x04", 640, 480, 4, 3, 8, {"ALPH": b"\x00abcdefgh"})
+    body = container.pack(header, b"payload!")[:-4 - cut]
+    with pytest.raises(FormatError, match="corrupted .vqp file"):
+        container.unpack(body + struct.pack("<I", zlib.crc32(body)))

@@ -6,7 +6,7 @@ from vqpress.codec.imageio import (
     MODE_GRAY,
     MODE_GRAY16,
     MODE_RGB,
-    MODE_RGBA,
+    MODE_COMPOSITED,
     ImageError,
     from_rgb8,
     open_image,
@@ -22,7 +22,7 @@ def test_modes_become_rgb8(photo):
         "RGB": (rgb, MODE_RGB),
         "L": (gray, MODE_GRAY),
         "P": (rgb.convert("P"), MODE_RGB),
-        "RGBA": (rgb.convert("RGBA"), MODE_RGBA),
+        "RGBA": (rgb.convert("RGBA"), MODE_COMPOSITED),
         "I;16": (Image.fromarray(np.asarray(gray).astype(np.uint16) * 257), MODE_GRAY16),
     }
     for name, (image, mode) in cases.items():
@@ -35,7 +35,7 @@ def test_modes_become_rgb8(photo):
 def test_alpha_is_composited_on_white():
     rgba = np.zeros((4, 4, 4), np.uint8)  # fully transparent black
     out, mode = to_rgb8(Image.fromarray(rgba, "RGBA"))
-    assert mode == MODE_RGBA and (out == 255).all()
+    assert mode == MODE_COMPOSITED and (out == 255).all()
 
 
 def test_exif_orientation_is_applied(tmp_path):

@@ -25,7 +25,11 @@ class RandomCrops:
     """Batches of random crops (with random horizontal flips) as float tensors in [0, 1]."""
 
     def __init__(self, images: list[np.ndarray], crop: int, seed: int = 0):
-        self.images = [im for im in images if min(im.shape[:2]) >= crop]
+        from .loop import world
+
+        rank, size = world()  # data-parallel runs: each rank draws from its own shard
+        self.images = [im for im in images[rank::size] if min(im.shape[:2]) >= crop]
+        seed += 1_000_003 * rank
         if not self.images:
             raise ImageError(f"no training image is at least {crop}x{crop}")
         # Sample images in proportion to their area, so large photos are not under-used.

@@ -3,6 +3,13 @@
 A run checkpoints to `<run>/ckpt.pt` every `checkpoint_every` steps and resumes from it, so a
 stopped run loses at most that much work. Resuming with more steps than the run had restarts
 the cosine schedule; the checkpoint records it for the model card.
+
+Data-parallel: started by `torchrun --nproc_per_node N` or `vqpress train ... --nproc N`, every
+process (rank) starts from the same weights, draws batches from its own shard of the images
+(`data.RandomCrops`), and after each backward pass the gradients are averaged over the ranks
+(torch.distributed all-reduce: gloo on the CPU, NCCL on GPUs) and the buffers (the codebooks'
+moving averages) copied from rank 0, so every replica takes the same step. Rank 0 validates,
+checkpoints and shows the progress bar; at the end the ranks check that their weights agree.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from vqpress.codec.errors import VQPressError
@@ -90,9 +98,20 @@ def save_checkpoint(run: Path, model, optimizer, progress: Progress, cfg: TrainC
     write_atomically(run / "ckpt.pt", lambda f: torch.save(state, f))
 
 
+def world() -> tuple[int, int]:
+    """(rank, number of processes) of a data-parallel run; (0, 1) otherwise."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def prepare(cfg: TrainConfig) -> Path:
-    """Seed, threads and the run folder."""
-    torch.manual_seed(cfg.seed)
+    """The process group (when started by torchrun or --nproc), seed, threads, run folder."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cfg.device.startswith("cuda") else "gloo")
+        if cfg.device.startswith("cuda"):
+            cfg.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = Path(cfg.run)
@@ -107,7 +126,9 @@ def fit(cfg: TrainConfig, run: Path, model, optimizer, model_config: dict, desc:
 
     batch_loss() draws a batch and returns (loss, {name: value to show}). Parameter groups
     marked `fixed_lr` keep their own learning rate."""
-    bar = tqdm(total=cfg.steps, initial=progress.step, desc=desc, dynamic_ncols=True)
+    rank, size = world()
+    _synchronise(model, rank, size, parameters=True)
+    bar = tqdm(total=cfg.steps, initial=progress.step, desc=desc, dynamic_ncols=True, disable=rank > 0)
     while progress.step < cfg.steps:
         t0 = time.time()
         for group in optimizer.param_groups:
@@ -116,18 +137,57 @@ def fit(cfg: TrainConfig, run: Path, model, optimizer, model_config: dict, desc:
         loss, shown = batch_loss()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        _average_gradients(model, size)
         optimizer.step()
+        _synchronise(model, rank, size, parameters=False)
         progress.step += 1
         progress.seconds += time.time() - t0
         bar.update(1)
         bar.set_postfix({k: f"{v:.5f}" for k, v in shown.items()})
         step = progress.step
-        if validate is not None and (step % cfg.validate_every == 0 or step == cfg.steps):
+        if rank == 0 and validate is not None and (step % cfg.validate_every == 0 or step == cfg.steps):
             progress.history.append({"step": step, "seconds": round(progress.seconds), **validate()})
             tqdm.write(json.dumps(progress.history[-1]))
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             save_checkpoint(run, model, optimizer, progress, cfg, model_config)
     bar.close()
+    if size > 1:
+        check_replicas(model)
+
+
+def _average_gradients(model, size: int) -> None:
+    """All-reduce the gradients, flattened into one buffer, and divide by the ranks."""
+    if size == 1:
+        return
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= size
+    for g, part in zip(grads, flat.split([g.numel() for g in grads])):
+        g.copy_(part.view_as(g))
+
+
+def _synchronise(model, rank: int, size: int, parameters: bool) -> None:
+    """Copy rank 0's buffers (and, at the start, its parameters) to every rank."""
+    if size == 1:
+        return
+    tensors = list(model.buffers()) + (list(model.parameters()) if parameters else [])
+    with torch.no_grad():
+        for t in tensors:
+            dist.broadcast(t.data, src=0)
+
+
+def check_replicas(model) -> None:
+    """Raise if the ranks' weights differ: data-parallel steps must keep them identical."""
+    with torch.no_grad():
+        total = torch.stack([p.double().sum() for p in model.parameters()] +
+                            [b.double().sum() for b in model.buffers() if b.is_floating_point()]).sum()
+    sums = [torch.zeros_like(total) for _ in range(world()[1])]
+    dist.all_gather(sums, total)
+    if len({float(s) for s in sums}) != 1:
+        raise RuntimeError(f"data-parallel replicas diverged: weight sums {[float(s) for s in sums]}")
+    if world()[0] == 0:
+        print(f"replicas identical on {len(sums)} ranks (weight sum {float(total):.6f})")
 
 
 def hardware(device: str = "cpu") -> str:
