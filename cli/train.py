@@ -199,12 +199,15 @@ def export_graphs(model_id, out):
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images of each folder.")
 @click.option("--adaptive/--static", default=True, show_default=True,
               help="Tables that adapt to each image as it is coded, or fixed ones (the first models').")
+@click.option("--block-modes/--no-block-modes", default=True, show_default=True,
+              help="Let the encoder predict each block from the VQ base or from its mean.")
 @out_option
-def detail(base_model, data, valid, model_id, ladder, limit, adaptive, out):
+def detail(base_model, data, valid, model_id, ladder, limit, adaptive, block_modes, out):
     """Fit the detail layer's tables over a codec's VQ base and write the new codec."""
     from vqpress.training.detail import LADDER, export_detail
 
-    path = export_detail(base_model, data, valid, model_id, out, ladder or LADDER, limit, adaptive=adaptive)
+    path = export_detail(base_model, data, valid, model_id, out, ladder or LADDER, limit, adaptive=adaptive,
+                         block_modes=block_modes)
     click.echo(f"wrote {path}")
 
 

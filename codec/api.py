@@ -13,6 +13,7 @@ from tqdm import tqdm
 from vqpress import weights
 
 from . import container, detail, limits, payload
+from . import modes as block_modes
 from .blocks import DOWNSCALE
 from .errors import VQPressError
 from . import alpha as alpha_plane
@@ -79,17 +80,24 @@ class Codec:
     def pixels(self, indices, height: int, width: int, bar=None):
         return self.transforms.pixels(indices, height, width, bar)
 
-    def encode_payload(self, quality: int, indices, levels=None, bar=None) -> tuple[bytes, float]:
-        return payload.encode(self.model, quality, indices, levels, bar)
+    def encode_payload(self, quality: int, indices, levels=None, bar=None, modes=None) -> tuple[bytes, float]:
+        return payload.encode(self.model, quality, indices, levels, bar, modes)
 
     def decode_payload(self, quality: int, data: bytes, height: int, width: int, bar=None):
         return payload.decode(self.model, quality, data, height, width, bar)
 
-    def reconstruct(self, quality: int, indices, levels, height: int, width: int, bar=None):
+    def reconstruct(self, quality: int, indices, levels, height: int, width: int, bar=None, modes=None):
         """(H, W, 3) uint8 image: the VQ base plus the detail layer."""
         base = self.pixels(indices, height, width, bar)
         rung = self.ladder[quality - 1]
-        return base if levels is None else detail.add_detail(base, levels, rung.step, rung.offset)
+        if levels is None:
+            return base
+        return detail.add_detail(block_modes.predictor(base, modes), levels, rung.step, rung.offset)
+
+    def detail_levels(self, rgb, base, quality: int):
+        """(levels, modes) the encoder codes at a quality with a detail layer."""
+        rung = self.ladder[quality - 1]
+        return block_modes.levels_for(rgb, base, rung.step, rung.offset, self.model.block_modes)
 
     # -- bytes ------------------------------------------------------------------------------------
     def compress_detailed(self, image, quality: int, progress: bool = False,
@@ -106,13 +114,13 @@ class Codec:
         has_detail = rung.step is not None
         with progress_bar(progress, "compress", h, w, rung.stages + 1 + 4 * has_detail) as bar:
             indices = self.symbols(rgb, rung.stages, bar)
-            levels = None
+            levels = modes = None
             if has_detail:
                 base = self.pixels(indices, h, w, bar)
-                levels = detail.quantise(detail.residual_coefficients(rgb, base), rung.step)
+                levels, modes = self.detail_levels(rgb, base, quality)
                 if mode in GRAY_MODES:  # decoded as gray: the colour differences are not kept
                     levels[:, :, 1:] = 0
-            data, bits = self.encode_payload(quality, indices, levels, bar)
+            data, bits = self.encode_payload(quality, indices, levels, bar, modes)
         header = container.Header(self.model_id, self.weights_hash, w, h, mode, quality,
                                   extensions=extensions(image, alpha, strip))
         return CompressResult(container.pack(header, data), bits)
@@ -170,8 +178,8 @@ class Codec:
         rung = self.ladder[header.quality - 1]
         passes = rung.stages + 1 + 3 * (rung.step is not None) + (self.postfilter is not None)
         with progress_bar(progress, "decompress", h, w, passes) as bar:
-            indices, levels = self.decode_payload(header.quality, data, h, w, bar)
-            rgb = self.reconstruct(header.quality, indices, levels, h, w, bar)
+            indices, levels, modes = self.decode_payload(header.quality, data, h, w, bar)
+            rgb = self.reconstruct(header.quality, indices, levels, h, w, bar, modes)
             if self.postfilter is not None:
                 rgb = self.postfilter(rgb, header.quality, bar)
         return with_extensions(from_rgb8(rgb, header.mode), header)

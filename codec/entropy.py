@@ -100,7 +100,7 @@ def decode_symbols(prior: FixedPointPrior, decoder: PayloadDecoder, stages: int,
                    width: int, bar=None) -> np.ndarray:
     """Inverse of encode_symbols: indices (stages, H, W)."""
     cfg = prior.config
-    state = prior.new_state(height, width)
+    state = prior.new_state(height, width, stages)
     out = np.zeros((stages, height, width), dtype=np.int64)  # pages are touched as rows decode
     tokens = np.full((0, cfg.num_stages), cfg.num_codes, dtype=np.int64)
     for rows, cols in wavefront(height, width):

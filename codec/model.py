@@ -5,8 +5,9 @@ A codec weights file holds the VQ-VAE (`vqvae.*`, fp16) and the prior's integer 
 A model with a detail layer (`vqpress.codec.detail`) also holds one table per quality that uses
 it (`detail.tables`, int32) and its ladder in the metadata: per quality, the number of VQ
 stages, the detail layer's step size (null where the quality has no detail layer) and the
-levels' reconstruction offset, and whether its tables adapt to each image as it is coded
-(`adaptive_detail`, `detail.Probabilities`; absent in the first models). A model with a reconstruction filter (`vqpress.nets.postfilter`)
+levels' reconstruction offset, whether its tables adapt to each image as it is coded
+(`adaptive_detail`, `detail.Probabilities`) and whether the detail layer's predictor is chosen
+per block (`block_modes`, `codec.modes`); the first models have neither. A model with a reconstruction filter (`vqpress.nets.postfilter`)
 holds its weights (`postfilter.*`, fp16) and its config in the metadata.
 """
 
@@ -56,6 +57,7 @@ class CodecModel:
     postfilter_config: dict | None = None
     postfilter_state: dict[str, np.ndarray] | None = None
     adaptive_detail: bool = False
+    block_modes: bool = False  # the detail layer's predictor is chosen per block (`codec.modes`)
 
     def detail_table(self, quality: int) -> np.ndarray:
         """The detail table of a quality whose rung has a step."""
@@ -87,4 +89,4 @@ def load_codec_file(path) -> CodecModel:
     if (filter_config is None) != (filter_state is None) or (filter_config and filter_config["qualities"] != len(ladder)):
         raise weights.WeightsError(f"{path}: the reconstruction filter does not fit the quality ladder")
     return CodecModel(config, state, prior, ladder, tables, filter_config, filter_state,
-                      bool(meta.get("adaptive_detail", False)))
+                      bool(meta.get("adaptive_detail", False)), bool(meta.get("block_modes", False)))

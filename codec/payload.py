@@ -5,34 +5,54 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import detail
+from . import detail, modes as block_modes
 from .entropy import CorruptStream, PayloadDecoder, decode_symbols, encode_symbols, new_encoder
 from .errors import VQPressError
 from .model import CodecModel
 
 
+def one_blas_thread():
+    """The prior's products are small (tens of rows): BLAS threads cost more than they give
+    (measured: 0.8 ms for one product on one thread, 3.8 ms on two)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, user_api="blas")
+
+
 def encode(model: CodecModel, quality: int, indices: np.ndarray, levels: np.ndarray | None,
-           bar=None) -> tuple[bytes, float]:
+           bar=None, modes: np.ndarray | None = None) -> tuple[bytes, float]:
     """(payload, the models' cross-entropy in bits) of symbol maps (stages, gh, gw) and, where
-    the quality has a detail layer, its levels (bh, bw, 3, 64)."""
+    the quality has a detail layer, its blocks' modes (bh, bw; models with block modes) and
+    levels (bh, bw, 3, 64)."""
+    with one_blas_thread():
+        return _encode(model, quality, indices, levels, bar, modes)
+
+
+def _encode(model, quality, indices, levels, bar, modes) -> tuple[bytes, float]:
     encoder = new_encoder()
     bits = encode_symbols(model.prior, indices, encoder, bar)
     if model.ladder[quality - 1].step is not None:
+        if model.block_modes:
+            bits += block_modes.encode(encoder, modes)
         bits += detail.encode(encoder, levels, model.detail_table(quality), bar, model.adaptive_detail)
     return encoder.get_compressed().astype("<u4").tobytes(), bits
 
 
 def decode(model: CodecModel, quality: int, payload: bytes, height: int, width: int,
-           bar=None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Inverse of encode: (symbol maps, detail levels or None)."""
+           bar=None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Inverse of encode: (symbol maps, detail levels or None, block modes or None)."""
     rung = model.ladder[quality - 1]
     decoder = PayloadDecoder(payload)
     try:
-        indices = decode_symbols(model.prior, decoder, rung.stages, *detail.block_grid(height, width), bar)
-        levels = None if rung.step is None else detail.decode(
-            decoder, model.detail_table(quality), *detail.block_grid(height, width), bar, model.adaptive_detail)
+        with one_blas_thread():
+            grid = detail.block_grid(height, width)
+            indices = decode_symbols(model.prior, decoder, rung.stages, *grid, bar)
+            levels = modes = None
+            if rung.step is not None:
+                modes = block_modes.decode(decoder, *grid) if model.block_modes else None
+                levels = detail.decode(decoder, model.detail_table(quality), *grid, bar, model.adaptive_detail)
     except VQPressError:
         raise
     except (ValueError, RuntimeError, AssertionError) as e:  # how constriction reports a bad stream
         raise CorruptStream(f"corrupted payload ({e})") from None
-    return indices, levels
+    return indices, levels, modes

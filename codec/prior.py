@@ -67,6 +67,19 @@ class FixedPointPrior:
         self.head, self.head_bias = t["head.weight"], t["head.bias"]
         self.head_shift = int(t["head.shift"][0])
         self.tanh, self.sigmoid, self.exp = t["lut.tanh"], t["lut.sigmoid"], t["lut.exp"]
+        self.offsets = [(np.array([d[0] for d in tp]) + 2, np.array([d[1] for d in tp]) + 2)
+                        for _, _, _, tp in self.layers]
+        self.first = self._first_layer_table()
+
+    def _first_layer_table(self) -> np.ndarray:
+        """(stages, taps, codes + 2, 2C): what each stage's token at each tap adds to the first
+        layer's sum (embedding times weights, integers, exact in float64); the last row is the
+        zero of a position outside the map."""
+        weight, _, _, tp = self.layers[0]
+        s, e = self.config.num_stages, self.config.embed_dim
+        w = weight.reshape(len(tp), s, e, -1)
+        table = np.einsum("ske,tseo->stko", self.embed, w)
+        return np.concatenate([table, np.zeros_like(table[:, :, :1])], axis=2)
 
     # -- building blocks -------------------------------------------------------------------
     def _gate(self, pre: np.ndarray) -> np.ndarray:
@@ -76,20 +89,26 @@ class FixedPointPrior:
         return np.floor(ta * sb * 2.0**-ACT_BITS)
 
     @staticmethod
-    def _conv(buffer: np.ndarray, rows: np.ndarray, cols: np.ndarray, layer) -> np.ndarray:
+    def _conv(buffer: np.ndarray, rows: np.ndarray, cols: np.ndarray, layer, offsets) -> np.ndarray:
         """Masked convolution at the given positions of a zero-padded (pad 2) buffer."""
-        weight, bias, shift, taps = layer
-        dy = np.array([t[0] for t in taps]) + 2
-        dx = np.array([t[1] for t in taps]) + 2
+        weight, bias, shift, _ = layer
+        dy, dx = offsets
         patches = buffer[rows[:, None] + dy, cols[:, None] + dx]  # (n, taps, Cin)
-        acc = patches.reshape(len(rows), -1) @ weight + bias
+        acc = patches.reshape(len(rows), -1).astype(np.float64) @ weight + bias
         return np.clip(np.floor(acc * 2.0**-shift), -ACT_CLIP, ACT_CLIP)
 
-    def new_state(self, height: int, width: int) -> dict[str, np.ndarray]:
+    def new_state(self, height: int, width: int, stages: int) -> dict:
+        """Buffers for a map of `stages` coded stages (the others are absent): tokens (outside
+        the map: codes + 1) and each layer's activations (integers below 2^24: float32 holds
+        them exactly), two rows above, two columns each side."""
         cfg = self.config
-        shape = (height + 2, width + 4)  # two rows above, two columns each side
-        return {"input": np.zeros(shape + (cfg.num_stages * cfg.embed_dim,)),
-                "hidden": [np.zeros(shape + (cfg.channels,)) for _ in range(len(self.layers))]}
+        shape = (height + 2, width + 4)
+        tokens = np.full(shape + (cfg.num_stages,), cfg.num_codes + 1, dtype=np.int16)
+        inside = np.zeros(shape, dtype=np.float64)
+        inside[2:, 2:-2] = 1
+        absent = self.first[stages:, :, cfg.num_codes].sum(0)  # (taps, 2C): the absent stages' sum
+        return {"tokens": tokens, "inside": inside, "stages": stages, "absent": absent,
+                "hidden": [np.zeros(shape + (cfg.channels,), np.float32) for _ in range(len(self.layers))]}
 
     def trunk(self, state: dict, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Trunk features at the positions (rows, cols); reads only symbols before them."""
@@ -99,9 +118,7 @@ class FixedPointPrior:
 
     def set_symbols(self, state: dict, rows, cols, tokens: np.ndarray) -> None:
         """Record the tokens (n, S) (absent stages = num_codes) of decoded positions."""
-        cfg = self.config
-        emb = self.embed[np.arange(cfg.num_stages), tokens]  # (n, S, e)
-        state["input"][rows + 2, cols + 2] = emb.reshape(len(rows), -1)
+        state["tokens"][rows + 2, cols + 2] = tokens
 
     def stage_weights(self, features: np.ndarray, earlier: np.ndarray, stage: int) -> np.ndarray:
         """Integer probability weights (n, K) of `stage` given trunk features and the sum of
@@ -113,10 +130,10 @@ class FixedPointPrior:
         return self.exp[gap]
 
     # -- whole maps (encoder side) -------------------------------------------------------------
-    def all_features(self, tokens: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    def all_features(self, tokens: np.ndarray, chunk: int = 512) -> np.ndarray:
         """Trunk features (H, W, C) of a complete token map (H, W, S), layer by layer."""
         height, width, _ = tokens.shape
-        state = self.new_state(height, width)
+        state = self.new_state(height, width, int((tokens < self.config.num_codes).all((0, 1)).sum()))
         rows, cols = (a.ravel() for a in np.indices((height, width)))
         self.set_symbols(state, rows, cols, tokens.reshape(-1, self.config.num_stages))
         for k in range(len(self.layers)):
@@ -124,9 +141,23 @@ class FixedPointPrior:
                 self._layer_at(state, k, rows[start:start + chunk], cols[start:start + chunk])
         return state["hidden"][-1][2:, 2:-2]
 
+    def _first_at(self, state: dict, rows, cols) -> np.ndarray:
+        """The first (type A) layer's rescaled sums at the positions: table rows of the coded
+        stages' tokens, plus the absent stages' constant where a tap is inside the map."""
+        _, bias, shift, _ = self.layers[0]
+        dy, dx = self.offsets[0]
+        ys, xs = rows[:, None] + dy, cols[:, None] + dx  # (n, taps)
+        coded = state["stages"]
+        tokens = state["tokens"][ys, xs, :coded]  # (n, taps, coded)
+        acc = self.first[np.arange(coded), np.arange(len(dy))[:, None], tokens].sum((1, 2))
+        acc += state["inside"][ys, xs] @ state["absent"] + bias
+        return np.clip(np.floor(acc * 2.0**-shift), -ACT_CLIP, ACT_CLIP)
+
     def _layer_at(self, state: dict, k: int, rows, cols) -> None:
-        x = state["input"] if k == 0 else state["hidden"][k - 1]
-        g = self._gate(self._conv(x, rows, cols, self.layers[k]))
+        if k == 0:
+            g = self._gate(self._first_at(state, rows, cols))
+        else:
+            g = self._gate(self._conv(state["hidden"][k - 1], rows, cols, self.layers[k], self.offsets[k]))
         if k > 0:
             g = np.clip(state["hidden"][k - 1][rows + 2, cols + 2] + g, -ACT_CLIP, ACT_CLIP)
         state["hidden"][k][rows + 2, cols + 2] = g

@@ -129,6 +129,8 @@ class OnnxSession:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
+        # idle workers sleep instead of spinning: the prior's numpy work runs between the runs
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         names = [k[len(prefix):] for k in state if k.startswith(prefix)]
         self.values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(state[prefix + n], dtype=np.float32))
                        for n in names]

@@ -46,7 +46,9 @@ class Timeout(Exception):
 
 
 def seeds(rng: np.random.Generator) -> list[bytes]:
-    """Real files: a few small images at every quality of every shipped codec."""
+    """Real files: a few small images at every quality of every shipped codec, and version 2
+    files (an alpha plane, a soft one and a flat one, and an ICC profile)."""
+    from PIL import Image, ImageCms
     from skimage import data
 
     photo = data.astronaut()
@@ -60,20 +62,29 @@ def seeds(rng: np.random.Generator) -> list[bytes]:
             for q in model.qualities:
                 if (k + q) % 2 == 0 or model_id == DEFAULT_MODEL:
                     out.append(model.compress(image, q))
+    soft = np.dstack([photo[:40, :56], np.linspace(0, 255, 56).astype(np.uint8)[None].repeat(40, 0)])
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    with_icc = Image.fromarray(photo[:24, :40])
+    with_icc.info["icc_profile"] = icc
+    for image in (Image.fromarray(soft, "RGBA"), Image.fromarray(photo[:32, :32]).convert("RGBA"),
+                  Image.fromarray(soft[..., [0, 3]], "LA"), with_icc):
+        out += [codec.compress(image, q) for q in (1, 5)]
     return out
 
 
-def reseal(head: bytes, payload: bytes) -> bytes:
-    """A file with this header (up to the payload length field) and payload, CRC recomputed."""
-    body = head + struct.pack("<I", len(payload)) + payload
+def reseal(head: bytes, payload: bytes, tail: bytes = b"") -> bytes:
+    """A file with this header (up to the payload length field), payload and extensions (the
+    version 2 tail), payload length and CRC recomputed."""
+    body = head + struct.pack("<I", len(payload)) + payload + tail
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def split(data: bytes) -> tuple[bytes, bytes]:
-    """(header without the payload length, payload) of a valid file."""
+def split(data: bytes) -> tuple[bytes, bytes, bytes]:
+    """(header without the payload length, payload, extensions) of a valid file."""
     n = data[5]
     start = 6 + n + 18
-    return data[:start - 4], data[start:-4]
+    (length,) = struct.unpack_from("<I", data, start - 4)
+    return data[:start - 4], data[start:start + length], data[start + length:-4]
 
 
 def set_field(head: bytes, offset_from_id_end: int, fmt: str, value) -> bytes:
@@ -83,46 +94,57 @@ def set_field(head: bytes, offset_from_id_end: int, fmt: str, value) -> bytes:
 
 
 def mutate(data: bytes, seeds_: list[bytes], rng: np.random.Generator) -> tuple[str, bytes]:
-    head, payload = split(data)
+    head, payload, tail = split(data)
     kind = rng.choice(["flip", "flip_sealed", "truncate", "truncate_sealed", "size", "quality",
-                       "mode", "model_id", "payload_random", "splice", "random_bytes", "extend"])
+                       "mode", "model_id", "payload_random", "splice", "random_bytes", "extend",
+                       "extension"])
     if kind == "flip":
         b = bytearray(data)
         for _ in range(rng.integers(1, 9)):
             b[rng.integers(len(b))] ^= 1 << rng.integers(8)
         return kind, bytes(b)
     if kind == "flip_sealed":
-        b = bytearray(head + payload)
+        b = bytearray(head + payload + tail)
         for _ in range(rng.integers(1, 9)):
             b[rng.integers(len(b))] ^= 1 << rng.integers(8)
-        return kind, reseal(bytes(b[:len(head)]), bytes(b[len(head):]))
+        return kind, reseal(bytes(b[:len(head)]), bytes(b[len(head):len(head) + len(payload)]),
+                            bytes(b[len(head) + len(payload):]))
+    if kind == "extension":  # a forged version 2 tail: alpha, profiles, unknown tags, bad lengths
+        data_ = bytes(rng.integers(0, 256, rng.integers(0, 40), dtype=np.uint8))
+        tag = [b"ALPH", b"ICCP", b"EXIF", b"ZZZZ", b"\x00\x01ab"][rng.integers(5)]
+        method = bytes([int(rng.integers(0, 3))])
+        length = len(data_) + 1 + int(rng.choice([0, 0, 0, 1, -1, 1000]))
+        ext = struct.pack("<H", int(rng.integers(0, 3))) + tag + struct.pack("<I", max(0, length)) + method + data_
+        head = head[:4] + b"\x02" + head[5:]
+        mode = int(rng.choice([0, 4, 5]))
+        return kind, reseal(set_field(head, 12, "<B", mode), payload, ext)
     if kind == "truncate":
         return kind, data[:rng.integers(0, len(data))]
     if kind == "truncate_sealed":
-        return kind, reseal(head, payload[:rng.integers(0, len(payload) + 1)])
+        return kind, reseal(head, payload[:rng.integers(0, len(payload) + 1)], tail)
     if kind == "size":
         w, h = (int(rng.choice(BOUNDARY)) if rng.random() < 0.5 else int(rng.integers(1, 5000))
                 for _ in range(2))
         head = set_field(set_field(head, 4, "<I", min(w, 2**32 - 1)), 8, "<I", min(h, 2**32 - 1))
-        return kind, reseal(head, payload)
+        return kind, reseal(head, payload, tail)
     if kind == "quality":
-        return kind, reseal(set_field(head, 13, "<B", int(rng.integers(0, 256))), payload)
+        return kind, reseal(set_field(head, 13, "<B", int(rng.integers(0, 256))), payload, tail)
     if kind == "mode":
-        return kind, reseal(set_field(head, 12, "<B", int(rng.integers(0, 256))), payload)
+        return kind, reseal(set_field(head, 12, "<B", int(rng.integers(0, 256))), payload, tail)
     if kind == "model_id":
         names = [b"vae-v3", b"rvq8-v1", b"rvq9-x", b"", b"a" * 64, b"x\ny", b"\x1b[31mred",
                  bytes(rng.integers(0, 256, rng.integers(1, 20), dtype=np.uint8))]
         name = names[rng.integers(len(names))]
         rest = head[6 + head[5]:]
-        return kind, reseal(head[:5] + bytes([len(name)]) + name + rest, payload)
+        return kind, reseal(head[:5] + bytes([len(name)]) + name + rest, payload, tail)
     if kind == "payload_random":
         n = int(rng.integers(0, 64)) * 4 + int(rng.integers(0, 2)) * int(rng.integers(1, 4))
-        return kind, reseal(head, bytes(rng.integers(0, 256, n, dtype=np.uint8)))
+        return kind, reseal(head, bytes(rng.integers(0, 256, n, dtype=np.uint8)), tail)
     if kind == "splice":
-        _, other = split(seeds_[rng.integers(len(seeds_))])
-        return kind, reseal(head, other)
+        _, other, other_tail = split(seeds_[rng.integers(len(seeds_))])
+        return kind, reseal(head, other, tail if rng.random() < 0.5 else other_tail)
     if kind == "extend":
-        return kind, reseal(head, payload + bytes(rng.integers(0, 256, 4 * rng.integers(1, 64), dtype=np.uint8)))
+        return kind, reseal(head, payload + bytes(rng.integers(0, 256, 4 * rng.integers(1, 64), dtype=np.uint8)), tail)
     blob = bytes(rng.integers(0, 256, rng.integers(0, 200), dtype=np.uint8))
     return kind, (container.MAGIC + bytes([1]) + blob) if rng.random() < 0.5 else blob
 

@@ -55,17 +55,17 @@ def jpeg() -> RDCodec:
 
 
 def webp() -> RDCodec:
-    return RDCodec("WebP", f"Pillow WebP (libwebp {features.version('webp')}), lossy, method 4",
+    return RDCodec("WebP", f"Pillow WebP (libwebp {features.version('webp')}), lossy, method 6 (its best)",
                    [0, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 4, 5, 7, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95],
-                   *_pillow("WEBP"))
+                   *_pillow("WEBP", method=6))
 
 
 def avif() -> RDCodec:
     if not features.check("avif"):
         raise VQPressError("this Pillow has no AVIF support")
-    return RDCodec("AVIF", f"Pillow AVIF (libavif {features.version('avif')}), default speed",
+    return RDCodec("AVIF", f"Pillow AVIF (libavif {features.version('avif')}), speed 4, 4:2:0",
                    [0, 3, 6, 8, 10, 12, 14, 16, 18, 20, 25, 30, 40, 50, 60, 70, 80, 90],
-                   *_pillow("AVIF"))
+                   *_pillow("AVIF", speed=4))
 
 
 def jpeg2000() -> RDCodec:

@@ -115,3 +115,31 @@ def test_rungs_read_and_write_their_spec():
     for text, rung in [("1", Rung(1)), ("2+60", Rung(2, 60.0)), ("1+85@0.15", Rung(1, 85.0, 0.15))]:
         assert Rung.parse(text) == rung and rung.spec() == text
     assert Rung(*[2, 60.0]) == Rung(2, 60.0, 0.0)  # ladders of the first models: no offset
+
+
+def test_block_modes_round_trip_and_flatten_only_where_asked():
+    from vqpress.codec import modes
+
+    rng = np.random.default_rng(3)
+    chosen = (rng.random((9, 13)) < 0.3).astype(np.uint8)
+    encoder = new_encoder()
+    bits = modes.encode(encoder, chosen)
+    payload = encoder.get_compressed().tobytes()
+    assert np.array_equal(modes.decode(PayloadDecoder(payload), 9, 13), chosen)
+    assert bits < chosen.size  # adaptive counts: less than a bit a block at 30% ones
+    base = rng.integers(0, 256, (70, 100, 3)).astype(np.uint8)
+    flat = modes.predictor(base, chosen)
+    assert np.array_equal(flat[:8, 8:16], np.broadcast_to(base[:8, 8:16].mean((0, 1)), (8, 8, 3))) == bool(chosen[0, 1])
+    keep = np.repeat(np.repeat(chosen == 0, 8, 0), 8, 1)[:70, :100]
+    assert np.array_equal(flat[keep], base[keep].astype(np.float32))
+
+
+def test_a_textured_base_under_a_flat_colour_is_flattened():
+    from vqpress.codec import modes
+
+    rng = np.random.default_rng(4)
+    photo = np.full((32, 48, 3), (200, 30, 90), np.uint8)
+    base = np.clip(photo + rng.normal(0, 12, photo.shape), 0, 255).astype(np.uint8)  # painted texture
+    chosen, _ = modes.choose(photo, base, 15.0, 0.15)
+    assert chosen.all()
+    assert not modes.choose(base, base, 15.0, 0.15)[0].any()  # where the texture is real: the base

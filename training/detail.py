@@ -16,7 +16,7 @@ from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
 from vqpress import weights
-from vqpress.codec import detail
+from vqpress.codec import detail, modes
 from vqpress.codec.api import Codec
 from vqpress.codec.entropy import new_encoder
 from vqpress.codec.errors import VQPressError
@@ -50,49 +50,51 @@ def parse_ladder(text: str, max_stages: int) -> list[Rung]:
     return ladder
 
 
-def _residuals(codec: Codec, path: Path, stage_counts: set[int]) -> tuple[np.ndarray, dict]:
-    """The photo, and per number of VQ stages its base and residual coefficients."""
+def _bases(codec: Codec, path: Path, stage_counts: set[int]) -> tuple[np.ndarray, dict]:
+    """The photo, and its VQ base for each number of stages."""
     rgb, _ = to_rgb8(open_image(path))
     h, w = rgb.shape[:2]
     symbols = codec.symbols(rgb, max(stage_counts))
-    out = {}
-    for stages in stage_counts:
-        base = codec.pixels(symbols[:stages], h, w)
-        out[stages] = (base, detail.residual_coefficients(rgb, base))
-    return rgb, out
+    return rgb, {stages: codec.pixels(symbols[:stages], h, w) for stages in stage_counts}
 
 
-def fit_tables(codec: Codec, paths: list[Path], ladder: list[Rung]) -> np.ndarray:
-    """Integer tables (rungs with a step, 3, GROUPS, CONTEXTS, SYMBOLS) of the photos' residuals."""
+def fit_tables(codec: Codec, paths: list[Path], ladder: list[Rung], block_modes: bool) -> np.ndarray:
+    """Integer tables (rungs with a step, 3, GROUPS, CONTEXTS, SYMBOLS) of the levels the
+    encoder codes for the photos."""
     rungs = [r for r in ladder if r.step is not None]
     counts = np.zeros((len(rungs), 3, detail.GROUPS, detail.CONTEXTS, detail.SYMBOLS))
     for path in tqdm(paths, desc="counting detail levels"):
-        _, residuals = _residuals(codec, path, {r.stages for r in rungs})
+        rgb, bases = _bases(codec, path, {r.stages for r in rungs})
         for k, rung in enumerate(rungs):
-            detail.count(detail.quantise(residuals[rung.stages][1], rung.step), counts[k])
+            levels, _ = modes.levels_for(rgb, bases[rung.stages], rung.step, rung.offset, block_modes)
+            detail.count(levels, counts[k])
     return np.stack([detail.table_from_counts(c) for c in counts])
 
 
-def validate(codec: Codec, paths: list[Path], ladder: list[Rung], tables, adaptive: bool) -> dict:
-    """Mean detail-layer bits per pixel (the tables' cross-entropy) and mean PSNR of base plus
-    detail over whole photos, per rung with a step."""
+def validate(codec: Codec, paths: list[Path], ladder: list[Rung], tables, adaptive: bool,
+             block_modes: bool) -> dict:
+    """Mean detail-layer bits per pixel (the coded cross-entropy, modes included) and mean PSNR
+    of base plus detail over whole photos, per rung with a step."""
     rungs = [r for r in ladder if r.step is not None]
     bpp, quality = np.zeros(len(rungs)), np.zeros(len(rungs))
     for path in tqdm(paths, desc="validating"):
-        rgb, residuals = _residuals(codec, path, {r.stages for r in rungs})
+        rgb, bases = _bases(codec, path, {r.stages for r in rungs})
         h, w = rgb.shape[:2]
         for k, rung in enumerate(rungs):
-            base, coefficients = residuals[rung.stages]
-            levels = detail.quantise(coefficients, rung.step)
-            bpp[k] += detail.encode(new_encoder(), levels, tables[k], adaptive=adaptive) / (h * w) / len(paths)
-            quality[k] += psnr(detail.add_detail(base, levels, rung.step, rung.offset), rgb) / len(paths)
+            base = bases[rung.stages]
+            levels, chosen = modes.levels_for(rgb, base, rung.step, rung.offset, block_modes)
+            bits = detail.encode(new_encoder(), levels, tables[k], adaptive=adaptive)
+            bits += modes.encode(new_encoder(), chosen) if block_modes else 0
+            bpp[k] += bits / (h * w) / len(paths)
+            out = detail.add_detail(modes.predictor(base, chosen), levels, rung.step, rung.offset)
+            quality[k] += psnr(out, rgb) / len(paths)
     return {rung.spec(): {"detail_bpp": round(float(b), 4), "psnr": round(float(p), 3)}
             for rung, b, p in zip(rungs, bpp, quality)}
 
 
 def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str, out: Path,
                   ladder_text: str = LADDER, limit: int | None = None, device: str = "cpu",
-                  adaptive: bool = True) -> Path:
+                  adaptive: bool = True, block_modes: bool = True) -> Path:
     """Release <out>/<model_id>.safetensors: the networks and prior of `base_model` (a shipped
     codec, or a codec file's path), with the ladder and detail tables fitted for it."""
     base_path = Path(base_model) if base_model.endswith(".safetensors") else weights.verified(base_model)[0]
@@ -100,23 +102,24 @@ def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str
     ladder = parse_ladder(ladder_text, codec.model.vqvae_config["num_stages"])
     train_paths = image_paths(data)[:limit]
     start = time.time()
-    tables = fit_tables(codec, train_paths, ladder)
+    tables = fit_tables(codec, train_paths, ladder, block_modes)
     base_card = weights.metadata(base_path)["card"]
     card = {"model_id": model_id, **{k: v for k, v in base_card.items() if k not in ("model_id", "detail")},
             "detail": {"base_model": base_path.stem, "data": str(data), "valid": str(valid) if valid else None,
                        "train_images": len(train_paths), "ladder": [r.spec() for r in ladder],
-                       "deadzone": detail.DEADZONE, "adaptive": adaptive,
+                       "deadzone": detail.DEADZONE, "adaptive": adaptive, "block_modes": block_modes,
                        "fit_seconds": round(time.time() - start),
                        "hardware": hardware(device)}}
     if valid is not None:
-        card["detail"]["validation"] = validate(codec, image_paths(valid)[:limit], ladder, tables, adaptive)
+        card["detail"]["validation"] = validate(codec, image_paths(valid)[:limit], ladder, tables, adaptive,
+                                                block_modes)
 
     def write(path):
         tensors = {k: v for k, v in load_file(str(base_path)).items() if not k.startswith("detail.")}
         tensors["detail.tables"] = np.ascontiguousarray(tables, dtype=np.int32)
         metadata = {"vqvae_config": json.dumps(codec.model.vqvae_config), "card": json.dumps(card),
                     "ladder": json.dumps([[r.stages, r.step, r.offset] for r in ladder]),
-                    "adaptive_detail": json.dumps(adaptive)}
+                    "adaptive_detail": json.dumps(adaptive), "block_modes": json.dumps(block_modes)}
         save_file(tensors, str(path), metadata=metadata)
 
     sections = codec_sections(card) + ([("decoder", [f"- fine-tuned: `{json.dumps(card['decoder']['model_config'])}`, "
@@ -135,7 +138,9 @@ def detail_lines(d: dict, ladder: list[Rung]) -> list[str]:
               "orthonormal colour transform and 8x8 DCT, quantised with one step size (dead zone "
               f"{d['deadzone']}, levels reconstructed at |q| + {', '.join(f'{o:g}' for o in offsets)}) and "
               "range-coded with integer context tables"
-              + (", which adapt to each image as it is coded." if d.get("adaptive") else ".")),
+              + (", which adapt to each image as it is coded" if d.get("adaptive") else "")
+              + ("; per 8x8 block the encoder predicts from the VQ base or its block mean (`codec/modes.py`)."
+                 if d.get("block_modes") else ".")),
              "", f"- qualities: {rungs}",
              (f"- tables fitted (counted, no gradient descent) on `{d['data']}` "
               f"({d['train_images']} images) in {d['fit_seconds'] / 60:.0f} min on {d['hardware']}")]

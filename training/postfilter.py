@@ -13,7 +13,7 @@ from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
 from vqpress import weights
-from vqpress.codec import detail
+from vqpress.codec import detail, modes
 from vqpress.codec.api import Codec
 from vqpress.codec.errors import VQPressError
 from vqpress.codec.imageio import image_paths, open_image, to_rgb8
@@ -38,8 +38,8 @@ def decoded(codec: Codec, rgb: np.ndarray) -> list[np.ndarray]:
         if rung.step is None:
             out.append(base)
         else:
-            levels = detail.quantise(detail.residual_coefficients(rgb, base), rung.step)
-            out.append(detail.add_detail(base, levels, rung.step, rung.offset))
+            levels, chosen = modes.levels_for(rgb, base, rung.step, rung.offset, codec.model.block_modes)
+            out.append(detail.add_detail(modes.predictor(base, chosen), levels, rung.step, rung.offset))
     return out
 
 
@@ -76,7 +76,8 @@ def same_pixels(a: Path, b: Path) -> bool:
 
     ma, mb = load_codec_file(a), load_codec_file(b)
     same = lambda x, y: x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x)  # noqa: E731
-    return (ma.ladder == mb.ladder and np.array_equal(ma.detail_tables, mb.detail_tables)
+    return (ma.ladder == mb.ladder and ma.block_modes == mb.block_modes
+            and np.array_equal(ma.detail_tables, mb.detail_tables)
             and same(ma.vqvae_state, mb.vqvae_state))
 
 
