@@ -5,7 +5,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-GRAY = {"L", "1", "I;16", "I", "F", "LA"}
+GRAY = {"L", "1", "I;16", "I", "F"}
+WITH_ALPHA = {"RGBA": "RGBA", "PA": "RGBA", "LA": "LA"}  # source mode -> decoded mode
 MODES = ["RGB", "L", "RGBA", "LA", "P", "PA", "1", "I;16", "I", "F", "CMYK", "YCbCr", "RGBX", "LAB", "HSV"]
 
 
@@ -17,7 +18,10 @@ def image_of(mode: str, width: int, height: int, seed: int) -> Image.Image:
     if mode in ("I;16", "I", "F"):
         wide = Image.fromarray(rgb[..., 0].astype(np.uint16) * 257)  # a 16-bit gray image
         return wide if mode == "I;16" else wide.convert(mode)
-    return image.convert(mode)
+    image = image.convert(mode)
+    if mode in ("RGBA", "LA"):  # a varied alpha plane, not all-opaque
+        image.putalpha(Image.fromarray(np.roll(rgb[..., 1], 1, axis=1)))
+    return image
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -27,4 +31,6 @@ def test_every_size_and_mode_round_trips(model, width, height, mode, quality, se
     image = image_of(mode, width, height, seed)
     out = model.decompress(model.compress(image, quality))
     assert out.size == (width, height)
-    assert out.mode == ("L" if mode in GRAY and mode != "LA" else "RGB")
+    assert out.mode == WITH_ALPHA.get(mode, "L" if mode in GRAY else "RGB")
+    if mode in WITH_ALPHA:  # alpha is lossless
+        assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(image.getchannel("A")))

@@ -1,0 +1,115 @@
+"""Ablation of the codec's levers: BD-rates of codec variants against the peers, on image sets.
+
+A variant is a shipped model or a codec file, optionally with levers switched off in a copy of
+its metadata (same networks and tables): `-postfilter` drops the reconstruction filter,
+`-modes` the per-block predictor choice, `-adaptive` the adaptive detail tables. Every variant
+and peer is really encoded and decoded on every image of every set (`vqpress.measure.rd`);
+the peers' measurements are cached in the output folder, since they do not change.
+
+    python benchmarks/ablation.py --set ../shared/corpus/valid --set evalsets/packages \
+        --variant v3=rvq-dct-v3 --variant "v4 static, no modes=rvq-dct-v4:-postfilter:-modes:-adaptive" \
+        --variant v4=rvq-dct-v4 -o out/ablation
+
+Prints one markdown table (BD-rate in % of bits, PSNR; negative = fewer bits than the peer)
+and writes it, with every curve, to the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from safetensors.numpy import load_file, save_file
+
+from vqpress import weights
+from vqpress.codec.api import Codec
+from vqpress.measure import baselines
+from vqpress.measure.metrics import bd_rate
+from vqpress.measure.rd import curves, measure
+
+PEERS = ["webp", "avif", "jpeg", "jxl"]
+LEVERS = {"-postfilter", "-modes", "-adaptive"}
+
+
+def variant_file(spec: str, folder: Path) -> Path:
+    """A codec file for MODEL[:-lever...]: the model itself, or a copy with levers off."""
+    model, *levers = spec.split(":")
+    path = Path(model) if Path(model).is_file() else weights.verified(model)[0]
+    if not levers:
+        return path
+    if set(levers) - LEVERS:
+        raise SystemExit(f"unknown lever in {spec!r} (known: {', '.join(sorted(LEVERS))})")
+    tensors = load_file(str(path))
+    meta = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in weights.metadata(path).items()}
+    if "-postfilter" in levers:
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("postfilter.")}
+        meta.pop("postfilter_config", None)
+    if "-modes" in levers:
+        meta["block_modes"] = "false"
+    if "-adaptive" in levers:
+        meta["adaptive_detail"] = "false"
+    out = folder / f"{path.stem}{''.join(levers)}.safetensors"
+    save_file(tensors, str(out), metadata=meta)
+    return out
+
+
+def codec_of(name: str, path: Path) -> baselines.RDCodec:
+    model = Codec(path=path)
+
+    def decode(data: bytes):
+        import numpy as np
+        return np.asarray(model.decompress(data).convert("RGB"))
+
+    return baselines.RDCodec(name, str(path), list(model.qualities),
+                             lambda rgb, q: model.compress(rgb, q), decode, levels_only=True)
+
+
+def peer_curves(folder: Path, cache: Path) -> dict[str, dict]:
+    out = {}
+    for name in PEERS:
+        cached = cache / f"{name}.json"
+        if not cached.exists():
+            codec = baselines.get(name)
+            cached.write_text(json.dumps(curves(measure([codec], {}, folder))[codec.name]))
+        out[name] = json.loads(cached.read_text())
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--set", dest="sets", action="append", type=Path, required=True)
+    parser.add_argument("--variant", dest="variants", action="append", required=True,
+                        help="NAME=MODEL[:-postfilter][:-modes][:-adaptive]")
+    parser.add_argument("-o", "--out", type=Path, default=Path("out/ablation"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        variants = [(name, variant_file(spec, Path(tmp)))
+                    for name, _, spec in (v.partition("=") for v in args.variants)]
+        for folder in args.sets:
+            cache = args.out / folder.name
+            cache.mkdir(exist_ok=True)
+            peers = peer_curves(folder, cache)
+            codecs = [codec_of(name, path) for name, path in variants]
+            mine = curves(measure(codecs, {}, folder))
+            results[folder.name] = {"peers": peers, "variants": mine}
+    head = "| variant | " + " | ".join(f"{s}: vs {p}" for s in results for p in PEERS) + " |"
+    lines = [head, "|" + "---|" * (1 + len(results) * len(PEERS))]
+    for name, _ in variants:
+        cells = []
+        for r in results.values():
+            v = r["variants"][name]
+            cells += [f"{bd_rate(r['peers'][p]['bpp'], r['peers'][p]['psnr'], v['bpp'], v['psnr']):+.1f}%"
+                      for p in PEERS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    print(table)
+    (args.out / "ablation.md").write_text(table + "\n")
+    (args.out / "ablation.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
