@@ -140,8 +140,10 @@ def export_decoder(run, model_id, out):
 @click.option("--crop", type=int, default=96, show_default=True, help="Crop side in pixels (even).")
 @click.option("--channels", type=int, default=32, show_default=True)
 @click.option("--layers", type=int, default=5, show_default=True, help="3x3 convolutions.")
+@click.option("--limit", type=click.IntRange(min=1),
+              help="Decode only N training photos, evenly spread over the folder.")
 def postfilter(data, valid, run, steps, batch, lr, validate_every, threads, nproc, device, base_path, crop,
-               channels, layers):
+               channels, layers, limit):
     """Train the reconstruction filter on a codec's decoded output."""
     from vqpress.codec.model import load_codec_file
     from vqpress.nets.postfilter import PostFilterConfig
@@ -151,7 +153,7 @@ def postfilter(data, valid, run, steps, batch, lr, validate_every, threads, npro
         raise VQPressError(f"--crop {crop}: the filter needs an even crop side")
     cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
     qualities = len(load_codec_file(base_path).ladder)
-    launch(train_postfilter, cfg, base_path, PostFilterConfig(qualities, channels, layers), nproc=nproc)
+    launch(train_postfilter, cfg, base_path, PostFilterConfig(qualities, channels, layers), limit, nproc=nproc)
 
 
 @train.command(name="export-postfilter")
@@ -196,7 +198,8 @@ def export_graphs(model_id, out):
 @click.option("--model-id", required=True, help="File stem of the new codec, e.g. rvq-dct-v4.")
 @click.option("--ladder", help="Quality levels, lowest first: STAGES[+STEP[@OFFSET]] each "
               "[default: vqpress.training.detail.LADDER].")
-@click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images of each folder.")
+@click.option("--limit", type=click.IntRange(min=1),
+              help="Use only N images of each folder, evenly spread over it.")
 @click.option("--adaptive/--static", default=True, show_default=True,
               help="Tables that adapt to each image as it is coded, or fixed ones (the first models').")
 @click.option("--block-modes/--no-block-modes", default=True, show_default=True,

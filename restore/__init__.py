@@ -1,6 +1,6 @@
 """vqpress restoration: latent MAP with a learned decoder as the image prior.
 
-    >>> import restore
+    >>> from vqpress import restore
     >>> fixed = restore.inpaint(image, mask)                 # white mask pixels = missing
     >>> sharp = restore.restore(image, task="sr", scale=4)   # or "denoise", "deblur"
 """

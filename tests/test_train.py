@@ -59,6 +59,7 @@ def test_codec_training_resumes_and_exports(folder, tmp_path):
     assert card["vqvae"]["schedules"] == [{"from_step": 0, "steps": 2}, {"from_step": 2, "steps": 4}]
     text = (out / "tiny.md").read_text()
     assert "## vqvae" in text and "restarted cosine over steps 2-4" in text
+    assert len(card["vqvae"]["commands"]) == 2 and text.count("- command: `") == 3  # two vqvae runs, one prior
     saved = torch.from_numpy(load_codec_file(path).vqvae_state["decoder.0.weight"].astype(np.float32))
     trained = ckpt["model"]["decoder.0.weight"]
     assert torch.allclose(saved, trained, atol=1e-3)
@@ -186,6 +187,7 @@ def test_detail_layer_is_fitted_over_a_shipped_base(folder, tmp_path):
     assert fine["detail_bpp"] > coarse["detail_bpp"] and fine["psnr"] > coarse["psnr"]
     assert one_stage["detail_bpp"] > coarse["detail_bpp"]  # a poorer base leaves more to code
     assert "2 stages + detail step 40" in (out / "tiny-d.md").read_text()
+    assert card["detail"]["command"] and "- command: `" in (out / "tiny-d.md").read_text()
     for ladder, message in (("1 2+abc", "use rungs like"), ("9+60", "1 to 8 VQ stages")):
         bad = CliRunner().invoke(main, ["train", "detail", "--data", str(folder), "--model-id", "x",
                                         "--ladder", ladder, "--out", str(tmp_path / "none")])
@@ -211,3 +213,24 @@ def test_data_parallel_training_keeps_the_replicas_identical(folder, tmp_path):
     assert torch.load(run / "ckpt.pt", weights_only=False)["step"] == 4
     text = invoke("train", "vqvae", "--data", folder, "--run", run, "--steps", 6, "--threads", 1, *tiny)
     assert "resuming" in text and torch.load(run / "ckpt.pt", weights_only=False)["step"] == 6
+
+
+def test_postfilter_training_exports_a_codec_that_decodes_with_its_filter(folder, tmp_path, photo):
+    from vqpress import weights
+    from vqpress.codec.api import Codec
+
+    base, _ = weights.verified("rvq-dct-v3")
+    run, out = tmp_path / "pf", tmp_path / "weights"
+    invoke("train", "postfilter", "--base", base, "--data", folder, "--valid", folder, "--run", run,
+           "--steps", 2, "--batch", 2, "--crop", 32, "--limit", 2,  # the shipped graph's width and depth
+           "--validate-every", 2, "--threads", 1, "--device", "cpu")
+    ckpt = torch.load(run / "ckpt.pt", weights_only=False)
+    assert ckpt["step"] == 2 and ckpt["train_config"]["extra"]["train_images"] == 2
+    assert set(ckpt["history"][-1]) >= {f"gain@{q}" for q in range(1, 10)}
+    invoke("train", "export-postfilter", "--run", run, "--model-id", "tiny-pf", "--out", out)
+    card = (out / "tiny-pf.md").read_text()
+    assert "## reconstruction filter" in card and card.count("- command: `") == 2  # train, export
+    codec = Codec(path=out / "tiny-pf.safetensors")
+    assert codec.postfilter is not None
+    decoded = codec.decompress(codec.compress(photo, 5))
+    assert decoded.size == (photo.shape[1], photo.shape[0])

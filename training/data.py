@@ -12,6 +12,13 @@ from vqpress.codec.blocks import DOWNSCALE
 from vqpress.codec.imageio import ImageError, image_paths, open_image, to_rgb8
 
 
+def evenly_spread(paths: list[Path], limit: int | None) -> list[Path]:
+    """`limit` of the paths, evenly spaced, so that every source of a sorted corpus is in."""
+    if limit is None or limit >= len(paths):
+        return paths
+    return [paths[i] for i in np.linspace(0, len(paths) - 1, limit).round().astype(int)]
+
+
 def load_folder(folder: str | Path, min_side: int = 0) -> list[np.ndarray]:
     images = []
     for p in tqdm(image_paths(folder), desc=f"loading {folder}", leave=False):

@@ -25,8 +25,8 @@ from vqpress.codec.model import Rung
 from vqpress.measure.metrics import psnr
 
 from .codec_models import CODEC_INTRO, codec_sections
-from .data import image_paths
-from .loop import hardware
+from .data import evenly_spread, image_paths
+from .loop import command_line, hardware
 from .release import release
 
 # The ladder of rvq-dct-v4: one VQ stage under the detail layer up to about 0.25 bpp, where the
@@ -100,7 +100,7 @@ def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str
     base_path = Path(base_model) if base_model.endswith(".safetensors") else weights.verified(base_model)[0]
     codec = Codec(device=device, path=base_path)
     ladder = parse_ladder(ladder_text, codec.model.vqvae_config["num_stages"])
-    train_paths = image_paths(data)[:limit]
+    train_paths = evenly_spread(image_paths(data), limit)
     start = time.time()
     tables = fit_tables(codec, train_paths, ladder, block_modes)
     base_card = weights.metadata(base_path)["card"]
@@ -108,10 +108,10 @@ def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str
             "detail": {"base_model": base_path.stem, "data": str(data), "valid": str(valid) if valid else None,
                        "train_images": len(train_paths), "ladder": [r.spec() for r in ladder],
                        "deadzone": detail.DEADZONE, "adaptive": adaptive, "block_modes": block_modes,
-                       "fit_seconds": round(time.time() - start),
+                       "fit_seconds": round(time.time() - start), "command": command_line(),
                        "hardware": hardware(device)}}
     if valid is not None:
-        card["detail"]["validation"] = validate(codec, image_paths(valid)[:limit], ladder, tables, adaptive,
+        card["detail"]["validation"] = validate(codec, evenly_spread(image_paths(valid), limit), ladder, tables, adaptive,
                                                 block_modes)
 
     def write(path):
@@ -144,6 +144,8 @@ def detail_lines(d: dict, ladder: list[Rung]) -> list[str]:
              "", f"- qualities: {rungs}",
              (f"- tables fitted (counted, no gradient descent) on `{d['data']}` "
               f"({d['train_images']} images) in {d['fit_seconds'] / 60:.0f} min on {d['hardware']}")]
+    if d.get("command"):
+        lines.append(f"- command: `{d['command']}`")
     if "validation" in d:
         lines.append(f"- validation on whole photos of `{d['valid']}` (detail-layer bits per pixel "
                      "from the tables' cross-entropy, on top of the base's): "

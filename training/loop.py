@@ -18,6 +18,8 @@ import json
 import math
 import os
 import platform
+import shlex
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,8 +77,10 @@ class Progress:
 
 
 def resume(run: Path, model, optimizer, cfg: TrainConfig) -> Progress:
-    """Load run/ckpt.pt into model and optimizer if there is one, and say where it stopped."""
+    """Load run/ckpt.pt into model and optimizer if there is one, and say where it stopped.
+    The command lines that ran the run are kept for its model card."""
     if not (run / "ckpt.pt").exists():
+        cfg.extra["commands"] = [command_line()]
         return Progress()
     ckpt = read_checkpoint(run)
     model.load_state_dict(ckpt["model"])
@@ -86,8 +90,15 @@ def resume(run: Path, model, optimizer, cfg: TrainConfig) -> Progress:
     if cfg.steps != schedules[-1]["steps"]:
         schedules = [*schedules, {"from_step": ckpt["step"], "steps": cfg.steps}]
     cfg.extra["schedules"] = schedules
+    cfg.extra["commands"] = [*before["extra"].get("commands", []), command_line()]
     print(f"resuming {run} at step {ckpt['step']}")
     return Progress(ckpt["step"], ckpt["seconds"], ckpt["history"])
+
+
+def command_line() -> str:
+    """This process's command, as a user would type it (`vqpress train ...`)."""
+    args = " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return f"vqpress {args}" if Path(sys.argv[0]).name in ("vqpress", "main.py") else f"{sys.argv[0]} {args}"
 
 
 def save_checkpoint(run: Path, model, optimizer, progress: Progress, cfg: TrainConfig,

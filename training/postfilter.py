@@ -21,8 +21,9 @@ from vqpress.measure.metrics import psnr, psnr_of_mse
 from vqpress.nets.postfilter import PostFilter, PostFilterConfig
 
 from .codec_models import CODEC_INTRO, codec_sections
+from .data import evenly_spread
 from .detail import detail_lines
-from .loop import TrainConfig, fit, prepare, read_checkpoint, resume
+from .loop import TrainConfig, command_line, fit, prepare, read_checkpoint, resume
 from .release import half, release, summary, training_lines
 
 
@@ -101,14 +102,16 @@ def validate_postfilter(net: PostFilter, valid: list[tuple[np.ndarray, list[np.n
     return {f"gain@{q}": round(float(g), 3) for q, g in enumerate(gains, 1)}
 
 
-def train_postfilter(cfg: TrainConfig, base_path: Path, config: PostFilterConfig) -> PostFilter:
-    """Fit the filter to the decoded output of the codec file `base_path` (MSE)."""
+def train_postfilter(cfg: TrainConfig, base_path: Path, config: PostFilterConfig,
+                     limit: int | None = None) -> PostFilter:
+    """Fit the filter to the decoded output of the codec file `base_path` (MSE), on `limit`
+    training photos spread over the folder (all by default)."""
     run = prepare(cfg)
     codec = Codec(device="cpu", path=base_path)
     net = PostFilter(config).to(cfg.device)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     progress = resume(run, net, optimizer, cfg)
-    pairs = Pairs(codec, image_paths(cfg.data), cfg.crop, cfg.seed + progress.step)
+    pairs = Pairs(codec, evenly_spread(image_paths(cfg.data), limit), cfg.crop, cfg.seed + progress.step)
     cfg.extra.update(train_images=len(pairs.items), init={"codec": str(base_path)})
     valid = None
     if cfg.valid:
@@ -134,6 +137,7 @@ def export_postfilter(run, model_id: str, out: Path, base: Path | None = None) -
         raise VQPressError(f"{base_path} does not decode to the pixels the filter was trained on ({trained_on})")
     meta = weights.metadata(base_path)
     card = {**meta["card"], "model_id": model_id, "postfilter": summary(ckpt)}
+    card["postfilter"]["commands"] = [*(card["postfilter"]["commands"] or []), command_line()]
     tensors = {k: v for k, v in load_file(str(base_path)).items() if not k.startswith("postfilter.")}
     tensors.update({f"postfilter.{k}": v for k, v in half(ckpt["model"]).items()})
 

@@ -36,6 +36,7 @@ def summary(ckpt: dict) -> dict:
             "train_seconds": round(ckpt["seconds"]), "hardware": ckpt.get("hardware", "unknown"),
             "model_config": ckpt["model_config"], "init": cfg["extra"].get("init"),
             "schedules": cfg["extra"].get("schedules"), "tasks": cfg["extra"].get("tasks"),
+            "commands": cfg["extra"].get("commands"),
             "last_validation": ckpt["history"][-1] if ckpt["history"] else None}
 
 
@@ -54,6 +55,7 @@ def training_lines(c: dict) -> list[str]:
         lines.append(f"- lr schedule: warm-up and cosine over {', then a restarted cosine over '.join(parts)} "
                      "(the run was resumed with a new number of steps)")
     lines.append(f"- config: `{json.dumps(c['model_config'])}`")
+    lines += [f"- command: `{command}`" for command in c.get("commands") or []]
     if c.get("last_validation") is not None:
         lines.append(f"- last validation: `{json.dumps(c['last_validation'])}`")
     return lines
