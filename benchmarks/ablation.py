@@ -3,12 +3,12 @@
 A variant is a shipped model or a codec file, optionally with levers switched off in a copy of
 its metadata (same networks and tables): `-postfilter` drops the reconstruction filter,
 `-modes` the per-block predictor choice, `-adaptive` the adaptive detail tables. Every variant
-and peer is really encoded and decoded on every image of every set (`vqpress.measure.rd`);
-the peers' measurements are cached in the output folder, since they do not change.
+is really encoded and decoded on every image of every set (`vqpress.measure.rd`); the peers'
+curves come from a `vqpress rd` run on the same set (`--peers`, one per `--set`).
 
-    python benchmarks/ablation.py --set ../shared/corpus/valid --set evalsets/packages \
-        --variant v3=rvq-dct-v3 --variant "v4 static, no modes=rvq-dct-v4:-postfilter:-modes:-adaptive" \
-        --variant v4=rvq-dct-v4 -o out/ablation
+    vqpress rd ../shared/corpus/valid --codec jpeg --codec webp --codec avif --codec jxl -o out/rd-valid
+    python benchmarks/ablation.py --set ../shared/corpus/valid --peers out/rd-valid \
+        --variant "v4 without filter=rvq-dct-v4:-postfilter" --variant v4=rvq-dct-v4 -o out/ablation
 
 Prints one markdown table (BD-rate in % of bits, PSNR; negative = fewer bits than the peer)
 and writes it, with every curve, to the output folder.
@@ -27,7 +27,7 @@ from vqpress import weights
 from vqpress.codec.api import Codec
 from vqpress.measure import baselines
 from vqpress.measure.metrics import bd_rate
-from vqpress.measure.rd import curves, measure
+from vqpress.measure.rd import slug, curves, measure
 
 PEERS = ["webp", "avif", "jpeg", "jxl"]
 LEVERS = {"-postfilter", "-modes", "-adaptive"}
@@ -66,20 +66,22 @@ def codec_of(name: str, path: Path) -> baselines.RDCodec:
                              lambda rgb, q: model.compress(rgb, q), decode, levels_only=True)
 
 
-def peer_curves(folder: Path, cache: Path) -> dict[str, dict]:
+def peer_curves(rd_run: Path) -> dict[str, dict]:
+    """The peers' curves of a `vqpress rd` output folder, by their names here."""
     out = {}
     for name in PEERS:
-        cached = cache / f"{name}.json"
-        if not cached.exists():
-            codec = baselines.get(name)
-            cached.write_text(json.dumps(curves(measure([codec], {}, folder))[codec.name]))
-        out[name] = json.loads(cached.read_text())
+        codec = baselines.get(name)
+        doc = json.loads((rd_run / f"{slug(codec.name)}.json").read_text())
+        out[name] = {"bpp": doc["results"]["bpp"], "psnr": doc["results"]["psnr-rgb"]}
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", dest="sets", action="append", type=Path, required=True)
+    parser.add_argument("--peers", action="append", type=Path, required=True,
+                        help="a vqpress rd output folder of the peers on the same set, per --set")
+    parser.add_argument("--qualities", help="measure the variants at these qualities only (e.g. 1,3,5,7,9,11)")
     parser.add_argument("--variant", dest="variants", action="append", required=True,
                         help="NAME=MODEL[:-postfilter][:-modes][:-adaptive]")
     parser.add_argument("-o", "--out", type=Path, default=Path("out/ablation"))
@@ -89,12 +91,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         variants = [(name, variant_file(spec, Path(tmp)))
                     for name, _, spec in (v.partition("=") for v in args.variants)]
-        for folder in args.sets:
-            cache = args.out / folder.name
-            cache.mkdir(exist_ok=True)
-            peers = peer_curves(folder, cache)
+        if len(args.peers) != len(args.sets):
+            parser.error("give one --peers folder per --set")
+        grid = [int(q) for q in args.qualities.split(",")] if args.qualities else None
+        for folder, rd_run in zip(args.sets, args.peers):
+            peers = peer_curves(rd_run)
             codecs = [codec_of(name, path) for name, path in variants]
-            mine = curves(measure(codecs, {}, folder))
+            mine = curves(measure(codecs, {c.name: grid for c in codecs} if grid else {}, folder))
             results[folder.name] = {"peers": peers, "variants": mine}
     head = "| variant | " + " | ".join(f"{s}: vs {p}" for s in results for p in PEERS) + " |"
     lines = [head, "|" + "---|" * (1 + len(results) * len(PEERS))]

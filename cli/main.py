@@ -255,9 +255,13 @@ def _quality_meaning(header) -> str:
 @click.option("--quality", "grids", multiple=True, metavar="NAME=Q1,Q2,...",
               help="Override a codec's quality grid, e.g. jpeg=10,30,50,70,90.")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--reuse", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="An earlier run's output folder: its measurements of the same codecs (same "
+                   "description: library version, settings, model) on the same images are reused.")
 @device_option
 @friendly_errors
-def rd(folder: Path, specs: tuple[str, ...], grids: tuple[str, ...], output: Path, device: str):
+def rd(folder: Path, specs: tuple[str, ...], grids: tuple[str, ...], output: Path, reuse: Path | None,
+       device: str):
     """Rate-distortion of codecs on a folder of images: JSON, CSV, BD-rates and plots."""
     from vqpress.measure import baselines
     from vqpress.measure import rd as study
@@ -277,7 +281,9 @@ def rd(folder: Path, specs: tuple[str, ...], grids: tuple[str, ...], output: Pat
         if codec.levels_only and not set(overrides[codec.name]) <= set(codec.qualities):
             raise VQPressError(f"--quality {item!r}: {name} has the levels "
                                f"{', '.join(map(str, codec.qualities))}")
-    result = study.run(list(codecs.values()), folder, output, overrides)
+    if reuse is not None and not (reuse / "per_image.csv").is_file():
+        raise VQPressError(f"--reuse {reuse}: not the output folder of a vqpress rd run (no per_image.csv)")
+    result = study.run(list(codecs.values()), folder, output, overrides, reuse)
     click.echo(study.bd_markdown([r for r in result["bd"] if r["test"].startswith("vqpress")]))
     click.echo(f"wrote {output}/: per-codec JSON, per_image.csv, bd_rate.csv/.md, rd.png, crops.png")
 

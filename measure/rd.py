@@ -30,13 +30,21 @@ FIELDS = ["codec", "quality", "image", "width", "height", "bytes", "bpp", "psnr"
           "encoding_time", "decoding_time"]
 
 
-def measure(codecs: list[RDCodec], grids: dict[str, list], folder: Path) -> list[dict]:
+def measure(codecs: list[RDCodec], grids: dict[str, list], folder: Path,
+            earlier: dict | None = None) -> list[dict]:
+    """A row per codec, quality and image; `earlier` (`reusable`) rows are taken, not remeasured."""
     images = [(p.name, to_rgb8(open_image(p))[0]) for p in image_paths(folder)]
     jobs = [(c, q) for c in codecs for q in grids.get(c.name, c.qualities)]
+    earlier = earlier or {}
     rows = []
     with tqdm(total=len(jobs) * len(images), desc="rate-distortion", unit="encode") as bar:
         for codec, quality in jobs:
             for name, rgb in images:
+                key = (codec.description, float(quality), name, rgb.shape[1], rgb.shape[0])
+                if key in earlier:
+                    rows.append(earlier[key])
+                    bar.update(1)
+                    continue
                 bar.set_postfix_str(f"{codec.name} q={quality}")
                 t0 = time.perf_counter()
                 data = codec.encode(rgb, quality)
@@ -51,6 +59,29 @@ def measure(codecs: list[RDCodec], grids: dict[str, list], folder: Path) -> list
                              "psnr": psnr(rgb, out), "ms_ssim": ms_ssim(rgb, out),
                              "encoding_time": t1 - t0, "decoding_time": t2 - t1})
                 bar.update(1)
+    return rows
+
+
+def reusable(folder: Path) -> dict:
+    """The rows of an earlier run's output folder, keyed by what must match for a row to be
+    reused: the codec's description (name, library version, settings, model id), the quality,
+    and the image's name and size."""
+    descriptions = {}
+    for path in folder.glob("*.json"):
+        entry = json.loads(path.read_text())
+        if isinstance(entry, dict) and "description" in entry:
+            descriptions[entry["name"]] = entry["description"]
+    rows = {}
+    with open(folder / "per_image.csv", newline="") as f:
+        for r in csv.DictReader(f):
+            if r["codec"] not in descriptions:
+                continue
+            row = {k: (r[k] if k in ("codec", "image") else float(r[k])) for k in FIELDS}
+            row["width"], row["height"] = int(row["width"]), int(row["height"])
+            row["bytes"] = int(row["bytes"])
+            q = row["quality"]
+            row["quality"] = int(q) if q.is_integer() else q
+            rows[(descriptions[r["codec"]], q, r["image"], row["width"], row["height"])] = row
     return rows
 
 
@@ -91,7 +122,8 @@ def bd_table(curve: dict[str, dict]) -> list[dict]:
     return rows
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
+    """The file stem of a codec's JSON (e.g. "JPEG XL" -> jpeg_xl)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_").lower()
 
 
@@ -147,16 +179,18 @@ def plot_crops(codecs: list[RDCodec], rows: list[dict], folder: Path, path: Path
     plt.close(fig)
 
 
-def run(codecs: list[RDCodec], folder: Path, out: Path, grids: dict[str, list] | None = None) -> dict:
+def run(codecs: list[RDCodec], folder: Path, out: Path, grids: dict[str, list] | None = None,
+        reuse: Path | None = None) -> dict:
+    earlier = reusable(reuse) if reuse is not None else None
     out.mkdir(parents=True, exist_ok=True)
-    rows = measure(codecs, grids or {}, folder)
+    rows = measure(codecs, grids or {}, folder, earlier)
     with open(out / "per_image.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, FIELDS)
         writer.writeheader()
         writer.writerows(rows)
     curve = curves(rows)
     for codec in codecs:
-        (out / f"{_slug(codec.name)}.json").write_text(
+        (out / f"{slug(codec.name)}.json").write_text(
             json.dumps(compressai_json(codec.name, codec.description, curve[codec.name]), indent=2))
     table = bd_table(curve)
     with open(out / "bd_rate.csv", "w", newline="") as f:

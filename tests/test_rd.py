@@ -66,6 +66,26 @@ def test_same_numbers_twice(rd_run):
     assert first == saved
 
 
+def test_an_earlier_run_is_reused_for_the_same_codecs_only(rd_run, tmp_path):
+    folder, out, _ = rd_run
+    from dataclasses import replace
+
+    from vqpress.measure import baselines, rd
+
+    def refuse(rgb, quality):
+        raise AssertionError("a reused measurement was encoded again")
+
+    webp = replace(baselines.webp(), encode=refuse)
+    rows = rd.measure([webp], {"WebP": [0.5, 10, 30, 50, 90]}, folder, rd.reusable(out))
+    saved = [r for r in read_csv(out / "per_image.csv") if r["codec"] == "WebP"]
+    assert [(r["image"], r["bytes"]) for r in rows] == [(r["image"], int(r["bytes"])) for r in saved]
+    other = replace(baselines.webp(), description="WebP with other settings")
+    assert len(rd.measure([other], {"WebP": [50]}, folder, rd.reusable(out))) == 2  # measured anew
+    bad = CliRunner().invoke(main, ["rd", str(folder), "-o", str(tmp_path / "o"), "--codec", "jpeg",
+                                    "--reuse", str(tmp_path)])
+    assert bad.exit_code == 1 and "--reuse" in bad.output and len(bad.output.strip().splitlines()) == 1
+
+
 def test_unknown_codec_is_a_clear_error(tmp_path):
     r = CliRunner().invoke(main, ["rd", str(tmp_path), "-o", str(tmp_path / "o"), "--codec", "gif"])
     assert r.exit_code == 1 and "unknown codec 'gif'" in r.output
