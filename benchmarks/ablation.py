@@ -4,7 +4,9 @@ A variant is a shipped model or a codec file, optionally with levers switched of
 its metadata (same networks and tables): `-postfilter` drops the reconstruction filter,
 `-modes` the per-block predictor choice, `-adaptive` the adaptive detail tables. Every variant
 is really encoded and decoded on every image of every set (`vqpress.measure.rd`); the peers'
-curves come from a `vqpress rd` run on the same set (`--peers`, one per `--set`).
+curves come from a `vqpress rd` run on the same set (`--peers`, one per `--set`). The variants'
+curves are kept in the output folder (`variants-<set>.json`, by variant name) and reused:
+delete them to measure again.
 
     vqpress rd ../shared/corpus/valid --codec jpeg --codec webp --codec avif --codec jxl -o out/rd-valid
     python benchmarks/ablation.py --set ../shared/corpus/valid --peers out/rd-valid \
@@ -94,11 +96,16 @@ def main() -> None:
         if len(args.peers) != len(args.sets):
             parser.error("give one --peers folder per --set")
         grid = [int(q) for q in args.qualities.split(",")] if args.qualities else None
+        for folder in args.sets:  # the variants first: the peers' rd runs may still be going
+            cached = args.out / f"variants-{folder.name}.json"
+            mine = json.loads(cached.read_text()) if cached.exists() else {}
+            codecs = [codec_of(name, path) for name, path in variants if name not in mine]
+            if codecs:
+                mine |= curves(measure(codecs, {c.name: grid for c in codecs} if grid else {}, folder))
+                cached.write_text(json.dumps(mine))
+            results[folder.name] = {"variants": mine}
         for folder, rd_run in zip(args.sets, args.peers):
-            peers = peer_curves(rd_run)
-            codecs = [codec_of(name, path) for name, path in variants]
-            mine = curves(measure(codecs, {c.name: grid for c in codecs} if grid else {}, folder))
-            results[folder.name] = {"peers": peers, "variants": mine}
+            results[folder.name]["peers"] = peer_curves(rd_run)
     head = "| variant | " + " | ".join(f"{s}: vs {p}" for s in results for p in PEERS) + " |"
     lines = [head, "|" + "---|" * (1 + len(results) * len(PEERS))]
     for name, _ in variants:

@@ -77,6 +77,16 @@ def test_one_pixel_and_image_edges_keep_their_colour(model):
     assert psnr(out[-1], image[-1]) > inner - 1.5
 
 
+def test_flat_colours_come_back_within_a_few_levels_at_the_best_quality(model):
+    """Block modes predict a flat block from the base block's mean, not from VQ texture that
+    is not there (before them, a flat colour came back up to 23 levels off)."""
+    best = model.qualities[-1]
+    for colour in [(200, 30, 90), (128, 128, 128), (10, 200, 250), (255, 255, 255), (0, 0, 0), (90, 160, 40)]:
+        image = np.zeros((64, 96, 3), np.uint8) + np.array(colour, np.uint8)
+        out = np.asarray(model.decompress(model.compress(image, best))).astype(int)
+        assert np.abs(out - image).max() <= 3, colour
+
+
 # -- forged and damaged files ------------------------------------------------------------------------
 def forged(model, width, height, payload=b"\0\0\0\0", quality=5, model_id=None, mode=0):
     header = container.Header(model_id or model.model_id, model.weights_hash, width, height, mode, quality)
