@@ -19,6 +19,7 @@ and writes it, with every curve, to the output folder.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import tempfile
 from pathlib import Path
@@ -78,37 +79,54 @@ def peer_curves(rd_run: Path) -> dict[str, dict]:
     return out
 
 
+def rd_curve(rd_run: Path, codec: str, grid: list[int] | None) -> dict:
+    """A codec's curve from a `vqpress rd` run's rows, at the grid's qualities only."""
+    with open(rd_run / "per_image.csv", newline="") as f:
+        rows = [{k: (v if k in ("codec", "image") else float(v)) for k, v in r.items()}
+                for r in csv.DictReader(f) if r["codec"] == codec]
+    rows = [r for r in rows if grid is None or r["quality"] in grid]
+    if not rows:
+        raise SystemExit(f"{rd_run}: no rows of {codec!r} at those qualities")
+    return curves(rows)[codec]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", dest="sets", action="append", type=Path, required=True)
     parser.add_argument("--peers", action="append", type=Path, required=True,
                         help="a vqpress rd output folder of the peers on the same set, per --set")
-    parser.add_argument("--qualities", help="measure the variants at these qualities only (e.g. 1,3,5,7,9,11)")
+    parser.add_argument("--qualities", help="the variants' qualities among these only (e.g. 1,3,5,7,9,11)")
     parser.add_argument("--variant", dest="variants", action="append", required=True,
-                        help="NAME=MODEL[:-postfilter][:-modes][:-adaptive]")
+                        help="NAME=MODEL[:-postfilter][:-modes][:-adaptive], or NAME=rd:CODEC for a "
+                             "codec's rows in the set's --peers rd run (e.g. rd:vqpress)")
     parser.add_argument("-o", "--out", type=Path, default=Path("out/ablation"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results = {}
+    if len(args.peers) != len(args.sets):
+        parser.error("give one --peers folder per --set")
+    grid = [int(q) for q in args.qualities.split(",")] if args.qualities else None
+    specs = [(name, spec) for name, _, spec in (v.partition("=") for v in args.variants)]
     with tempfile.TemporaryDirectory() as tmp:
-        variants = [(name, variant_file(spec, Path(tmp)))
-                    for name, _, spec in (v.partition("=") for v in args.variants)]
-        if len(args.peers) != len(args.sets):
-            parser.error("give one --peers folder per --set")
-        grid = [int(q) for q in args.qualities.split(",")] if args.qualities else None
+        measured = [(name, variant_file(spec, Path(tmp)))
+                    for name, spec in specs if not spec.startswith("rd:")]
         for folder in args.sets:  # the variants first: the peers' rd runs may still be going
             cached = args.out / f"variants-{folder.name}.json"
             mine = json.loads(cached.read_text()) if cached.exists() else {}
-            codecs = [codec_of(name, path) for name, path in variants if name not in mine]
+            codecs = [codec_of(name, path) for name, path in measured if name not in mine]
+            grids = {c.name: [q for q in grid if q in c.qualities] for c in codecs} if grid else {}
             if codecs:
-                mine |= curves(measure(codecs, {c.name: grid for c in codecs} if grid else {}, folder))
+                mine |= curves(measure(codecs, grids, folder))
                 cached.write_text(json.dumps(mine))
             results[folder.name] = {"variants": mine}
-        for folder, rd_run in zip(args.sets, args.peers):
-            results[folder.name]["peers"] = peer_curves(rd_run)
+    for folder, rd_run in zip(args.sets, args.peers):
+        results[folder.name]["peers"] = peer_curves(rd_run)
+        for name, spec in specs:
+            if spec.startswith("rd:"):
+                results[folder.name]["variants"][name] = rd_curve(rd_run, spec[3:], grid)
     head = "| variant | " + " | ".join(f"{s}: vs {p}" for s in results for p in PEERS) + " |"
     lines = [head, "|" + "---|" * (1 + len(results) * len(PEERS))]
-    for name, _ in variants:
+    for name, _ in specs:
         cells = []
         for r in results.values():
             v = r["variants"][name]
