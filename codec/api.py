@@ -187,10 +187,11 @@ class Codec:
         h, w = header.height, header.width
         limits.check_size(w, h, "the file's image")
         rung = self.ladder[header.quality - 1]
-        passes = rung.stages + 1 + 3 * (rung.step is not None) + (self.postfilter is not None)
+        filtered = self.postfilter is not None and self.postfilter.applies(header.quality)
+        passes = rung.stages + 1 + 3 * (rung.step is not None) + filtered
         with progress_bar(progress, "decompress", h, w, passes) as bar:
             rgb = self.decode_image(header.quality, data, h, w, bar)
-            if self.postfilter is not None:
+            if filtered:
                 rgb = self.postfilter(rgb, header.quality, bar)
         return with_extensions(from_rgb8(rgb, header.mode), header)
 

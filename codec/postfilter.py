@@ -21,8 +21,12 @@ class OnnxPostFilter:
         from .transforms import OnnxSession
 
         self.bias = state["quality_bias"].astype(np.float32)
+        self.skipped = set(config.get("skip", []))  # qualities where validation showed no gain
         tensors = {k: v for k, v in state.items() if k != "quality_bias"}
         self.session = OnnxSession(postfilter_graph(config), tensors, "", threads)
+
+    def applies(self, quality: int) -> bool:
+        return quality not in self.skipped
 
     def __call__(self, image: np.ndarray, quality: int, bar=None) -> np.ndarray:
         """(H, W, 3) uint8 -> the filtered image, tile by tile with overlap."""

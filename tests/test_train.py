@@ -231,6 +231,9 @@ def test_postfilter_training_exports_a_codec_that_decodes_with_its_filter(folder
     card = (out / "tiny-pf.md").read_text()
     assert "## reconstruction filter" in card and card.count("- command: `") == 2  # train, export
     codec = Codec(path=out / "tiny-pf.safetensors")
-    assert codec.postfilter is not None
+    gains = ckpt["history"][-1]
+    no_gain = [q for q in range(1, 10) if gains[f"gain@{q}"] <= 0]  # the filter is off where it lost
+    assert json.loads((out / "tiny-pf.json").read_text())["postfilter"]["skip"] == no_gain
+    assert [q for q in range(1, 10) if not codec.postfilter.applies(q)] == no_gain
     decoded = codec.decompress(codec.compress(photo, 5))
     assert decoded.size == (photo.shape[1], photo.shape[0])

@@ -141,9 +141,13 @@ def export_postfilter(run, model_id: str, out: Path, base: Path | None = None) -
     tensors = {k: v for k, v in load_file(str(base_path)).items() if not k.startswith("postfilter.")}
     tensors.update({f"postfilter.{k}": v for k, v in half(ckpt["model"]).items()})
 
+    last = ckpt["history"][-1] if ckpt["history"] else {}
+    skip = [q for q in range(1, ckpt["model_config"]["qualities"] + 1) if last.get(f"gain@{q}", 1) <= 0]
+    card["postfilter"]["skip"] = skip
+
     def write(path):
         metadata = {**{k: json.dumps(v) for k, v in meta.items()}, "card": json.dumps(card),
-                    "postfilter_config": json.dumps(ckpt["model_config"])}
+                    "postfilter_config": json.dumps({**ckpt["model_config"], "skip": skip})}
         save_file(tensors, str(path), metadata=metadata)
 
     from vqpress.codec.model import Rung
@@ -153,6 +157,8 @@ def export_postfilter(run, model_id: str, out: Path, base: Path | None = None) -
                      "trained with MSE on pairs of (this codec's decoding of a training photo at a "
                      "random quality, the photo). Validation: its mean PSNR gain per quality on the "
                      "whole validation photos."), "", *training_lines(card["postfilter"])]
+    if skip:
+        filter_lines.append(f"- not applied at qualities {', '.join(map(str, skip))}: no gain in the last validation")
     sections = codec_sections(card) + [("detail layer", detail_lines(card["detail"], ladder)),
                                        ("reconstruction filter", filter_lines)]
     return release(out, model_id, write, card, CODEC_INTRO, sections)
