@@ -24,7 +24,7 @@ from vqpress import weights
 from . import detail
 from .prior import FixedPointPrior
 
-DEFAULT_MODEL = "rvq-dct-v3"
+DEFAULT_MODEL = "rvq-dct-v4"
 
 
 @dataclass(frozen=True)
