@@ -12,8 +12,8 @@ delete them to measure again.
     python benchmarks/ablation.py --set ../shared/corpus/valid --peers out/rd-valid \
         --variant "v4 without filter=rvq-dct-v4:-postfilter" --variant v4=rvq-dct-v4 -o out/ablation
 
-Prints one markdown table (BD-rate in % of bits, PSNR; negative = fewer bits than the peer)
-and writes it, with every curve, to the output folder.
+Prints one markdown table (BD-rate in % of bits, PSNR; negative = fewer bits than the peer;
+"row above": the lever's own change) and writes it, with every curve, to the output folder.
 """
 
 from __future__ import annotations
@@ -124,14 +124,15 @@ def main() -> None:
         for name, spec in specs:
             if spec.startswith("rd:"):
                 results[folder.name]["variants"][name] = rd_curve(rd_run, spec[3:], grid)
-    head = "| variant | " + " | ".join(f"{s}: vs {p}" for s in results for p in PEERS) + " |"
-    lines = [head, "|" + "---|" * (1 + len(results) * len(PEERS))]
-    for name, _ in specs:
+    head = "| variant | " + " | ".join(f"{s}: vs {p}" for s in results for p in [*PEERS, "row above"]) + " |"
+    lines = [head, "|" + "---|" * (1 + len(results) * (len(PEERS) + 1))]
+    for k, (name, _) in enumerate(specs):
         cells = []
         for r in results.values():
             v = r["variants"][name]
-            cells += [f"{bd_rate(r['peers'][p]['bpp'], r['peers'][p]['psnr'], v['bpp'], v['psnr']):+.1f}%"
-                      for p in PEERS]
+            refs = [r["peers"][p] for p in PEERS] + [r["variants"][specs[k - 1][0]] if k else None]
+            cells += [f"{bd_rate(ref['bpp'], ref['psnr'], v['bpp'], v['psnr']):+.1f}%" if ref else ""
+                      for ref in refs]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print(table)
