@@ -19,18 +19,17 @@ Prints one markdown table (BD-rate in % of bits, PSNR; negative = fewer bits tha
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from safetensors.numpy import load_file, save_file
 
 from vqpress import weights
-from vqpress.codec.api import Codec
 from vqpress.measure import baselines
 from vqpress.measure.metrics import bd_rate
-from vqpress.measure.rd import slug, curves, measure
+from vqpress.measure.rd import curves, measure, read_rows, slug
 
 PEERS = ["webp", "avif", "jpeg", "jxl"]
 LEVERS = {"-postfilter", "-modes", "-adaptive"}
@@ -59,14 +58,7 @@ def variant_file(spec: str, folder: Path) -> Path:
 
 
 def codec_of(name: str, path: Path) -> baselines.RDCodec:
-    model = Codec(path=path)
-
-    def decode(data: bytes):
-        import numpy as np
-        return np.asarray(model.decompress(data).convert("RGB"))
-
-    return baselines.RDCodec(name, str(path), list(model.qualities),
-                             lambda rgb, q: model.compress(rgb, q), decode, levels_only=True)
+    return replace(baselines.vqpress(model_id=str(path)), name=name)
 
 
 def peer_curves(rd_run: Path) -> dict[str, dict]:
@@ -81,10 +73,7 @@ def peer_curves(rd_run: Path) -> dict[str, dict]:
 
 def rd_curve(rd_run: Path, codec: str, grid: list[int] | None) -> dict:
     """A codec's curve from a `vqpress rd` run's rows, at the grid's qualities only."""
-    with open(rd_run / "per_image.csv", newline="") as f:
-        rows = [{k: (v if k in ("codec", "image") else float(v)) for k, v in r.items()}
-                for r in csv.DictReader(f) if r["codec"] == codec]
-    rows = [r for r in rows if grid is None or r["quality"] in grid]
+    rows = [r for r in read_rows(rd_run) if r["codec"] == codec and (grid is None or r["quality"] in grid)]
     if not rows:
         raise SystemExit(f"{rd_run}: no rows of {codec!r} at those qualities")
     return curves(rows)[codec]

@@ -86,11 +86,15 @@ def jxl() -> RDCodec:
 
 
 def vqpress(device: str = "cpu", model_id: str | None = None) -> RDCodec:
-    """The default model as "vqpress"; another shipped one (e.g. rvq8-v2) as "vqpress-<id>"."""
-    from vqpress.codec.api import load
+    """The default model as "vqpress"; another shipped one (e.g. rvq8-v2), or a codec file's
+    path (training's work in progress), as "vqpress-<id>"."""
+    from vqpress.codec.api import Codec, load
     from vqpress.codec.model import DEFAULT_MODEL
 
-    model = load(model_id or DEFAULT_MODEL, device=device)
+    if model_id is not None and model_id.endswith(".safetensors"):
+        model = Codec(device=device, path=model_id)
+    else:
+        model = load(model_id or DEFAULT_MODEL, device=device)
 
     def decode(data: bytes) -> np.ndarray:
         return np.asarray(model.decompress(data).convert("RGB"))

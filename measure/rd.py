@@ -62,6 +62,20 @@ def measure(codecs: list[RDCodec], grids: dict[str, list], folder: Path,
     return rows
 
 
+def read_rows(folder: Path) -> list[dict]:
+    """The rows of an earlier run's `per_image.csv`, typed as `measure` makes them."""
+    rows = []
+    with open(folder / "per_image.csv", newline="") as f:
+        for r in csv.DictReader(f):
+            row = {k: (r[k] if k in ("codec", "image") else float(r[k])) for k in FIELDS}
+            for k in ("width", "height", "bytes"):
+                row[k] = int(row[k])
+            if row["quality"].is_integer():
+                row["quality"] = int(row["quality"])
+            rows.append(row)
+    return rows
+
+
 def reusable(folder: Path) -> dict:
     """The rows of an earlier run's output folder, keyed by what must match for a row to be
     reused: the codec's description (name, library version, settings, model id), the quality,
@@ -71,18 +85,8 @@ def reusable(folder: Path) -> dict:
         entry = json.loads(path.read_text())
         if isinstance(entry, dict) and "description" in entry:
             descriptions[entry["name"]] = entry["description"]
-    rows = {}
-    with open(folder / "per_image.csv", newline="") as f:
-        for r in csv.DictReader(f):
-            if r["codec"] not in descriptions:
-                continue
-            row = {k: (r[k] if k in ("codec", "image") else float(r[k])) for k in FIELDS}
-            row["width"], row["height"] = int(row["width"]), int(row["height"])
-            row["bytes"] = int(row["bytes"])
-            q = row["quality"]
-            row["quality"] = int(q) if q.is_integer() else q
-            rows[(descriptions[r["codec"]], q, r["image"], row["width"], row["height"])] = row
-    return rows
+    return {(descriptions[r["codec"]], float(r["quality"]), r["image"], r["width"], r["height"]): r
+            for r in read_rows(folder) if r["codec"] in descriptions}
 
 
 def curves(rows: list[dict]) -> dict[str, dict]:
