@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import resource
 import statistics
 import subprocess
 import sys
@@ -30,12 +29,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 DECODE_JOB = """
-import sys, time
+import resource, sys, time
 from vqpress import codec
 data = open(sys.argv[1], "rb").read()
 t0 = time.perf_counter()
 image = codec.decompress(data)
-print(time.perf_counter() - t0)
+print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
@@ -120,11 +119,10 @@ def big_decode(photo: Path) -> tuple[float, float]:
         path = Path(tmp) / "big.vqp"
         big = Image.open(photo).convert("RGB").resize((4000, 3000), Image.LANCZOS)
         path.write_bytes(codec.compress(big, 6))
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         result = subprocess.run([sys.executable, "-c", DECODE_JOB, str(path)], capture_output=True,
                                 text=True, check=True)
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(peak, before) / 2**20, float(result.stdout.strip())
+    seconds, peak_kb = result.stdout.split()
+    return int(peak_kb) / 2**20, float(seconds)
 
 
 def main():

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
@@ -15,7 +16,7 @@ from vqpress import weights
 
 from . import container, detail, limits, payload
 from . import modes as block_modes
-from .blocks import DOWNSCALE
+from .blocks import BLOCK, DOWNSCALE
 from .errors import VQPressError
 from . import alpha as alpha_plane
 from .imageio import GRAY_MODES, MODE_LA, MODE_RGBA, as_image, from_rgb8, to_planes
@@ -24,6 +25,7 @@ from .postfilter import OnnxPostFilter
 from .transforms import OnnxTransforms, TorchTransforms
 
 PROGRESS_DELAY = 1.0  # seconds before a progress bar shows: quick runs stay quiet
+BAND_BLOCKS = 64  # block rows the decoder adds the detail layer to at a time
 
 
 @dataclass
@@ -103,12 +105,20 @@ class Codec:
         rung = self.ladder[quality - 1]
         if levels is None:
             return base
-        return detail.add_detail(block_modes.predictor(base, modes), levels, rung.step, rung.offset)
+        out = np.empty_like(base)
+        for blocks, pixels in bands(len(levels)):
+            band_modes = None if modes is None else modes[blocks]
+            out[pixels] = detail.add_detail(block_modes.predictor(base[pixels], band_modes),
+                                            levels[blocks], rung.step, rung.offset)
+        return out
 
     def detail_levels(self, rgb, base, quality: int):
         """(levels, modes) the encoder codes at a quality with a detail layer."""
         rung = self.ladder[quality - 1]
-        return block_modes.levels_for(rgb, base, rung.step, rung.offset, self.model.block_modes)
+        parts = [block_modes.levels_for(rgb[pixels], base[pixels], rung.step, rung.offset, self.model.block_modes)
+                 for _, pixels in bands(-(-len(rgb) // BLOCK))]
+        levels = np.concatenate([p[0] for p in parts])
+        return levels, (np.concatenate([p[1] for p in parts]) if self.model.block_modes else None)
 
     # -- bytes ------------------------------------------------------------------------------------
     def compress_detailed(self, image, quality: int, progress: bool = False,
@@ -194,6 +204,14 @@ class Codec:
             if filtered:
                 rgb = self.postfilter(rgb, header.quality, bar)
         return with_extensions(from_rgb8(rgb, header.mode), header)
+
+
+def bands(block_rows: int):
+    """(block rows, pixel rows) slices of horizontal bands of BAND_BLOCKS block rows: the
+    detail layer is added (and chosen) band by band, so its float temporaries stay small on
+    big photos (each block depends only on its own pixels)."""
+    for r0 in range(0, block_rows, BAND_BLOCKS):
+        yield slice(r0, r0 + BAND_BLOCKS), slice(r0 * BLOCK, (r0 + BAND_BLOCKS) * BLOCK)
 
 
 def extensions(image, alpha, strip: bool) -> dict[str, bytes]:
