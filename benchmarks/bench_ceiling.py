@@ -14,7 +14,7 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from vqpress.codec.model import DEFAULT_MODEL
+from vqpress.codec.ladder import DEFAULT_MODEL
 from vqpress.measure.metrics import psnr_of_mse
 from vqpress.training.codec_models import codec_vqvae
 from vqpress.training.data import center_crops, load_folder

@@ -3,15 +3,12 @@ in one process or several, with one line per failure and a closing summary."""
 
 from __future__ import annotations
 
-import concurrent.futures
-import multiprocessing
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
 from vqpress.codec.errors import VQPressError
 
@@ -35,6 +32,8 @@ def plan(inputs: tuple[Path, ...], output: Path | None, suffix: str,
     beside the inputs, or under the folder `output` (keeping each folder's inner layout); a
     single input file may name its output file instead."""
     if len(inputs) == 1 and not inputs[0].is_dir() and not (output and output.is_dir()):
+        if not inputs[0].exists():  # said before anything heavy is imported
+            raise VQPressError(f"{inputs[0]}: no such file")
         return [Job(inputs[0], output or inputs[0].with_suffix(suffix))]
     if output is not None and output.exists() and not output.is_dir():
         raise VQPressError(f"{output}: with several inputs, -o must be a folder")
@@ -56,6 +55,10 @@ def run(jobs: list[Job], work: Callable[[Job], Done], processes: int) -> None:
     if len(jobs) == 1:
         click.echo(work(jobs[0]).line)
         return
+    import concurrent.futures
+
+    from tqdm import tqdm
+
     done, failed = [], 0
     with tqdm(total=len(jobs), unit="file", desc="files") as bar, _pool(processes) as pool:
         futures = {pool.submit(work, job): job for job in jobs}
@@ -79,6 +82,9 @@ def run(jobs: list[Job], work: Callable[[Job], Done], processes: int) -> None:
 def _pool(processes: int):
     """Worker processes (spawned: they load the model once each, and share no state), or the
     calling thread alone for --jobs 1."""
+    import concurrent.futures
+    import multiprocessing
+
     if processes > 1:
         return concurrent.futures.ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
     return concurrent.futures.ThreadPoolExecutor(1)

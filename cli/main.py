@@ -56,6 +56,12 @@ def check_image_output(input_path: Path, output: Path, force: bool) -> None:
     output_format(output)
 
 
+def image_paths(folder: Path) -> list[Path]:
+    from vqpress.codec.imageio import image_paths as listing  # numpy and Pillow: only when needed
+
+    return listing(folder)
+
+
 def frames_note(image) -> None:
     frames = image.info.get("frames", 1)
     if frames > 1:
@@ -120,13 +126,13 @@ def main():
 def compress_file(job, quality, targets, strip, force, device, progress) -> Done:
     """Compress one file (a job of `cli.batch`): the work of `vqpress compress`. A single file
     shows its progress; in a batch, the output folders are made as needed."""
+    if not progress:
+        job.target.parent.mkdir(parents=True, exist_ok=True)
+    check_output(job.source, job.target, force)
     from vqpress.codec import api
     from vqpress.codec.imageio import open_image, write_atomically
 
     image = open_image(job.source)
-    if not progress:
-        job.target.parent.mkdir(parents=True, exist_ok=True)
-    check_output(job.source, job.target, force)
     if progress:
         frames_note(image)
     model = api.load(device=device)
@@ -141,13 +147,13 @@ def compress_file(job, quality, targets, strip, force, device, progress) -> Done
 
 def decompress_file(job, force, device, progress) -> Done:
     """Decode one file (a job of `cli.batch`): the work of `vqpress decompress`."""
-    from vqpress.codec import api
-    from vqpress.codec.imageio import save_image
-
     data = _read(job.source)
     if not progress:
         job.target.parent.mkdir(parents=True, exist_ok=True)
     check_image_output(job.source, job.target, force)
+    from vqpress.codec import api
+    from vqpress.codec.imageio import save_image
+
     image = api.decompress(data, device, progress=progress)
     save_image(image, job.target)
     return Done(len(data), job.target.stat().st_size, f"{job.target}: {image.width}x{image.height} {image.mode}")
@@ -176,14 +182,14 @@ jobs_option = click.option("-j", "--jobs", type=click.IntRange(min=1), default=1
 @friendly_errors
 def compress(inputs, output, quality, max_bytes, target_bpp, target_psnr, strip, jobs, force, device):
     """Compress images (any format Pillow reads; files or folders) to .vqp files."""
-    from vqpress.codec import api
-    from vqpress.codec.imageio import image_paths
+    from vqpress import weights
+    from vqpress.codec.ladder import DEFAULT_MODEL, check_quality, ladder_from_metadata
 
     targets = {"max_bytes": max_bytes, "bpp": target_bpp, "psnr": target_psnr}
     if sum(v is not None for v in targets.values()) > 1:
         raise VQPressError("give at most one of --max-bytes, --target-bpp, --target-psnr")
-    api.load(device=device).check_quality(quality)
     todo = batch.plan(inputs, output, ".vqp", image_paths)
+    check_quality(quality, ladder_from_metadata(weights.metadata(weights.verified(DEFAULT_MODEL)[0])))
     work = functools.partial(compress_file, quality=quality, targets=targets, strip=strip, force=force,
                              device=device, progress=len(todo) == 1)
     batch.run(todo, work, jobs)
@@ -212,10 +218,10 @@ def decompress(inputs, output, jobs, force, device):
 @friendly_errors
 def info(input_path: Path):
     """Show a .vqp file's header (checks its CRC, decodes nothing)."""
+    data = _read(input_path)
     from vqpress.codec.container import unpack
     from vqpress.codec.imageio import MODE_NAMES
 
-    data = _read(input_path)
     header, payload = unpack(data)
     pixels = header.width * header.height
     click.echo(f"file:     {input_path} ({len(data)} bytes, {len(data) * 8 / pixels:.4f} bpp)")
@@ -231,13 +237,11 @@ def info(input_path: Path):
 def _quality_meaning(header) -> str:
     """What a quality level codes, from the model's ladder (no network is loaded)."""
     from vqpress import weights
-    from vqpress.codec.model import Rung
+    from vqpress.codec.ladder import ladder_from_metadata
 
     if not weights.is_shipped(header.model_id):
         return "model not shipped with this vqpress"
-    meta = weights.metadata(weights.verified(header.model_id)[0])
-    ladder = ([Rung(*r) for r in meta["ladder"]] if "ladder" in meta
-              else [Rung(k) for k in range(1, meta.get("vqvae_config", {}).get("num_stages", 0) + 1)])
+    ladder = ladder_from_metadata(weights.metadata(weights.verified(header.model_id)[0]))
     if not 1 <= header.quality <= len(ladder):
         return f"not one of {header.model_id}'s 1..{len(ladder)}"
     rung = ladder[header.quality - 1]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,7 +19,8 @@ from .blocks import BLOCK, DOWNSCALE
 from .errors import VQPressError
 from . import alpha as alpha_plane
 from .imageio import GRAY_MODES, MODE_LA, MODE_RGBA, as_image, from_rgb8, to_planes
-from .model import DEFAULT_MODEL, load_codec_file
+from .ladder import DEFAULT_MODEL, check_quality
+from .model import load_codec_file
 from .postfilter import OnnxPostFilter
 from .transforms import OnnxTransforms, TorchTransforms
 
@@ -65,16 +65,8 @@ class Codec:
         return range(1, len(self.ladder) + 1)
 
     def check_quality(self, quality) -> int:
-        """The quality as an int; a whole float or a numeric string is taken, anything else is
-        a VQPressError."""
-        try:
-            number = float(quality) if not isinstance(quality, bool) else math.nan
-        except (TypeError, ValueError):
-            number = math.nan
-        if not number.is_integer() or int(number) not in self.qualities:
-            raise VQPressError(f"quality must be an integer from {self.qualities[0]} to "
-                               f"{self.qualities[-1]}, got {quality!r}")
-        return int(number)
+        """The quality as an int (`model.check_quality`)."""
+        return check_quality(quality, self.ladder)
 
     # -- the layers, for tests and tools ----------------------------------------------------------
     def symbols(self, rgb, stages: int, bar=None):

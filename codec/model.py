@@ -22,30 +22,8 @@ from safetensors.numpy import load_file
 from vqpress import weights
 
 from . import detail
+from .ladder import Rung, ladder_from_metadata
 from .prior import FixedPointPrior
-
-DEFAULT_MODEL = "rvq-dct-v4"
-
-
-@dataclass(frozen=True)
-class Rung:
-    """One quality level: how many VQ stages, the detail layer's step (None: no detail) and
-    the reconstruction offset of its levels (`detail.dequantise`; 0 in the first models)."""
-    stages: int
-    step: float | None = None
-    offset: float = 0.0
-
-    def spec(self) -> str:
-        """As `train detail --ladder` writes it: "2" or "2+60" or "2+60@0.15"."""
-        text = f"{self.stages}" + (f"+{self.step:g}" if self.step is not None else "")
-        return text + (f"@{self.offset:g}" if self.offset else "")
-
-    @classmethod
-    def parse(cls, text: str) -> Rung:
-        stages, _, rest = text.partition("+")
-        step, _, offset = rest.partition("@")
-        return cls(int(stages), float(step) if step else None, float(offset) if offset else 0.0)
-
 
 @dataclass
 class CodecModel:
@@ -73,10 +51,7 @@ def load_codec_file(path) -> CodecModel:
     config = meta["vqvae_config"]
     tensors = load_file(str(path))
     prior = FixedPointPrior({k[6:]: v for k, v in tensors.items() if k.startswith("prior.")})
-    if "ladder" in meta:
-        ladder = [Rung(*r) for r in meta["ladder"]]
-    else:  # the first codecs: quality k is k stages
-        ladder = [Rung(k) for k in range(1, config["num_stages"] + 1)]
+    ladder = ladder_from_metadata(meta)
     tables = tensors.get("detail.tables")
     steps = sum(r.step is not None for r in ladder)
     tables_fit = (tables is None and steps == 0) or (tables is not None and tables.shape == (

@@ -35,7 +35,7 @@ import numpy as np
 
 from vqpress import codec, weights
 from vqpress.codec import container, limits
-from vqpress.codec.model import DEFAULT_MODEL
+from vqpress.codec.ladder import DEFAULT_MODEL
 
 BOUNDARY = [0, 1, 2, 7, 8, 9, 15, 16, 17, 255, 256, 4095, 16383, 16384, 16385, 65535, 2**24,
             2**31 - 1, 2**31, 2**32 - 1]

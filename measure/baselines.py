@@ -89,7 +89,7 @@ def vqpress(device: str = "cpu", model_id: str | None = None) -> RDCodec:
     """The default model as "vqpress"; another shipped one (e.g. rvq8-v2), or a codec file's
     path (training's work in progress), as "vqpress-<id>"."""
     from vqpress.codec.api import Codec, load
-    from vqpress.codec.model import DEFAULT_MODEL
+    from vqpress.codec.ladder import DEFAULT_MODEL
 
     if model_id is not None and model_id.endswith(".safetensors"):
         model = Codec(device=device, path=model_id)

@@ -110,7 +110,7 @@ def test_levels_are_reconstructed_with_the_rung_offset():
 
 
 def test_rungs_read_and_write_their_spec():
-    from vqpress.codec.model import Rung
+    from vqpress.codec.ladder import Rung
 
     for text, rung in [("1", Rung(1)), ("2+60", Rung(2, 60.0)), ("1+85@0.15", Rung(1, 85.0, 0.15))]:
         assert Rung.parse(text) == rung and rung.spec() == text

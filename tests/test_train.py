@@ -170,7 +170,8 @@ def test_training_commands_fail_in_one_line(folder, tmp_path):
 
 
 def test_detail_layer_is_fitted_over_a_shipped_base(folder, tmp_path):
-    from vqpress.codec.model import Rung, load_codec_file
+    from vqpress.codec.ladder import Rung
+    from vqpress.codec.model import load_codec_file
 
     out = tmp_path / "weights"
     invoke("train", "detail", "--data", folder, "--valid", folder, "--model-id", "tiny-d",

@@ -21,7 +21,7 @@ from vqpress.codec.api import Codec
 from vqpress.codec.entropy import new_encoder
 from vqpress.codec.errors import VQPressError
 from vqpress.codec.imageio import open_image, to_rgb8
-from vqpress.codec.model import Rung
+from vqpress.codec.ladder import Rung
 from vqpress.measure.metrics import psnr
 
 from .codec_models import CODEC_INTRO, codec_sections

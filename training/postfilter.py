@@ -150,7 +150,7 @@ def export_postfilter(run, model_id: str, out: Path, base: Path | None = None) -
                     "postfilter_config": json.dumps({**ckpt["model_config"], "skip": skip})}
         save_file(tensors, str(path), metadata=metadata)
 
-    from vqpress.codec.model import Rung
+    from vqpress.codec.ladder import Rung
 
     ladder = [Rung(*r) for r in meta["ladder"]]
     filter_lines = [("A reconstruction filter (`nets/postfilter.py`) runs on the decoder's output: "
