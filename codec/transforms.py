@@ -10,6 +10,8 @@ depends on it. The decoder's pixels may differ by a rounding step between machin
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from vqpress import weights
@@ -109,8 +111,15 @@ class OnnxTransforms(Transforms):
 
     def __init__(self, config: dict, state: dict[str, np.ndarray], threads: int = 0):
         super().__init__(config, state)
-        self.analysis_session = OnnxSession(f"{graph_id(config)}.analysis.onnx", state, "encoder.", threads)
-        self.synthesis_session = OnnxSession(f"{graph_id(config)}.synthesis.onnx", state, "decoder.", threads)
+        self.config, self.state, self.threads = config, state, threads
+
+    @cached_property
+    def analysis_session(self) -> OnnxSession:  # made on first use: a decoder never needs it
+        return OnnxSession(f"{graph_id(self.config)}.analysis.onnx", self.state, "encoder.", self.threads)
+
+    @cached_property
+    def synthesis_session(self) -> OnnxSession:
+        return OnnxSession(f"{graph_id(self.config)}.synthesis.onnx", self.state, "decoder.", self.threads)
 
     def analysis(self, x: np.ndarray) -> np.ndarray:
         return self.analysis_session.run(**{GRAPH_INPUT: x})
