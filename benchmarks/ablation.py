@@ -4,7 +4,8 @@ A variant is a shipped model or a codec file, optionally with levers switched of
 its metadata (same networks and tables): `-postfilter` drops the reconstruction filter,
 `-modes` the per-block predictor choice, `-adaptive` the adaptive detail tables. Every variant
 is really encoded and decoded on every image of every set (`vqpress.measure.rd`); the peers'
-curves come from a `vqpress rd` run on the same set (`--peers`, one per `--set`). The variants'
+curves come from a `vqpress rd` run on the same set (`--peers`, one per `--set`), and so can
+a variant's (`rd:CODEC`, or `rd:CODEC@DIR,...` from other runs). The measured variants'
 curves are kept in the output folder (`variants-<set>.json`, by variant name) and reused:
 delete them to measure again.
 
@@ -87,7 +88,9 @@ def main() -> None:
     parser.add_argument("--qualities", help="the variants' qualities among these only (e.g. 1,3,5,7,9,11)")
     parser.add_argument("--variant", dest="variants", action="append", required=True,
                         help="NAME=MODEL[:-postfilter][:-modes][:-adaptive], or NAME=rd:CODEC for a "
-                             "codec's rows in the set's --peers rd run (e.g. rd:vqpress)")
+                             "codec's rows in the set's --peers rd run (e.g. rd:vqpress), or "
+                             "NAME=rd:CODEC@DIR,DIR... in other rd runs, one per --set (an earlier "
+                             "version of the encoder, say)")
     parser.add_argument("-o", "--out", type=Path, default=Path("out/ablation"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -108,11 +111,13 @@ def main() -> None:
                 mine |= curves(measure(codecs, grids, folder))
                 cached.write_text(json.dumps(mine))
             results[folder.name] = {"variants": mine}
-    for folder, rd_run in zip(args.sets, args.peers):
+    for k, (folder, rd_run) in enumerate(zip(args.sets, args.peers)):
         results[folder.name]["peers"] = peer_curves(rd_run)
         for name, spec in specs:
             if spec.startswith("rd:"):
-                results[folder.name]["variants"][name] = rd_curve(rd_run, spec[3:], grid)
+                codec, _, runs = spec[3:].partition("@")
+                run = Path(runs.split(",")[k]) if runs else rd_run
+                results[folder.name]["variants"][name] = rd_curve(run, codec, grid)
     head = "| variant | " + " | ".join(f"{s}: vs {p}" for s in results for p in [*PEERS, "row above"]) + " |"
     lines = [head, "|" + "---|" * (1 + len(results) * (len(PEERS) + 1))]
     for k, (name, _) in enumerate(specs):

@@ -89,15 +89,31 @@ def peer_times(image, repeat, threads):
     return rows
 
 
+def compile_bytecode() -> None:
+    """Compile the package's modules, as `pip install` does: an editable install on a machine
+    that sets PYTHONDONTWRITEBYTECODE would otherwise compile them in every fresh process."""
+    import compileall
+
+    import vqpress.cli
+    import vqpress.codec
+    import vqpress.weights
+
+    for package in (vqpress, vqpress.cli, vqpress.codec, vqpress.weights):
+        compileall.compile_dir(Path(package.__file__).parent, quiet=1, maxlevels=0)
+
+
 def command_times(photo: Path, repeat: int) -> dict[str, float]:
     """Medians of fresh `vqpress` processes, process start to exit."""
+    compile_bytecode()
     vqpress = str(Path(sys.executable).with_name("vqpress"))
     with tempfile.TemporaryDirectory() as tmp:
         vqp, png = Path(tmp) / "p.vqp", Path(tmp) / "p.png"
         runs = {"compress": [vqpress, "compress", str(photo), "-o", str(vqp), "--force"],
                 "decompress": [vqpress, "decompress", str(vqp), "-o", str(png), "--force"],
                 "error: no such file": [vqpress, "compress", str(Path(tmp) / "missing.png")],
-                "error: quality 99": [vqpress, "compress", str(photo), "-q", "99", "-o", str(vqp), "--force"]}
+                "error: quality 99": [vqpress, "compress", str(photo), "-q", "99", "-o", str(vqp), "--force"],
+                "error: output exists": [vqpress, "compress", str(photo), "-o", str(vqp)],
+                "error: not a .vqp file": [vqpress, "decompress", str(photo), "-o", str(png), "--force"]}
         out = {}
         for name, cmd in runs.items():
             times = []

@@ -147,7 +147,10 @@ def compress_file(job, quality, targets, strip, force, device, progress) -> Done
 
 def decompress_file(job, force, device, progress) -> Done:
     """Decode one file (a job of `cli.batch`): the work of `vqpress decompress`."""
+    from vqpress.codec.container import unpack
+
     data = _read(job.source)
+    unpack(data)  # a file that is not .vqp, or damaged, is said before anything heavy is imported
     if not progress:
         job.target.parent.mkdir(parents=True, exist_ok=True)
     check_image_output(job.source, job.target, force)
@@ -220,7 +223,7 @@ def info(input_path: Path):
     """Show a .vqp file's header (checks its CRC, decodes nothing)."""
     data = _read(input_path)
     from vqpress.codec.container import unpack
-    from vqpress.codec.imageio import MODE_NAMES
+    from vqpress.codec.container import MODE_NAMES
 
     header, payload = unpack(data)
     pixels = header.width * header.height

@@ -11,7 +11,7 @@ All integers little-endian. Layout:
     6+n     4     first 4 bytes of the sha256 of the weights file
     10+n    4     image width in pixels
     14+n    4     image height in pixels
-    18+n    1     source mode (`imageio.MODE_NAMES`: 0 RGB, 1 gray, 2 RGBA with alpha dropped
+    18+n    1     source mode (`MODE_NAMES`: 0 RGB, 1 gray, 2 RGBA with alpha dropped
                   (written by vqpress 0.1), 3 16-bit gray, 4 RGBA, 5 gray with alpha)
     19+n    1     quality level (the model's ladder says how many VQ stages it codes and
                   whether, with which step, the detail layer follows them)
@@ -44,7 +44,14 @@ import zlib
 from dataclasses import dataclass, field
 
 from .errors import VQPressError
-from .imageio import MODE_NAMES
+
+# The header's mode byte: the source image's mode, which decoding gives back (grayscale comes
+# back as grayscale).
+# MODE_COMPOSITED: vqpress 0.1 composited alpha on white and dropped it; its files decode as RGB.
+MODE_RGB, MODE_GRAY, MODE_COMPOSITED, MODE_GRAY16, MODE_RGBA, MODE_LA = 0, 1, 2, 3, 4, 5
+MODE_NAMES = {MODE_RGB: "RGB", MODE_GRAY: "L", MODE_COMPOSITED: "RGBA (alpha dropped)",
+              MODE_GRAY16: "16-bit gray", MODE_RGBA: "RGBA", MODE_LA: "LA (gray with alpha)"}
+GRAY_MODES = {MODE_GRAY, MODE_GRAY16, MODE_LA}
 
 MAGIC = b"\x89VQP"
 VERSIONS = (1, 2)

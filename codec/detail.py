@@ -79,6 +79,32 @@ def quantise(coefficients: np.ndarray, step: float) -> np.ndarray:
     return (np.sign(coefficients) * np.maximum(magnitude, 0)).astype(np.int32)
 
 
+def rd_optimise(levels: np.ndarray, coefficients: np.ndarray, step: float, offset: float,
+                weights: np.ndarray, lam: float, chunk: int = 32) -> np.ndarray:
+    """Levels with each nonzero magnitude lowered by one where that lowers D + lam step^2 R,
+    R being the bits under the static table `weights` (3, GROUPS, CONTEXTS, SYMBOLS) in the
+    contexts of the first quantisation (an estimate: lowering a level changes its neighbours'
+    contexts, and adaptive tables drift from the static one). Encoder only: any levels decode."""
+    bits = -np.log2(weights / weights.sum(-1, keepdims=True)).astype(np.float32)
+    magnitudes = padded_magnitudes(levels)
+    out = levels.copy()
+    price = np.float32(lam * step * step)
+    for r0 in range(0, len(levels), chunk):  # block rows at a time: small temporaries
+        rows, cols = (a.ravel() for a in np.indices((min(chunk, len(levels) - r0), levels.shape[1])))
+        rows = rows + r0
+        for channel in range(3):
+            ctx = contexts(magnitudes, rows, cols, channel)
+            q = levels[rows, cols, channel]
+            lower = q - np.sign(q)
+            rate = (bits[channel, BAND_GROUP[None, :], ctx, np.clip(q, -LIMIT, LIMIT) + LIMIT]
+                    - bits[channel, BAND_GROUP[None, :], ctx, np.clip(lower, -LIMIT, LIMIT) + LIMIT])
+            c = coefficients[rows, cols, channel]
+            added = (np.square(c - dequantise(lower, step, offset))
+                     - np.square(c - dequantise(q, step, offset)))
+            out[rows, cols, channel] = np.where((q != 0) & (added < price * rate), lower, q)
+    return out
+
+
 # -- contexts ---------------------------------------------------------------------------------
 def contexts(magnitudes: np.ndarray, rows: np.ndarray, cols: np.ndarray, channel: int) -> np.ndarray:
     """Context (n, 64) of the coefficients of `channel` in blocks (rows, cols).

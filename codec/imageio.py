@@ -18,15 +18,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import limits
+from .container import (GRAY_MODES, MODE_COMPOSITED, MODE_GRAY, MODE_GRAY16, MODE_LA, MODE_RGB,
+                        MODE_RGBA)
 from .errors import VQPressError
-
-# Source modes the container remembers, so grayscale comes back as grayscale.
-# MODE_COMPOSITED: vqpress 0.1 composited alpha on white and dropped it; its files decode as RGB.
-MODE_RGB, MODE_GRAY, MODE_COMPOSITED, MODE_GRAY16, MODE_RGBA, MODE_LA = 0, 1, 2, 3, 4, 5
-MODE_NAMES = {MODE_RGB: "RGB", MODE_GRAY: "L", MODE_COMPOSITED: "RGBA (alpha dropped)",
-              MODE_GRAY16: "16-bit gray", MODE_RGBA: "RGBA", MODE_LA: "LA (gray with alpha)"}
-GRAY_MODES = {MODE_GRAY, MODE_GRAY16, MODE_LA}
-
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".gif"}
 

@@ -92,11 +92,18 @@ def decode(decoder, bh: int, bw: int) -> np.ndarray:
     return modes
 
 
+def coefficients_for(rgb: np.ndarray, base: np.ndarray, step: float, offset: float,
+                     block_modes: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """The coefficients (bh, bw, 3, 64) of what an encoder codes for an image over its VQ base,
+    and the blocks' modes (None in models without them)."""
+    if not block_modes:
+        return detail.residual_coefficients(rgb, base), None
+    chosen, coefficients = choose(rgb, base, step, offset)
+    return coefficients, chosen
+
+
 def levels_for(rgb: np.ndarray, base: np.ndarray, step: float, offset: float,
                block_modes: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """The detail levels (bh, bw, 3, 64) an encoder codes for an image over its VQ base, and
-    the blocks' modes (None in models without them)."""
-    if not block_modes:
-        return detail.quantise(detail.residual_coefficients(rgb, base), step), None
-    chosen, coefficients = choose(rgb, base, step, offset)
+    """The detail levels (bh, bw, 3, 64) quantised from `coefficients_for`, and the modes."""
+    coefficients, chosen = coefficients_for(rgb, base, step, offset, block_modes)
     return detail.quantise(coefficients, step), chosen

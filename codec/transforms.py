@@ -62,15 +62,17 @@ class Transforms:
         """(1, latent, h, w) float32 -> (1, 3, 8h, 8w) float32 (not clamped)."""
         raise NotImplementedError
 
-    def quantise(self, z: np.ndarray, stages: int) -> np.ndarray:
+    def quantise(self, z: np.ndarray, stages: int, chunk: int = 4096) -> np.ndarray:
         """Residual VQ of a latent (latent, h, w): nearest code per stage -> (stages, h, w)."""
         d, h, w = z.shape
         residual = np.ascontiguousarray(z.reshape(d, -1).T)
         out = np.empty((stages, h * w), dtype=np.int64)
-        for s in range(stages):
-            distances = self.code_norms[s][None] - 2 * residual @ self.codebooks[s].T
-            out[s] = distances.argmin(1)
-            residual -= self.codebooks[s][out[s]]
+        for i in range(0, h * w, chunk):  # positions at a time: the distances stay small
+            part = residual[i:i + chunk]
+            for s in range(stages):
+                distances = self.code_norms[s][None] - 2 * part @ self.codebooks[s].T
+                out[s, i:i + chunk] = distances.argmin(1)
+                part -= self.codebooks[s][out[s, i:i + chunk]]
         return out.reshape(stages, h, w)
 
     def latent(self, indices: np.ndarray) -> np.ndarray:
@@ -78,19 +80,24 @@ class Transforms:
         z = sum(self.codebooks[s][indices[s]] for s in range(len(indices)))
         return np.ascontiguousarray(z.transpose(2, 0, 1))
 
-    def symbols(self, rgb: np.ndarray, stages: int, bar=None) -> np.ndarray:
-        """Symbol maps (stages, ceil(H/8), ceil(W/8)) of an (H, W, 3) uint8 image."""
+    def latents(self, rgb: np.ndarray, bar=None) -> np.ndarray:
+        """The latent (latent, ceil(H/8), ceil(W/8)) float32 of an (H, W, 3) uint8 image."""
         h, w = rgb.shape[:2]
         gh, gw = grid(h, w)
         padded = np.pad(rgb, ((0, gh * DOWNSCALE - h), (0, gw * DOWNSCALE - w), (0, 0)), mode="edge")
-        out = np.empty((stages, gh, gw), dtype=np.int64)
+        out = np.empty((self.codebooks.shape[-1], gh, gw), dtype=np.float32)
         s = DOWNSCALE
         for (y0, y1, x0, x1), (ya, yb, xa, xb) in tiles(gh, gw):
             tile = padded[ya * s:yb * s, xa * s:xb * s].transpose(2, 0, 1)[None]
             z = self.analysis(np.ascontiguousarray(tile, dtype=np.float32) / np.float32(255))[0]
-            out[:, y0:y1, x0:x1] = self.quantise(z[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa], stages)
+            out[:, y0:y1, x0:x1] = z[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa]
             advance(bar, (y1 - y0) * (x1 - x0))
         return out
+
+    def symbols(self, rgb: np.ndarray, stages: int, bar=None) -> np.ndarray:
+        """Symbol maps (stages, ceil(H/8), ceil(W/8)) of an (H, W, 3) uint8 image: the nearest
+        codes of its latent."""
+        return self.quantise(self.latents(rgb, bar), stages)
 
     def pixels(self, indices: np.ndarray, height: int, width: int, bar=None) -> np.ndarray:
         """(H, W, 3) uint8 image of symbol maps (stages, gh, gw)."""

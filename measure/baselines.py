@@ -88,19 +88,22 @@ def jxl() -> RDCodec:
 def vqpress(device: str = "cpu", model_id: str | None = None) -> RDCodec:
     """The default model as "vqpress"; another shipped one (e.g. rvq8-v2), or a codec file's
     path (training's work in progress), as "vqpress-<id>"."""
-    from vqpress.codec.api import Codec, load
+    from vqpress import __version__
+    from vqpress.codec import api
     from vqpress.codec.ladder import DEFAULT_MODEL
 
     if model_id is not None and model_id.endswith(".safetensors"):
-        model = Codec(device=device, path=model_id)
+        model = api.Codec(device=device, path=model_id)
     else:
-        model = load(model_id or DEFAULT_MODEL, device=device)
+        model = api.load(model_id or DEFAULT_MODEL, device=device)
 
     def decode(data: bytes) -> np.ndarray:
         return np.asarray(model.decompress(data).convert("RGB"))
 
     name = "vqpress" if model_id is None else f"vqpress-{model_id}"
-    return RDCodec(name, f"vqpress {model.model_id} (VQ-VAE + PixelCNN prior), .vqp with header",
+    settings = f"encoder: RDO lambda {api.RDO_LAMBDA:g}, ECVQ lambda {api.ECVQ_LAMBDA:g}"
+    return RDCodec(name, f"vqpress {__version__} {model.model_id} (VQ-VAE + PixelCNN prior; {settings}), "
+                         ".vqp with header",
                    list(model.qualities), lambda rgb, q: model.compress(rgb, q), decode,
                    levels_only=True)
 

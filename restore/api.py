@@ -19,7 +19,8 @@ from torch import nn
 
 from vqpress.codec.blocks import DOWNSCALE
 from vqpress.codec.errors import VQPressError
-from vqpress.codec.imageio import MODE_GRAY, MODE_GRAY16, as_image, has_alpha, to_rgb8
+from vqpress.codec.container import MODE_GRAY, MODE_GRAY16
+from vqpress.codec.imageio import as_image, has_alpha, to_rgb8
 from vqpress.nets.device import resolve_device, to_uint8
 
 from . import local_wiener, operators

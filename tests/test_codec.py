@@ -144,6 +144,29 @@ def test_tiled_transforms_cover_the_whole_image(model, photo, monkeypatch):
     assert psnr(out, photo) > 18
 
 
+def test_entropy_constrained_symbols_trade_latent_error_for_bits(model, photo):
+    """With lam 0 the choice is the nearest codes; with lam > 0 some codes change, the prior
+    codes the maps in fewer bits and the latent error grows, and the file still decodes."""
+    from vqpress.codec import ecvq, entropy
+
+    z = model.transforms.latents(photo)
+    nearest = model.transforms.quantise(z, 2)
+    codebooks = model.transforms.codebooks
+    assert np.array_equal(ecvq.choose(z, nearest, codebooks, model.prior, 0.0), nearest)
+    chosen = ecvq.choose(z, nearest, codebooks, model.prior, 1.0)
+
+    def bits_and_error(indices):
+        bits = entropy.encode_symbols(model.prior, indices, entropy.new_encoder())
+        error = np.square(z - model.transforms.latent(indices)).sum()
+        return bits, error
+
+    (bits_near, error_near), (bits_chosen, error_chosen) = bits_and_error(nearest), bits_and_error(chosen)
+    assert (chosen != nearest).any()
+    assert bits_chosen < bits_near and error_chosen > error_near
+    data, _ = model.encode_payload(1, chosen[:1])  # quality 1: one stage, no detail layer
+    assert np.array_equal(model.decode_payload(1, data, *photo.shape[:2])[0], chosen[:1])
+
+
 def test_the_detail_layer_in_bands_gives_the_same_bytes_and_pixels(model, photo, monkeypatch):
     """Big photos get their detail layer chosen and added in bands of block rows, so its float
     temporaries stay small; bands change neither the file nor the image."""

@@ -103,6 +103,25 @@ def test_coded_bytes_are_stable():
     assert digest == "5f5d50cc1730d5aec35c999a8f6b2d16669a54e253b3e80a4d205c5da67c4861"
 
 
+def test_rd_optimisation_only_lowers_levels_where_the_table_says_it_pays():
+    """Each level moves at most one step towards zero, never changes sign, and moves only
+    where the bits the table saves outweigh the error added; lambda 0 changes nothing."""
+    rng = np.random.default_rng(5)
+    coefficients = (rng.laplace(0, 12, (6, 7, 3, 64)) * (rng.random((6, 7, 3, 64)) < 0.5)).astype(np.float32)
+    step, offset = 10.0, 0.15
+    levels = detail.quantise(coefficients, step)
+    table = _table(levels)
+    assert np.array_equal(detail.rd_optimise(levels, coefficients, step, offset, table, 0.0), levels)
+    lowered = detail.rd_optimise(levels, coefficients, step, offset, table, 0.3, chunk=4)
+    moved = lowered != levels
+    assert moved.any() and not moved.all()
+    assert (np.abs(levels - lowered) <= 1).all() and (np.abs(lowered) <= np.abs(levels)).all()
+    assert (np.sign(lowered) * np.sign(levels) >= 0).all()
+    error = lambda q: np.square(coefficients - detail.dequantise(q, step, offset))  # noqa: E731
+    assert (error(lowered)[moved] > error(levels)[moved]).all()  # what it gives up is error...
+    assert np.abs(lowered[moved]).max() < detail.LIMIT  # ...for bits, which escapes would not save
+
+
 def test_levels_are_reconstructed_with_the_rung_offset():
     levels = np.array([-2, -1, 0, 1, 3], dtype=np.int32)
     assert detail.dequantise(levels, 10.0).tolist() == [-20, -10, 0, 10, 30]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from PIL import Image, ImageFile
 
 from vqpress.codec import container
-from vqpress.codec.imageio import GRAY_MODES, MODE_LA, MODE_RGBA
+from vqpress.codec.container import GRAY_MODES, MODE_LA, MODE_RGBA
 
 FORMAT = "VQP"
 

@@ -1,0 +1,105 @@
+"""Choose the encoder's settings (`codec.detail.DEADZONE`, `codec.api.RDO_LAMBDA` and
+`ECVQ_LAMBDA`) on training photos: encoder-only choices, so every variant makes files the
+shipped decoder reads.
+
+    python benchmarks/fit_encoder.py ../shared/corpus/train --photos 16 \
+        --variants 0.25:0,0.33:0,0.42:0,0.25:0.1,0.25:0.2,0.25:0.4 -o out/fit-encoder.json
+
+A variant is DEADZONE:RDO_LAMBDA[:ECVQ_LAMBDA]. The photos are spread evenly over the sorted corpus (every
+source is in) and scaled down to at most 768x512. At every quality, each variant's payload is really coded (its size plus a 40-byte header is the rate) and the
+decoder's reconstruction, filter included, is compared with the photo. Prints each variant's
+BD-rate (PSNR) against the first one, over all those qualities and over the low and high
+halves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vqpress.codec import api, detail
+from vqpress.codec.imageio import image_paths, open_image, to_rgb8
+from vqpress.measure.metrics import bd_rate, psnr
+from vqpress.training.data import evenly_spread
+
+HEADER_BYTES = 40
+MAX_PIXELS = 768 * 512
+
+
+def photo(path: Path) -> np.ndarray:
+    image = open_image(path).convert("RGB")
+    if image.width * image.height > MAX_PIXELS:
+        s = (MAX_PIXELS / (image.width * image.height)) ** 0.5
+        image = image.resize((max(8, int(image.width * s)), max(8, int(image.height * s))), Image.LANCZOS)
+    return to_rgb8(image)[0]
+
+
+def measure(codec: api.Codec, rgb: np.ndarray, variants: list[tuple[float, float]]) -> list[dict]:
+    """(variant, quality, bpp, psnr) rows of one photo; the VQ base is made once per stage count."""
+    h, w = rgb.shape[:2]
+    bases, rows = {}, []
+    for q in codec.qualities:
+        rung = codec.ladder[q - 1]
+        for deadzone, lam, vq_lam in variants:
+            if (rung.stages, vq_lam) not in bases:
+                indices = codec.symbols(rgb, rung.stages, lam=vq_lam)
+                bases[rung.stages, vq_lam] = indices, codec.pixels(indices, h, w)
+            indices, base = bases[rung.stages, vq_lam]
+            levels = modes = None
+            if rung.step is not None:
+                detail.DEADZONE, api.RDO_LAMBDA = deadzone, lam
+                levels, modes = codec.detail_levels(rgb, base, q)
+            data, _ = codec.encode_payload(q, indices, levels, modes=modes)
+            out = base if levels is None else codec.with_detail(q, base, levels, modes)
+            if codec.postfilter is not None and codec.postfilter.applies(q):
+                out = codec.postfilter(out, q)
+            rows.append({"variant": f"{deadzone}:{lam}:{vq_lam}", "quality": q,
+                         "bpp": (len(data) + HEADER_BYTES) * 8 / (w * h), "psnr": psnr(out, rgb)})
+    return rows
+
+
+def report(rows: list[dict]) -> None:
+    """Each variant's BD-rate against the first, on the mean curve over the photos."""
+    points = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        points[r["variant"]][r["quality"]].append((r["bpp"], r["psnr"]))
+    qualities = sorted(next(iter(points.values())))
+    halves = {"all": qualities, "low": qualities[:len(qualities) // 2 + 1],
+              "high": qualities[len(qualities) // 2:]}
+    mean = {v: {q: np.mean(p[q], axis=0) for q in qualities} for v, p in points.items()}
+    first = next(iter(mean))
+    print(f"{len(next(iter(points.values()))[qualities[0]])} photos; BD-rate (PSNR) against {first}")
+    for v, curve in mean.items():
+        cells = []
+        for name, qs in halves.items():
+            ref, test = np.array([mean[first][q] for q in qs]), np.array([curve[q] for q in qs])
+            cells.append(f"{name} {bd_rate(ref[:, 0], ref[:, 1], test[:, 0], test[:, 1]):+.2f}%")
+        print(f"  {v:>10}: " + ", ".join(cells))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--photos", type=int, default=16)
+    parser.add_argument("--variants", default="0.25:0,0.25:0.1",
+                        help="DEADZONE:RDO_LAMBDA[:ECVQ_LAMBDA],...; the first is the reference")
+    parser.add_argument("-o", "--out", type=Path, default=Path("out/fit-encoder.json"))
+    args = parser.parse_args()
+    variants = [tuple(float(x) for x in (v + ":0:0").split(":")[:3]) for v in args.variants.split(",")]
+    codec = api.Codec(threads=1)
+    rows = []
+    for path in evenly_spread(image_paths(args.folder), args.photos):
+        rows += measure(codec, photo(path), variants)
+        print(path.name, flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(rows))
+    report(rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Entropy-constrained choice of the VQ symbols, at encode time only (any symbols decode).
+
+The nearest code is not always the best buy: a code the prior expects can cost a few bits less
+for a little more error, which the detail layer (or nobody, at the lowest qualities) pays
+for. Stage by stage, each position takes the code with the least
+
+    squared latent error of the stage's residual + lam * (its bits under the prior),
+
+the bits read from the prior's distribution at that position, in the context of the
+nearest-code map (an estimate: the chosen codes change their neighbours' contexts), and of
+the codes this pass already chose at the earlier stages of the same position (exact).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .prior import FixedPointPrior
+
+
+def choose(z: np.ndarray, nearest: np.ndarray, codebooks: np.ndarray, prior: FixedPointPrior,
+           lam: float, chunk: int = 4096) -> np.ndarray:
+    """Symbol maps (stages, h, w) for a latent z (latent, h, w), given its nearest-code maps
+    and the codebooks (all stages, codes, latent)."""
+    stages, h, w = nearest.shape
+    cfg = prior.config
+    tokens = np.full((h, w, cfg.num_stages), cfg.num_codes, dtype=np.int64)
+    tokens[..., :stages] = nearest.transpose(1, 2, 0)
+    features = prior.all_features(tokens).reshape(h * w, -1)
+    residual = np.ascontiguousarray(z.reshape(len(z), -1).T)
+    norms = np.square(codebooks).sum(-1)
+    out = np.empty((stages, h * w), dtype=np.int64)
+    for i in range(0, h * w, chunk):  # positions at a time: (positions, codes) arrays stay small
+        part, f = residual[i:i + chunk], features[i:i + chunk]
+        earlier = np.zeros_like(f)
+        for s in range(stages):
+            weights = prior.stage_weights(f, earlier, s).astype(np.float64)
+            bits = np.log2(weights.sum(1, keepdims=True)) - np.log2(weights)
+            error = norms[s][None] - 2 * part @ codebooks[s].T  # + |part|^2, the same for every code
+            chosen = (error + lam * bits).argmin(1)
+            out[s, i:i + chunk] = chosen
+            part -= codebooks[s][chosen]
+            earlier = earlier + prior.same_position[s][chosen]
+    return out.reshape(stages, h, w)
