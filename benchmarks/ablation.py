@@ -100,12 +100,11 @@ def main() -> None:
     grid = [int(q) for q in args.qualities.split(",")] if args.qualities else None
     specs = [(name, spec) for name, _, spec in (v.partition("=") for v in args.variants)]
     with tempfile.TemporaryDirectory() as tmp:
-        measured = [(name, variant_file(spec, Path(tmp)))
-                    for name, spec in specs if not spec.startswith("rd:")]
         for folder in args.sets:  # the variants first: the peers' rd runs may still be going
             cached = args.out / f"variants-{folder.name}.json"
             mine = json.loads(cached.read_text()) if cached.exists() else {}
-            codecs = [codec_of(name, path) for name, path in measured if name not in mine]
+            codecs = [codec_of(name, variant_file(spec, Path(tmp))) for name, spec in specs
+                      if not spec.startswith("rd:") and name not in mine]  # kept curves need no file
             grids = {c.name: [q for q in grid if q in c.qualities] for c in codecs} if grid else {}
             if codecs:
                 mine |= curves(measure(codecs, grids, folder))

@@ -222,8 +222,7 @@ def decompress(inputs, output, jobs, force, device):
 def info(input_path: Path):
     """Show a .vqp file's header (checks its CRC, decodes nothing)."""
     data = _read(input_path)
-    from vqpress.codec.container import unpack
-    from vqpress.codec.container import MODE_NAMES
+    from vqpress.codec.container import MODE_NAMES, unpack
 
     header, payload = unpack(data)
     pixels = header.width * header.height

@@ -152,16 +152,20 @@ class Probabilities:
         self.adaptive = adaptive
         self.weights = table * ADAPT_PRIOR if adaptive else table  # kept up to date in place
         self.total = table.sum(-1)
+        self.row_sums = self.weights.sum(-1)  # kept with the weights: summing rows costs more
 
-    def rows(self, channel: int, contexts_: np.ndarray) -> tuple[tuple, np.ndarray]:
-        """(the table index of each coefficient, their weights (n * 64, SYMBOLS))."""
+    def rows(self, channel: int, contexts_: np.ndarray) -> tuple[tuple, np.ndarray, np.ndarray]:
+        """(the table index of each coefficient, their weights (n * 64, SYMBOLS), and the
+        weights' row sums (n * 64))."""
         index = (channel, BAND_GROUP[None, :], contexts_)
-        return index, self.weights[index].reshape(-1, SYMBOLS)
+        return index, self.weights[index].reshape(-1, SYMBOLS), self.row_sums[index].reshape(-1)
 
     def update(self, index: tuple, symbols: np.ndarray) -> None:
         """Count the coded symbols (n, 64) in their rows (adaptive models only)."""
         if self.adaptive:
-            np.add.at(self.weights, index + (symbols,), self.total[index])
+            added = self.total[index]
+            np.add.at(self.weights, index + (symbols,), added)
+            np.add.at(self.row_sums, index, added)
 
 
 def encode(encoder, levels: np.ndarray, weights: np.ndarray, bar=None, adaptive: bool = False) -> float:
@@ -174,11 +178,11 @@ def encode(encoder, levels: np.ndarray, weights: np.ndarray, bar=None, adaptive:
     bits = 0.0
     for rows, cols in diagonals(bh, bw):
         for channel in range(3):
-            index, probs = model.rows(channel, contexts(magnitudes, rows, cols, channel))
+            index, probs, sums = model.rows(channel, contexts(magnitudes, rows, cols, channel))
             coded = symbols[rows, cols, channel]
             flat = coded.reshape(-1)
             encoder.encode(flat.astype(np.int32), CATEGORICAL, probs)
-            bits -= np.log2(probs[np.arange(len(flat)), flat] / probs.sum(1)).sum()
+            bits -= np.log2(probs[np.arange(len(flat)), flat] / sums).sum()
             model.update(index, coded)
             if bar is not None:
                 bar.update(len(rows))
@@ -207,8 +211,8 @@ def decode(decoder, weights: np.ndarray, bh: int, bw: int, bar=None, adaptive: b
     model = Probabilities(weights, adaptive)
     for rows, cols in diagonals(bh, bw):
         for channel in range(3):
-            index, probs = model.rows(channel, contexts(magnitudes, rows, cols, channel))
-            symbols = decoder.categorical(probs).reshape(len(rows), 64)
+            index, probs, sums = model.rows(channel, contexts(magnitudes, rows, cols, channel))
+            symbols = decoder.categorical(probs, sums).reshape(len(rows), 64)
             model.update(index, symbols)
             levels[rows, cols, channel] = symbols - LIMIT
             magnitudes[rows + 1, cols + 1, channel] = np.abs(symbols - LIMIT)

@@ -34,10 +34,8 @@ def choose(z: np.ndarray, nearest: np.ndarray, codebooks: np.ndarray, prior: Fix
         part, f = residual[i:i + chunk], features[i:i + chunk]
         earlier = np.zeros_like(f)
         for s in range(stages):
-            weights = prior.stage_weights(f, earlier, s).astype(np.float64)
-            bits = np.log2(weights.sum(1, keepdims=True)) - np.log2(weights)
             error = norms[s][None] - 2 * part @ codebooks[s].T  # + |part|^2, the same for every code
-            chosen = (error + lam * bits).argmin(1)
+            chosen = (error + lam * prior.stage_bits(f, earlier, s)).argmin(1)
             out[s, i:i + chunk] = chosen
             part -= codebooks[s][chosen]
             earlier = earlier + prior.same_position[s][chosen]

@@ -82,11 +82,12 @@ class PayloadDecoder:
         if self.budget < 0:
             raise CorruptStream("corrupted payload (its data ends before the image does)")
 
-    def categorical(self, weights: np.ndarray) -> np.ndarray:
-        """One symbol per row of integer probability weights (n, K)."""
+    def categorical(self, weights: np.ndarray, sums: np.ndarray | None = None) -> np.ndarray:
+        """One symbol per row of integer probability weights (n, K), whose row sums the caller
+        may know (n,)."""
         symbols = self._decoder.decode(CATEGORICAL, weights)
         chosen = weights[np.arange(len(symbols)), symbols]
-        self._spend(float(-np.log2(chosen / weights.sum(1)).sum()))
+        self._spend(float(-np.log2(chosen / (weights.sum(1) if sums is None else sums)).sum()))
         return symbols
 
     def uniform(self, sizes: np.ndarray) -> np.ndarray:

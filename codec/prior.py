@@ -67,6 +67,7 @@ class FixedPointPrior:
         self.head, self.head_bias = t["head.weight"], t["head.bias"]
         self.head_shift = int(t["head.shift"][0])
         self.tanh, self.sigmoid, self.exp = t["lut.tanh"], t["lut.sigmoid"], t["lut.exp"]
+        self.log2_exp = np.log2(self.exp)
         self.offsets = [(np.array([d[0] for d in tp]) + 2, np.array([d[1] for d in tp]) + 2)
                         for _, _, _, tp in self.layers]
         self.first = self._first_layer_table()
@@ -123,11 +124,19 @@ class FixedPointPrior:
     def stage_weights(self, features: np.ndarray, earlier: np.ndarray, stage: int) -> np.ndarray:
         """Integer probability weights (n, K) of `stage` given trunk features and the sum of
         the earlier stages' same-position embeddings."""
+        return self.exp[self._gaps(features, earlier, stage)]
+
+    def stage_bits(self, features: np.ndarray, earlier: np.ndarray, stage: int) -> np.ndarray:
+        """What each code of `stage` would cost, in bits (n, K): -log2 of its probability under
+        `stage_weights` (an encoder's estimate; the coder normalises the weights itself)."""
+        gaps = self._gaps(features, earlier, stage)
+        return np.log2(self.exp[gaps].sum(1, keepdims=True)) - self.log2_exp[gaps]
+
+    def _gaps(self, features, earlier, stage) -> np.ndarray:
         u = np.maximum(features + earlier, 0)
         acc = u @ self.head[stage] + self.head_bias[stage]
         logits = np.floor(acc * 2.0**-self.head_shift)
-        gap = np.minimum(logits.max(1, keepdims=True) - logits, EXP_RANGE).astype(np.int64)
-        return self.exp[gap]
+        return np.minimum(logits.max(1, keepdims=True) - logits, EXP_RANGE).astype(np.int64)
 
     # -- whole maps (encoder side) -------------------------------------------------------------
     def all_features(self, tokens: np.ndarray, chunk: int = 512) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""The VQ-VAE's transforms at run time: image -> symbol maps and symbol maps -> image, tiled
-with overlap so memory stays bounded on big photos.
+"""The VQ-VAE's transforms at run time: image -> latent -> nearest codes, and symbol maps ->
+image, tiled with overlap so memory stays bounded on big photos.
 
 Two backends: ONNX Runtime (`OnnxTransforms`, the default: no torch import, so a command starts
 in a fraction of a second) and torch (`TorchTransforms`, for `--device cuda`). The symbols are
@@ -93,11 +93,6 @@ class Transforms:
             out[:, y0:y1, x0:x1] = z[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa]
             advance(bar, (y1 - y0) * (x1 - x0))
         return out
-
-    def symbols(self, rgb: np.ndarray, stages: int, bar=None) -> np.ndarray:
-        """Symbol maps (stages, ceil(H/8), ceil(W/8)) of an (H, W, 3) uint8 image: the nearest
-        codes of its latent."""
-        return self.quantise(self.latents(rgb, bar), stages)
 
     def pixels(self, indices: np.ndarray, height: int, width: int, bar=None) -> np.ndarray:
         """(H, W, 3) uint8 image of symbol maps (stages, gh, gw)."""
