@@ -74,7 +74,7 @@ class Codec:
         return range(1, len(self.ladder) + 1)
 
     def check_quality(self, quality) -> int:
-        """The quality as an int (`model.check_quality`)."""
+        """The quality as an int (`ladder.check_quality`)."""
         return check_quality(quality, self.ladder)
 
     # -- the layers, for tests and tools ----------------------------------------------------------

@@ -23,10 +23,7 @@ def choose(z: np.ndarray, nearest: np.ndarray, codebooks: np.ndarray, prior: Fix
     """Symbol maps (stages, h, w) for a latent z (latent, h, w), given its nearest-code maps
     and the codebooks (all stages, codes, latent)."""
     stages, h, w = nearest.shape
-    cfg = prior.config
-    tokens = np.full((h, w, cfg.num_stages), cfg.num_codes, dtype=np.int64)
-    tokens[..., :stages] = nearest.transpose(1, 2, 0)
-    features = prior.all_features(tokens).reshape(h * w, -1)
+    features = prior.all_features(prior.token_map(nearest)).reshape(h * w, -1)
     residual = np.ascontiguousarray(z.reshape(len(z), -1).T)
     norms = np.square(codebooks).sum(-1)
     out = np.empty((stages, h * w), dtype=np.int64)

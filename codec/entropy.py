@@ -27,19 +27,11 @@ class CorruptStream(VQPressError):
     """A payload that does not decode."""
 
 
-def _tokens(indices: np.ndarray, num_stages: int, absent: int) -> np.ndarray:
-    q, h, w = indices.shape
-    tokens = np.full((h, w, num_stages), absent, dtype=np.int64)
-    tokens[..., :q] = indices.transpose(1, 2, 0)
-    return tokens
-
-
 def encode_symbols(prior: FixedPointPrior, indices: np.ndarray, encoder, bar=None) -> float:
     """Append indices (stages, H, W) to a constriction queue encoder. Returns the prior's
     cross-entropy in bits."""
-    cfg = prior.config
     q = indices.shape[0]
-    tokens = _tokens(indices, cfg.num_stages, cfg.num_codes)
+    tokens = prior.token_map(indices)
     feats = prior.all_features(tokens)
     bits = 0.0
     for rows, cols in wavefront(*indices.shape[1:]):

@@ -139,6 +139,14 @@ class FixedPointPrior:
         return np.minimum(logits.max(1, keepdims=True) - logits, EXP_RANGE).astype(np.int64)
 
     # -- whole maps (encoder side) -------------------------------------------------------------
+    def token_map(self, indices: np.ndarray) -> np.ndarray:
+        """Tokens (H, W, num_stages) of symbol maps (stages, H, W): the stages not coded are
+        absent (num_codes)."""
+        q, h, w = indices.shape
+        tokens = np.full((h, w, self.config.num_stages), self.config.num_codes, dtype=np.int64)
+        tokens[..., :q] = indices.transpose(1, 2, 0)
+        return tokens
+
     def all_features(self, tokens: np.ndarray, chunk: int = 512) -> np.ndarray:
         """Trunk features (H, W, C) of a complete token map (H, W, S), layer by layer."""
         height, width, _ = tokens.shape

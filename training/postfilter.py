@@ -150,9 +150,9 @@ def export_postfilter(run, model_id: str, out: Path, base: Path | None = None) -
                     "postfilter_config": json.dumps({**ckpt["model_config"], "skip": skip})}
         save_file(tensors, str(path), metadata=metadata)
 
-    from vqpress.codec.ladder import Rung
+    from vqpress.codec.ladder import ladder_from_metadata
 
-    ladder = [Rung(*r) for r in meta["ladder"]]
+    ladder = ladder_from_metadata(meta)
     filter_lines = [("A reconstruction filter (`nets/postfilter.py`) runs on the decoder's output: "
                      "trained with MSE on pairs of (this codec's decoding of a training photo at a "
                      "random quality, the photo). Validation: its mean PSNR gain per quality on the "
