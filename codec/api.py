@@ -31,8 +31,8 @@ BAND_BLOCKS = 64  # block rows the decoder adds the detail layer to at a time
 # `python benchmarks/fit_encoder.py ../shared/corpus/train --photos 16 --variants
 # 0.25:0,0.25:0.1,0.25:0.1:0.1,0.25:0.1:0.3,0.25:0.1:1` (16 training photos, every quality,
 # BD-rate against neither): RDO_LAMBDA 0.1 -0.71%; with ECVQ_LAMBDA 0.1 / 0.3 / 1 on top -1.10% /
-# -1.36% / -0.93%. An earlier run of the same measurement: RDO_LAMBDA 0.05 -0.20%, 0.2 +0.56%,
-# 0.4 +6.5%; a wider dead zone instead (0.33, 0.42) +0.9%, +3.3%.
+# -1.36% / -0.93%. The script's precursor (the same procedure over qualities 2-11): RDO_LAMBDA
+# 0.05 -0.20%, 0.2 +0.56%, 0.4 +6.5%; a wider dead zone instead (0.33, 0.42) +0.9%, +3.3%.
 RDO_LAMBDA = 0.1  # a detail level moves one step to zero where D + lambda step^2 R falls (`detail.rd_optimise`)
 ECVQ_LAMBDA = 0.3  # the VQ symbols' bits against their latent error (`codec.ecvq`); 0: nearest codes
 
