@@ -2,19 +2,23 @@
 (`restore.local_wiener`: INPAINT_LEVELS, DEBLUR_LEVELS) on training photos, so the validation
 benchmark stays a held-out measurement.
 
-    python benchmarks/fit_plug_and_play.py ../shared/corpus/train [--photos 6]
+    python benchmarks/fit_plug_and_play.py ../shared/corpus/train [--photos 6] [--threads 1]
 
 Takes `--photos` photos of at least 512x384 spread over the folder (portrait ones transposed),
 centre-cropped to 512x384; damages them as bench_restore does (thin strokes, a 128x128 box and
 50% random missing pixels, seeded; a Gaussian blur of std 2 rounded to 8 bits); restores them by
 latent MAP with the step switched off (the pilot), then runs the step with every schedule and
-prints the mean PSNR (inpainting: over the missing pixels) per schedule.
+prints the mean PSNR (inpainting: over the missing pixels) and the step's mean seconds per
+schedule: on the turning stride-4 grids the step uses (`local_wiener.PNP_GRIDS`), and, for
+comparison, on the dense stride-2 grid of earlier versions. Pass --threads 1 for the timings
+the module's comments quote.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +38,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_restore import masks  # noqa: E402
 
 INPAINT_SETTINGS = ("thin strokes", "box 128", "random 50%")
-INPAINT_SCHEDULES = ((10, 2, 8), (20, 2, 16), (30, 1, 24), (40, 2, 32), (40, 1, 32))
-DEBLUR_SCHEDULES = ((10, 1, 8), (20, 1, 16), (20, 1, 32), (40, 1, 32), (40, 2, 32), (60, 1, 48))
+# (noise levels, grids): the dense grid at the schedule earlier versions used, then the turning grids
+DENSE, TURNING = (local_wiener.DENSE,), local_wiener.PNP_GRIDS
+INPAINT_SCHEDULES = (((40, 2, 32), DENSE), ((40, 2, 16), TURNING), ((40, 2, 24), TURNING),
+                     ((40, 2, 32), TURNING), ((40, 2, 48), TURNING))
+DEBLUR_SCHEDULES = (((40, 1, 32), DENSE), ((40, 1, 8), TURNING), ((40, 1, 16), TURNING),
+                    ((20, 1, 16), TURNING), ((40, 1, 32), TURNING))
 CROP = (384, 512)
 
 
@@ -69,8 +77,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder")
     parser.add_argument("--photos", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
-    scores = {}  # (setting, schedule) -> PSNRs; schedule None = the pilot
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    scores, seconds = {}, {}  # (setting, schedule) -> PSNRs, times; schedule None = the pilot
     # without their last step, restore.inpaint / restore.restore give latent MAP alone
     for j, rgb in enumerate(tqdm(crops(args.folder, args.photos), desc="photos")):
         clean = tensor(rgb)
@@ -81,26 +92,34 @@ def main():
             known = torch.from_numpy(~missing)[None, None].float()
             where = torch.from_numpy(missing)[None]
             scores.setdefault((name, None), []).append(psnr(pilot, clean, where))
-            for levels in INPAINT_SCHEDULES:
-                out = local_wiener.inpaint(clean * known, known, pilot, levels)
-                scores.setdefault((name, levels), []).append(psnr(out, clean, where))
+            for schedule in INPAINT_SCHEDULES:
+                t0 = time.perf_counter()
+                out = local_wiener.inpaint(clean * known, known, pilot, schedule[0], grids=schedule[1])
+                seconds.setdefault((name, schedule), []).append(time.perf_counter() - t0)
+                scores.setdefault((name, schedule), []).append(psnr(out, clean, where))
         blurred = as_8bit(gaussian_blur(2.0)(clean))
         as8 = to_uint8(blurred[0])
         pilot = tensor(np.asarray(restore.restore(as8, "deblur", blur_sigma=2.0, device="cpu", last_step=False)))
         scores.setdefault(("deblur", None), []).append(psnr(pilot, clean))
-        for levels in DEBLUR_SCHEDULES:
-            out = local_wiener.deblur(blurred, gaussian_kernel(2.0), pilot, 1 / 255, levels)
-            scores.setdefault(("deblur", levels), []).append(psnr(out, clean))
+        for schedule in DEBLUR_SCHEDULES:
+            t0 = time.perf_counter()
+            out = local_wiener.deblur(blurred, gaussian_kernel(2.0), pilot, 1 / 255, schedule[0], grids=schedule[1])
+            seconds.setdefault(("deblur", schedule), []).append(time.perf_counter() - t0)
+            scores.setdefault(("deblur", schedule), []).append(psnr(out, clean))
     print(f"mean PSNR (dB) over {args.photos} training crops of {CROP[1]}x{CROP[0]} "
           "(inpainting: over the missing pixels)\n")
     for task, settings, schedules in (("inpaint", INPAINT_SETTINGS, INPAINT_SCHEDULES),
                                       ("deblur", ("deblur",), DEBLUR_SCHEDULES)):
-        print(f"| {task}: levels (first, last, count) | " + " | ".join(settings) + " | mean |")
-        print("|---|" + "---:|" * (len(settings) + 1))
-        for levels in (None, *schedules):
-            means = [np.mean(scores[s, levels]) for s in settings]
-            label = "pilot" if levels is None else str(levels)
-            print(f"| {label} | " + " | ".join(f"{m:.2f}" for m in means) + f" | {np.mean(means):.2f} |")
+        print(f"| {task}: levels (first, last, count), grid | " + " | ".join(settings) + " | mean | seconds |")
+        print("|---|" + "---:|" * (len(settings) + 2))
+        for schedule in (None, *schedules):
+            means = [np.mean(scores[s, schedule]) for s in settings]
+            if schedule is None:
+                label, time_taken = "pilot", ""
+            else:
+                label = f"{schedule[0]}, {'dense' if schedule[1] == DENSE else 'turning'}"
+                time_taken = f"{np.mean([seconds[s, schedule] for s in settings]):.2f}"
+            print(f"| {label} | " + " | ".join(f"{m:.2f}" for m in means) + f" | {np.mean(means):.2f} | {time_taken} |")
         print()
 
 

@@ -38,15 +38,19 @@ def smooth_fill(y: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
 
 
 def rough_fill(y: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    """The smooth fill blurred by 16 px: the mean that kriging fills around."""
-    return operators.gaussian_smooth(smooth_fill(y, known), 16)
+    """The smooth fill blurred by 16 px (less on images under 49 px a side, which reflect
+    padding could not cover): the mean that kriging fills around."""
+    return operators.gaussian_smooth(smooth_fill(y, known), min(16, (min(y.shape[-2:]) - 1) / 3))
 
 
 def kriging_fill(y: torch.Tensor, known: torch.Tensor, image_power: torch.Tensor,
-                 rough: torch.Tensor | None = None, iters: int = 100) -> torch.Tensor:
+                 rough: torch.Tensor | None = None, iters: int = 25) -> torch.Tensor:
     """First guess for the missing pixels, sharper than `smooth_fill`: the most probable image
     under a stationary Gaussian field with the photos' power spectrum, given the known pixels
-    (simple kriging), around a rough mean (`rough_fill` unless given). Known pixels are kept."""
+    (simple kriging), around a rough mean (`rough_fill` unless given). Known pixels are kept.
+
+    25 conjugate-gradient iterations: 100, the earlier default, took half of latent MAP's time
+    for inpainting and changed the final inpainting by under 0.03 dB on 3 training crops."""
     if rough is None:
         rough = rough_fill(y, known)
     power = image_power.clone()

@@ -304,6 +304,40 @@ def test_local_wiener_in_bands_equals_the_whole_image_at_once():
         local_wiener.denoise(y, pilot, 0.1, band=15)
 
 
+def test_plug_and_play_grids_are_the_dense_grids_windows_and_filter_in_bands_exactly():
+    import math
+
+    from vqpress.restore import local_wiener
+    from vqpress.restore.local_wiener import PNP_GRIDS, _dct, _pass, _windows
+
+    g = torch.Generator().manual_seed(0)
+    image, pilot = torch.rand(3, 37, 30, generator=g), torch.rand(3, 37, 30, generator=g)
+    dense = _windows(image, _dct(image.device))
+    for grid in PNP_GRIDS:
+        # window r of a stride-4 grid starts at 4 r - BLOCK - offset, dense window k at
+        # 2 k - BLOCK: the same window when k = 2 r - offset / 2
+        sparse = _windows(image, _dct(image.device), grid)
+        down, across = grid.offset
+        for row, col in ((1, 1), (3, 2), (5, 4)):
+            assert torch.allclose(sparse[..., col, row],
+                                  dense[..., 2 * col - across // 2, 2 * row - down // 2], atol=1e-5)
+        bands = [_pass(image, pilot, 0.1, math.inf, band, local_wiener._bar(1, image, band), grid)
+                 for band in (1000, 16)]
+        assert torch.allclose(*bands, atol=1e-5)
+    # so four passes, one per offset, visit every window of the dense grid
+    assert {grid.offset for grid in PNP_GRIDS} == {(0, 0), (2, 2), (0, 2), (2, 0)}
+
+
+def test_inpainting_an_image_under_49_pixels_a_side_keeps_its_known_pixels():
+    # the rough fill's 16-px blur once needed reflect padding wider than such an image
+    rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    missing = np.zeros((48, 64), bool)
+    missing[10:20, 30:40] = True
+    out = np.asarray(restore.inpaint(rgb, missing, device="cpu"))
+    assert out.shape == rgb.shape
+    assert np.array_equal(out[~missing], rgb[~missing])
+
+
 def test_local_wiener_removes_noise_from_a_real_photo():
     from vqpress.measure.metrics import psnr
     from vqpress.restore import local_wiener

@@ -1,0 +1,111 @@
+"""Restoration speed and memory: every task at 768x512 in process, and a 4000x3000 inpainting
+from the command line.
+
+    python benchmarks/bench_restore_speed.py [--image PHOTO] [--repeat 3] [--threads 2] [--skip-big]
+
+- In process, a 768x512 photo: the median time of each task and setting of bench_restore.py
+  (inpainting masks, denoising at sigma 15/25/50, super-resolution x2/x4 to 768x512, Gaussian
+  deblurring), after one warm-up that loads the models.
+- `vqpress inpaint` of a 4000x3000 photo (the same photo resized) with 40 strokes 16 px wide, in
+  a fresh process: wall time from process start to file written, and peak memory (VmHWM,
+  Linux).
+
+Without --image the bundled sample is used. Run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vqpress import restore
+from vqpress.restore.damage import strokes
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_restore import blur, masks  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The child reports its own peak (VmHWM starts afresh at exec; ru_maxrss is inherited).
+INPAINT_JOB = """
+import sys
+from vqpress.cli.main import main
+try:
+    main(sys.argv[1:])
+finally:
+    print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")))
+"""
+
+
+def cases(rgb: np.ndarray):
+    """(task, setting, function) of every case bench_restore.py measures."""
+    h, w = rgb.shape[:2]
+    for name, missing in masks((h, w), 0).items():
+        damaged = np.where(missing[..., None], 255, rgb).astype(np.uint8)
+        yield "inpaint", name, lambda d=damaged, m=missing: restore.inpaint(d, m, device="cpu")
+    for sigma in (15, 25, 50):
+        noisy = np.clip(rgb + np.random.default_rng(0).normal(0, sigma, rgb.shape), 0, 255).round().astype(np.uint8)
+        yield "denoise", f"sigma {sigma}", lambda y=noisy, s=sigma: restore.restore(y, "denoise", sigma=s, device="cpu")
+    for scale in (2, 4):
+        low = np.asarray(Image.fromarray(rgb).resize((w // scale, h // scale), Image.BICUBIC))
+        yield "sr", f"x{scale}", lambda y=low, s=scale: restore.restore(y, "sr", scale=s, device="cpu")
+    blurred = blur(rgb, 2.0)
+    yield "deblur", "gaussian 2", lambda: restore.restore(blurred, "deblur", blur_sigma=2.0, device="cpu")
+
+
+def median_seconds(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def big_inpaint(photo: Image.Image) -> tuple[float, float]:
+    """(wall seconds, peak memory in GB) of `vqpress inpaint` on a 4000x3000 photo."""
+    with tempfile.TemporaryDirectory() as tmp:
+        image, mask, out = (Path(tmp) / name for name in ("big.png", "mask.png", "out.png"))
+        photo.resize((4000, 3000), Image.LANCZOS).save(image)
+        Image.fromarray(strokes((3000, 4000), 40, 16, np.random.default_rng(0))).save(mask)
+        t0 = time.perf_counter()
+        result = subprocess.run([sys.executable, "-c", INPAINT_JOB, "inpaint", str(image), "--mask", str(mask),
+                                 "-o", str(out)], capture_output=True, text=True, check=True)
+        seconds = time.perf_counter() - t0
+        if not out.is_file():
+            raise RuntimeError(f"no output: {result.stderr[-500:]}")
+    return seconds, int(result.stdout.split()[-1]) / 2**20
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", default=str(ROOT / "samples" / "coffee.png"))
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip-big", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    photo = Image.open(args.image).convert("RGB")
+    rgb = np.asarray(photo.resize((768, 512), Image.LANCZOS))
+    restore.restore(rgb[:64, :64], "sr", scale=2, device="cpu")  # warm-up: loads the VAE
+    print(f"768x512, {args.threads} threads, median of {args.repeat}\n")
+    print("| task | setting | seconds |\n|---|---|---:|")
+    for task, setting, fn in cases(rgb):
+        print(f"| {task} | {setting} | {median_seconds(fn, args.repeat):.2f} |", flush=True)
+    if not args.skip_big:
+        seconds, peak = big_inpaint(photo)
+        print(f"\n4000x3000 `vqpress inpaint`, 40 strokes 16 px wide, fresh process: {seconds:.1f} s, "
+              f"peak memory (VmHWM) {peak:.2f} GB")
+
+
+if __name__ == "__main__":
+    main()
