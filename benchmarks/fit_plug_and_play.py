@@ -1,12 +1,13 @@
-"""Choose the plug-and-play noise levels that end inpainting and deblurring
-(`restore.local_wiener`: INPAINT_LEVELS, DEBLUR_LEVELS) on training photos, so the validation
-benchmark stays a held-out measurement.
+"""Choose the plug-and-play noise levels that end inpainting, deblurring and super-resolution
+(`restore.local_wiener`: INPAINT_LEVELS, DEBLUR_LEVELS, SR_LEVELS) on training photos, so the
+validation benchmark stays a held-out measurement.
 
     python benchmarks/fit_plug_and_play.py ../shared/corpus/train [--photos 6] [--threads 1]
 
 Takes `--photos` photos of at least 512x384 spread over the folder (portrait ones transposed),
 centre-cropped to 512x384; damages them as bench_restore does (thin strokes, a 128x128 box and
-50% random missing pixels, seeded; a Gaussian blur of std 2 rounded to 8 bits); restores them by
+50% random missing pixels, seeded; a Gaussian blur of std 2 rounded to 8 bits; Pillow's bicubic
+downscaling by 2 and 4, with Lanczos upscaling for comparison); restores them by
 latent MAP with the step switched off (the pilot), then runs the step with every schedule and
 prints the mean PSNR (inpainting: over the missing pixels) and the step's mean seconds per
 schedule: on the turning stride-4 grids the step uses (`local_wiener.PNP_GRIDS`), and, for
@@ -32,7 +33,7 @@ from vqpress.measure.metrics import psnr_of_mse
 from vqpress.nets.device import to_uint8
 from vqpress.restore import local_wiener
 from vqpress.restore.damage import as_8bit
-from vqpress.restore.operators import gaussian_blur, gaussian_kernel
+from vqpress.restore.operators import Downsample, gaussian_blur, gaussian_kernel
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_restore import masks  # noqa: E402
@@ -44,6 +45,8 @@ INPAINT_SCHEDULES = (((40, 2, 32), DENSE), ((40, 2, 16), TURNING), ((40, 2, 24),
                      ((40, 2, 32), TURNING), ((40, 2, 48), TURNING))
 DEBLUR_SCHEDULES = (((40, 1, 32), DENSE), ((40, 1, 8), TURNING), ((40, 1, 16), TURNING),
                     ((20, 1, 16), TURNING), ((40, 1, 32), TURNING))
+SR_SETTINGS = ("x2", "x4")
+SR_SCHEDULES = (((40, 2, 16), TURNING), ((40, 1, 32), TURNING), ((40, 2, 32), TURNING), ((40, 2, 48), TURNING))
 CROP = (384, 512)
 
 
@@ -106,16 +109,29 @@ def main():
             out = local_wiener.deblur(blurred, gaussian_kernel(2.0), pilot, 1 / 255, schedule[0], grids=schedule[1])
             seconds.setdefault(("deblur", schedule), []).append(time.perf_counter() - t0)
             scores.setdefault(("deblur", schedule), []).append(psnr(out, clean))
+        for scale in (2, 4):
+            small = Image.fromarray(rgb).resize((CROP[1] // scale, CROP[0] // scale), Image.BICUBIC)
+            pilot = tensor(np.asarray(restore.restore(small, "sr", scale=scale, device="cpu", last_step=False)))
+            lanczos = tensor(np.asarray(small.resize(CROP[::-1], Image.LANCZOS)))
+            scores.setdefault((f"x{scale}", "Lanczos"), []).append(psnr(lanczos, clean))
+            scores.setdefault((f"x{scale}", None), []).append(psnr(pilot, clean))
+            for schedule in SR_SCHEDULES:
+                t0 = time.perf_counter()
+                out = local_wiener.super_resolve(tensor(np.asarray(small)), Downsample(scale), pilot, 1 / 255,
+                                                 schedule[0], grids=schedule[1])
+                seconds.setdefault((f"x{scale}", schedule), []).append(time.perf_counter() - t0)
+                scores.setdefault((f"x{scale}", schedule), []).append(psnr(out, clean))
     print(f"mean PSNR (dB) over {args.photos} training crops of {CROP[1]}x{CROP[0]} "
           "(inpainting: over the missing pixels)\n")
     for task, settings, schedules in (("inpaint", INPAINT_SETTINGS, INPAINT_SCHEDULES),
-                                      ("deblur", ("deblur",), DEBLUR_SCHEDULES)):
+                                      ("deblur", ("deblur",), DEBLUR_SCHEDULES),
+                                      ("sr", SR_SETTINGS, ("Lanczos", *SR_SCHEDULES))):
         print(f"| {task}: levels (first, last, count), grid | " + " | ".join(settings) + " | mean | seconds |")
         print("|---|" + "---:|" * (len(settings) + 2))
         for schedule in (None, *schedules):
             means = [np.mean(scores[s, schedule]) for s in settings]
-            if schedule is None:
-                label, time_taken = "pilot", ""
+            if schedule is None or schedule == "Lanczos":
+                label, time_taken = schedule or "pilot", ""
             else:
                 label = f"{schedule[0]}, {'dense' if schedule[1] == DENSE else 'turning'}"
                 time_taken = f"{np.mean([seconds[s, schedule] for s in settings]):.2f}"

@@ -69,9 +69,10 @@ def denoise_problem(y: torch.Tensor, prior: LatentPrior, sigma: float = 25.0, **
 def sr_problem(y: torch.Tensor, prior: LatentPrior, scale: int = 4, **_) -> Problem:
     if scale not in (2, 3, 4):
         raise VQPressError("--scale must be 2, 3 or 4")
-    tile = whole_image(y, operators.Downsample(scale), lambda v: upscale(v, scale), scale)
+    op = operators.Downsample(scale)
+    tile = whole_image(y, op, lambda v: upscale(v, scale), scale)
     return Problem(y.shape[-2] * scale, y.shape[-1] * scale, scale, tile, {"scale": scale}, 1 / 255,
-                   lambda x: x)
+                   lambda x: local_wiener.super_resolve(y, op, x, 1 / 255))
 
 
 def deblur_problem(y: torch.Tensor, prior: LatentPrior, blur_sigma: float = 2.0, **_) -> Problem:
@@ -205,9 +206,9 @@ def inpaint(image, mask, steps: int | None = None, device: str = "auto", last_st
 def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: float = 2.0,
             steps: int | None = None, device: str = "auto", last_step: bool = True) -> Image.Image:
     """denoise (sigma: noise std in 8-bit units), sr (output `scale` times larger) or deblur
-    (Gaussian blur of std `blur_sigma` pixels). Denoising and deblurring end with
-    `local_wiener`, which takes the latent MAP estimate as its pilot (last_step=False returns
-    the latent MAP estimate itself)."""
+    (Gaussian blur of std `blur_sigma` pixels). Every task ends with `local_wiener`, which
+    takes the latent MAP estimate as its pilot (last_step=False returns the latent MAP
+    estimate itself)."""
     if task not in TASKS or task == "inpaint":
         raise VQPressError(f"unknown task {task!r} (choose from denoise, sr, deblur; or use inpaint)")
     return _run(task, Planes.of(image), steps, device, last_step, sigma=sigma, scale=scale,

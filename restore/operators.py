@@ -35,6 +35,19 @@ class Downsample(nn.Module):
         h, w = x.shape[-2] // self.scale, x.shape[-1] // self.scale
         return F.interpolate(x, size=(h, w), mode="bicubic", antialias=True, align_corners=False)
 
+    def matrix(self, n: int, device=None, chunk: int = 1024) -> torch.Tensor:
+        """The resampling of one side of n pixels, (n // scale, n): the operator is this matrix
+        down the columns and across the rows (the filter is separable; edges as `forward`).
+        Made from `chunk` impulses at a time, side by side as the columns of an image."""
+        parts = []
+        for start in range(0, n, chunk):
+            k = torch.arange(min(chunk, n - start), device=device)
+            impulses = torch.zeros(n, len(k), device=device)
+            impulses[start + k, k] = 1
+            parts.append(F.interpolate(impulses[None, None], size=(n // self.scale, len(k)), mode="bicubic",
+                                       antialias=True, align_corners=False)[0, 0])
+        return torch.cat(parts, 1)
+
 
 class Blur(nn.Module):
     """Convolution with a normalised kernel (reflect padding keeps the size)."""

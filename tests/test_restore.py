@@ -373,6 +373,28 @@ def test_local_wiener_deblurring_sharpens_a_photo_and_refuses_asymmetric_kernels
         local_wiener.deblur(blurred, torch.tensor([[0.0, 1.0, 2.0]]), blurred, 1 / 255)
 
 
+def test_downsampling_is_a_matrix_down_the_columns_and_one_across_the_rows():
+    x = torch.rand(1, 3, 50, 37, generator=torch.Generator().manual_seed(0))
+    for scale in (2, 3, 4):
+        op = operators.Downsample(scale)
+        rows, cols = op.matrix(50), op.matrix(37)
+        assert rows.shape == (50 // scale, 50) and cols.shape == (37 // scale, 37)
+        assert torch.allclose(rows @ x @ cols.T, op(x), atol=1e-5)
+
+
+def test_local_wiener_super_resolution_beats_its_bicubic_pilot_and_fits_the_small_image():
+    from vqpress.restore import local_wiener
+    from vqpress.restore.damage import upscale
+
+    clean = _astronaut()
+    op = operators.Downsample(4)
+    small = op(clean).mul(255).round().div(255)
+    pilot = upscale(small, 4).clamp(0, 1)
+    out = local_wiener.super_resolve(small, op, pilot, 1 / 255)
+    assert _psnr(out.clamp(0, 1), clean) > _psnr(pilot, clean) + 0.5
+    assert (op(out) - small).abs().mean() < (op(pilot) - small).abs().mean()
+
+
 def test_local_wiener_inpainting_keeps_known_pixels_and_beats_its_pilot():
     from vqpress.restore import local_wiener
     from vqpress.restore.damage import smooth_fill
