@@ -67,15 +67,15 @@ DENSE = Grid()
 PNP_GRIDS = tuple(Grid(4, offset) for offset in ((0, 0), (2, 2), (0, 2), (2, 0)))
 BAND = 128  # rows filtered at a time (plus BLOCK rows of context each side): bounded memory
 # Plug-and-play noise levels (8-bit units: first, last, count; a count of 0 switches the step
-# off), chosen on 6 training crops of 512x384 (benchmarks/fit_plug_and_play.py, one thread).
-# Inpainting (thin strokes, box, 50% random; PSNR of the missing pixels): the dense grid's 32
-# passes gave 29.25 dB (pilot: 28.14) in 6.8 s; the turning stride-4 grids give 29.29 with 32
-# passes in 1.6 s and 29.38 with 48 in 2.5 s. Deblurring: 33.71 dB dense (pilot: 33.16) in
-# 11.2 s, 33.61 on the turning grids in 3.7 s.
+# off), chosen on 6 training crops of 512x384 (benchmarks/fit_plug_and_play.py, one thread;
+# docs/results/fit-plug-and-play.md). Inpainting (thin strokes, box, 50% random; PSNR of the
+# missing pixels): the dense grid's 32 passes give 29.21 dB (pilot: 28.01) in 7.7 s; the
+# turning stride-4 grids give 29.25 with 32 passes in 1.8 s and 29.36 with 48 in 2.7 s.
+# Deblurring: 33.71 dB dense (pilot: 33.16) in 10.4 s, 33.61 on the turning grids in 4.3 s.
+# Super-resolution: latent MAP alone 35.02 / 30.99 dB at x2 / x4 (Lanczos 34.60 / 30.76); 32
+# levels to 2/255 give 35.05 / 31.28 in 2.2 s (to 1/255: 35.06 / 31.25).
 INPAINT_LEVELS = (40, 2, 48)
 DEBLUR_LEVELS = (40, 1, 32)
-# Super-resolution, same crops: latent MAP alone 35.02 / 30.99 dB at x2 / x4 (Lanczos 34.60 /
-# 30.76); 32 levels to 2/255 give 35.05 / 31.28 in 2.8 / 2.4 s, to 1/255 35.06 / 31.25.
 SR_LEVELS = (40, 2, 32)
 
 
