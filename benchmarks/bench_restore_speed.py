@@ -16,7 +16,6 @@ Without --image the bundled sample is used. Run it on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from vqpress import restore
 from vqpress.restore.damage import strokes
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_codec import timed  # noqa: E402
 from bench_restore import blur, masks  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,15 +62,6 @@ def cases(rgb: np.ndarray):
     yield "deblur", "gaussian 2", lambda: restore.restore(blurred, "deblur", blur_sigma=2.0, device="cpu")
 
 
-def median_seconds(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def big_inpaint(photo: Image.Image) -> tuple[float, float]:
     """(wall seconds, peak memory in GB) of `vqpress inpaint` on a 4000x3000 photo."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,7 +91,7 @@ def main():
     print(f"768x512, {args.threads} threads, median of {args.repeat}\n")
     print("| task | setting | seconds |\n|---|---|---:|")
     for task, setting, fn in cases(rgb):
-        print(f"| {task} | {setting} | {median_seconds(fn, args.repeat):.2f} |", flush=True)
+        print(f"| {task} | {setting} | {timed(args.repeat, fn)[0]:.2f} |", flush=True)
     if not args.skip_big:
         seconds, peak = big_inpaint(photo)
         print(f"\n4000x3000 `vqpress inpaint`, 40 strokes 16 px wide, fresh process: {seconds:.1f} s, "

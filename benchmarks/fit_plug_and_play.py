@@ -85,6 +85,14 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     scores, seconds = {}, {}  # (setting, schedule) -> PSNRs, times; schedule None = the pilot
+
+    def record(key, step, score):
+        """Run the step (timed) and score its output under key."""
+        t0 = time.perf_counter()
+        out = step()
+        seconds.setdefault(key, []).append(time.perf_counter() - t0)
+        scores.setdefault(key, []).append(score(out))
+
     # without their last step, restore.inpaint / restore.restore give latent MAP alone
     for j, rgb in enumerate(tqdm(crops(args.folder, args.photos), desc="photos")):
         clean = tensor(rgb)
@@ -95,32 +103,29 @@ def main():
             known = torch.from_numpy(~missing)[None, None].float()
             where = torch.from_numpy(missing)[None]
             scores.setdefault((name, None), []).append(psnr(pilot, clean, where))
-            for schedule in INPAINT_SCHEDULES:
-                t0 = time.perf_counter()
-                out = local_wiener.inpaint(clean * known, known, pilot, schedule[0], grids=schedule[1])
-                seconds.setdefault((name, schedule), []).append(time.perf_counter() - t0)
-                scores.setdefault((name, schedule), []).append(psnr(out, clean, where))
+            for levels, grids in INPAINT_SCHEDULES:
+                record((name, (levels, grids)),
+                       lambda: local_wiener.inpaint(clean * known, known, pilot, levels, grids=grids),
+                       lambda out: psnr(out, clean, where))
         blurred = as_8bit(gaussian_blur(2.0)(clean))
         as8 = to_uint8(blurred[0])
         pilot = tensor(np.asarray(restore.restore(as8, "deblur", blur_sigma=2.0, device="cpu", last_step=False)))
         scores.setdefault(("deblur", None), []).append(psnr(pilot, clean))
-        for schedule in DEBLUR_SCHEDULES:
-            t0 = time.perf_counter()
-            out = local_wiener.deblur(blurred, gaussian_kernel(2.0), pilot, 1 / 255, schedule[0], grids=schedule[1])
-            seconds.setdefault(("deblur", schedule), []).append(time.perf_counter() - t0)
-            scores.setdefault(("deblur", schedule), []).append(psnr(out, clean))
+        for levels, grids in DEBLUR_SCHEDULES:
+            record(("deblur", (levels, grids)),
+                   lambda: local_wiener.deblur(blurred, gaussian_kernel(2.0), pilot, 1 / 255, levels, grids=grids),
+                   lambda out: psnr(out, clean))
         for scale in (2, 4):
             small = Image.fromarray(rgb).resize((CROP[1] // scale, CROP[0] // scale), Image.BICUBIC)
             pilot = tensor(np.asarray(restore.restore(small, "sr", scale=scale, device="cpu", last_step=False)))
             lanczos = tensor(np.asarray(small.resize(CROP[::-1], Image.LANCZOS)))
             scores.setdefault((f"x{scale}", "Lanczos"), []).append(psnr(lanczos, clean))
             scores.setdefault((f"x{scale}", None), []).append(psnr(pilot, clean))
-            for schedule in SR_SCHEDULES:
-                t0 = time.perf_counter()
-                out = local_wiener.super_resolve(tensor(np.asarray(small)), Downsample(scale), pilot, 1 / 255,
-                                                 schedule[0], grids=schedule[1])
-                seconds.setdefault((f"x{scale}", schedule), []).append(time.perf_counter() - t0)
-                scores.setdefault((f"x{scale}", schedule), []).append(psnr(out, clean))
+            for levels, grids in SR_SCHEDULES:
+                record((f"x{scale}", (levels, grids)),
+                       lambda: local_wiener.super_resolve(tensor(np.asarray(small)), Downsample(scale), pilot,
+                                                          1 / 255, levels, grids=grids),
+                       lambda out: psnr(out, clean))
     print(f"mean PSNR (dB) over {args.photos} training crops of {CROP[1]}x{CROP[0]} "
           "(inpainting: over the missing pixels)\n")
     for task, settings, schedules in (("inpaint", INPAINT_SETTINGS, INPAINT_SCHEDULES),

@@ -29,18 +29,16 @@ def smooth_fill(y: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     for sigma in (2, 4, 8, 16, 32, 64, 128):
         if filled.all():
             break
-        s = min(sigma, (min(y.shape[-2:]) - 1) / 3)
-        support = operators.gaussian_smooth(filled, s)
+        support = operators.gaussian_smooth(filled, sigma)
         new = (filled == 0) & (support > 0.05)
-        x = torch.where(new, operators.gaussian_smooth(x, s) / support.clamp_min(1e-8), x)
+        x = torch.where(new, operators.gaussian_smooth(x, sigma) / support.clamp_min(1e-8), x)
         filled = filled + new.float()
     return torch.where(filled > 0, x, y.new_tensor(0.5))
 
 
 def rough_fill(y: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    """The smooth fill blurred by 16 px (less on images under 49 px a side, which reflect
-    padding could not cover): the mean that kriging fills around."""
-    return operators.gaussian_smooth(smooth_fill(y, known), min(16, (min(y.shape[-2:]) - 1) / 3))
+    """The smooth fill blurred by 16 px: the mean that kriging fills around."""
+    return operators.gaussian_smooth(smooth_fill(y, known), 16)
 
 
 def kriging_fill(y: torch.Tensor, known: torch.Tensor, image_power: torch.Tensor,

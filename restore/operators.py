@@ -32,21 +32,24 @@ class Downsample(nn.Module):
         self.scale = scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2] // self.scale, x.shape[-1] // self.scale
-        return F.interpolate(x, size=(h, w), mode="bicubic", antialias=True, align_corners=False)
+        return _shrink(x, (x.shape[-2] // self.scale, x.shape[-1] // self.scale))
 
     def matrix(self, n: int, device=None, chunk: int = 1024) -> torch.Tensor:
         """The resampling of one side of n pixels, (n // scale, n): the operator is this matrix
         down the columns and across the rows (the filter is separable; edges as `forward`).
-        Made from `chunk` impulses at a time, side by side as the columns of an image."""
+        Made from `chunk` impulses at a time, side by side as the columns of an image whose
+        width stays as it is."""
         parts = []
         for start in range(0, n, chunk):
             k = torch.arange(min(chunk, n - start), device=device)
             impulses = torch.zeros(n, len(k), device=device)
             impulses[start + k, k] = 1
-            parts.append(F.interpolate(impulses[None, None], size=(n // self.scale, len(k)), mode="bicubic",
-                                       antialias=True, align_corners=False)[0, 0])
+            parts.append(_shrink(impulses[None, None], (n // self.scale, len(k)))[0, 0])
         return torch.cat(parts, 1)
+
+
+def _shrink(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False)
 
 
 class Blur(nn.Module):
@@ -77,8 +80,10 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
 
 
 def gaussian_smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """What gaussian_blur(sigma)(x) gives, as two 1-D passes: far faster for wide kernels."""
-    g = gaussian_1d(sigma).float().to(x.device)
+    """What gaussian_blur(sigma)(x) gives, as two 1-D passes: far faster for wide kernels.
+    On an image too small for the kernel's reflect padding (a side under 3 sigma + 1 pixels),
+    sigma shrinks to what the image allows."""
+    g = gaussian_1d(min(sigma, (min(x.shape[-2:]) - 1) / 3)).float().to(x.device)
     radius = len(g) // 2
     c = x.shape[1]
     x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), g.view(1, 1, 1, -1).repeat(c, 1, 1, 1),
