@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from vqpress.codec import limits
 from vqpress.codec.blocks import DOWNSCALE
 from vqpress.codec.errors import VQPressError
 from vqpress.codec.container import MODE_GRAY, MODE_GRAY16
@@ -176,6 +177,8 @@ def _run(task: str, planes: Planes, steps: int | None, device: str, last_step: b
     if "known" in settings:
         settings["known"] = pad_to(settings["known"].to(dev), DOWNSCALE)
     problem = spec.make(y, prior, **settings)
+    h, w = planes.rgb.shape[:2]  # refuse an output over the size limits before the work, not after
+    limits.check_size(w * problem.scale, h * problem.scale, "the restored image")
     x = solve_tiled(prior, problem.height, problem.width, problem.scale, problem.tile, problem.damage,
                     sigma=problem.noise, steps=spec.steps if steps is None else steps, desc=task)
     return planes.image(problem.last_step(x) if last_step else x, problem.scale)

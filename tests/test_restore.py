@@ -235,6 +235,18 @@ def test_errors(photo, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.png", "p.png"]
 
 
+def test_an_output_over_the_size_limit_is_refused_before_any_work(photo, tmp_path, monkeypatch):
+    from vqpress.codec import limits
+
+    src = tmp_path / "p.png"
+    Image.fromarray(photo).save(src)  # 97x71: under the limit; x4, 388x284 is over it
+    monkeypatch.setattr(limits, "MAX_IMAGE_PIXELS", 100_000)
+    r = CliRunner().invoke(main, ["restore", str(src), "--task", "sr", "--scale", "4", "-o", str(tmp_path / "o.png")])
+    assert r.exit_code == 1 and "the restored image is 388x284" in r.output, r.output
+    assert "Traceback" not in r.output and "latent MAP" not in r.output  # refused before the work
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]
+
+
 def test_cli_inpaint_box(photo, tmp_path):
     src = tmp_path / "p.png"
     Image.fromarray(photo).save(src)
