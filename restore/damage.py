@@ -48,7 +48,8 @@ def kriging_fill(y: torch.Tensor, known: torch.Tensor, image_power: torch.Tensor
     (simple kriging), around a rough mean (`rough_fill` unless given). Known pixels are kept.
 
     25 conjugate-gradient iterations: 100, the earlier default, took half of latent MAP's time
-    for inpainting and changed the final inpainting by under 0.03 dB on 3 training crops."""
+    for inpainting and changed the final inpainting by under 0.03 dB (a scratch measurement on
+    3 training crops, not kept as a script)."""
     if rough is None:
         rough = rough_fill(y, known)
     power = image_power.clone()
