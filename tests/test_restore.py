@@ -286,23 +286,27 @@ def test_local_wiener_on_flat_images_averages_pilot_and_observation_by_precision
 
 def test_local_wiener_windows_are_8x8_dcts_and_overlap_add_inverts_them():
     from vqpress.codec.blocks import DCT
-    from vqpress.restore.local_wiener import BLOCK, STRIDE, _dct, _overlap_add, _windows
+    from vqpress.restore.local_wiener import BLOCK, DENSE, PNP_GRIDS, _dct, _overlap_add, _windows
 
     g = torch.Generator().manual_seed(0)
     image = torch.rand(3, 13, 10, generator=g)
-    windows = _windows(image, _dct(image.device))  # (3, 8, 8, C, R)
-    padded = torch.nn.functional.pad(image[:, None], (BLOCK,) * 4, mode="replicate")[:, 0]
-    size = padded.shape[-2:]
-    assert windows.shape[-2:] == ((size[1] - BLOCK) // STRIDE + 1, (size[0] - BLOCK) // STRIDE + 1)
     d = torch.tensor(DCT, dtype=torch.float32)
-    for row, col in ((0, 0), (3, 5), (9, 8)):
-        patch = padded[1, STRIDE * row:STRIDE * row + BLOCK, STRIDE * col:STRIDE * col + BLOCK]
-        assert torch.allclose(windows[1, :, :, col, row], d @ patch @ d.T, atol=1e-5)
-    # the DCT is orthonormal: putting every window back and dividing by the count gives the
-    # image (inside the padding, which the filter crops: an odd side leaves its last row bare)
-    count = _overlap_add(torch.ones_like(windows[:, :1, :1]), torch.ones(1, 1, BLOCK, 1), size)
-    back = _overlap_add(windows, _dct(image.device), size) / count
-    assert torch.allclose(back[:, 0, BLOCK:-BLOCK, BLOCK:-BLOCK], image, atol=1e-5)
+    for grid in (DENSE, *PNP_GRIDS):
+        windows = _windows(image, _dct(image.device), grid)  # (3, 8, 8, C, R)
+        left, right, top, bottom = grid.pads()
+        padded = torch.nn.functional.pad(image[:, None], grid.pads(), mode="replicate")[:, 0]
+        size, s = padded.shape[-2:], grid.stride
+        assert windows.shape[-2:] == ((size[1] - BLOCK) // s + 1, (size[0] - BLOCK) // s + 1)
+        for row, col in ((0, 0), (1, 2), (4, 3)):
+            patch = padded[1, s * row:s * row + BLOCK, s * col:s * col + BLOCK]
+            assert torch.allclose(windows[1, :, :, col, row], d @ patch @ d.T, atol=1e-5)
+        # the DCT is orthonormal: putting every window back and dividing by the count gives
+        # the image (inside the padding, which the filter crops: the padding's last rows may
+        # have no window)
+        count = _overlap_add(torch.ones_like(windows[:, :1, :1]), None, size, s)
+        back = _overlap_add(windows, _dct(image.device), size, s) / count
+        assert back.shape[-2:] == size and count[..., top:-bottom, left:-right].min() >= 1
+        assert torch.allclose(back[:, 0, top:-bottom, left:-right], image, atol=1e-5)
 
 
 def test_local_wiener_in_bands_equals_the_whole_image_at_once():
