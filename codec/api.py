@@ -143,15 +143,19 @@ class Codec:
         limits.check_size(w, h)
         rung = self.ladder[quality - 1]
         has_detail = rung.step is not None
-        with progress_bar(progress, "compress", h, w, rung.stages + 1 + 4 * has_detail) as bar:
+        with progress_bar(progress, "compress", h, w, rung.stages + 1 + 4 * has_detail) as bar, \
+                ThreadPoolExecutor(1) as pool:
             indices = self.symbols(rgb, rung.stages, bar, ECVQ_LAMBDA)
-            levels = modes = None
-            if has_detail:
-                base = self.pixels(indices, h, w, bar)
-                levels, modes = self.detail_levels(rgb, base, quality)
+
+            def detail_layer():  # the VQ base's synthesis and the levels: in a worker thread
+                levels, modes = self.detail_levels(rgb, self.pixels(indices, h, w, bar), quality)
                 if mode in GRAY_MODES:  # decoded as gray: the colour differences are not kept
                     levels[:, :, 1:] = 0
-            data, bits = self.encode_payload(quality, indices, levels, bar, modes)
+                return levels, modes
+
+            # while the symbol maps are range-coded (ONNX Runtime releases the GIL)
+            later = pool.submit(detail_layer) if has_detail else None
+            data, bits = payload.encode_later(self.model, quality, indices, later and later.result, bar)
         header = container.Header(self.model_id, self.weights_hash, w, h, mode, quality,
                                   extensions=extensions(image, alpha, strip))
         return CompressResult(container.pack(header, data), bits)

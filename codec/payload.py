@@ -24,17 +24,21 @@ def encode(model: CodecModel, quality: int, indices: np.ndarray, levels: np.ndar
     """(payload, the models' cross-entropy in bits) of symbol maps (stages, gh, gw) and, where
     the quality has a detail layer, its blocks' modes (bh, bw; models with block modes) and
     levels (bh, bw, 3, 64)."""
+    return encode_later(model, quality, indices, lambda: (levels, modes), bar)
+
+
+def encode_later(model: CodecModel, quality: int, indices: np.ndarray, detail_layer, bar=None) -> tuple[bytes, float]:
+    """As `encode`, with the detail layer's (levels, modes) from detail_layer(), called once the
+    symbol maps are coded (where the quality has a detail layer): the caller can compute them
+    while the symbols are being coded."""
     with one_blas_thread():
-        return _encode(model, quality, indices, levels, bar, modes)
-
-
-def _encode(model, quality, indices, levels, bar, modes) -> tuple[bytes, float]:
-    encoder = new_encoder()
-    bits = encode_symbols(model.prior, indices, encoder, bar)
-    if model.ladder[quality - 1].step is not None:
-        if model.block_modes:
-            bits += block_modes.encode(encoder, modes)
-        bits += detail.encode(encoder, levels, model.detail_table(quality), bar, model.adaptive_detail)
+        encoder = new_encoder()
+        bits = encode_symbols(model.prior, indices, encoder, bar)
+        if model.ladder[quality - 1].step is not None:
+            levels, modes = detail_layer()
+            if model.block_modes:
+                bits += block_modes.encode(encoder, modes)
+            bits += detail.encode(encoder, levels, model.detail_table(quality), bar, model.adaptive_detail)
     return encoder.get_compressed().astype("<u4").tobytes(), bits
 
 
