@@ -155,7 +155,7 @@ class Codec:
 
             # while the symbol maps are range-coded (ONNX Runtime releases the GIL)
             later = pool.submit(detail_layer) if has_detail else None
-            data, bits = payload.encode_later(self.model, quality, indices, later and later.result, bar)
+            data, bits = payload.encode_later(self.model, quality, indices, later.result if later else None, bar)
         header = container.Header(self.model_id, self.weights_hash, w, h, mode, quality,
                                   extensions=extensions(image, alpha, strip))
         return CompressResult(container.pack(header, data), bits)

@@ -120,7 +120,7 @@ def _overlap_add(windows: torch.Tensor, dct: torch.Tensor | None, size: tuple[in
     n, _, _, cols, rows = windows.shape
     if dct is None:
         pixels = windows[:, 0, 0].mT[:, :, None, :, None].expand(n, rows, BLOCK, cols, BLOCK)
-    else:  # the inverse DCT down, then across: (3, i, j, C, R) viewed as (3, R, i, C, j)
+    else:  # the inverse DCT down, then across: (3, j, i, C, R), viewed as (3, R, i, C, j)
         m = dct[:, 0, :, 0].T
         down = torch.matmul(m, windows.flatten(2)).view(n, BLOCK, BLOCK, cols, rows)
         both = torch.matmul(m, down.transpose(1, 2).reshape(n, BLOCK, -1)).view(n, BLOCK, BLOCK, cols, rows)
