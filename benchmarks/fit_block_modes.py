@@ -48,10 +48,9 @@ def curve(fit, test, lam) -> tuple[list[float], list[float]]:
             mags = detail.padded_magnitudes(levels)
             bh, bw = levels.shape[:2]
             rows, cols = (a.ravel() for a in np.indices((bh, bw)))
-            for ch in range(3):
-                ctx = detail.contexts(mags, rows, cols, ch)
-                sym = np.clip(levels[rows, cols, ch], -detail.LIMIT, detail.LIMIT) + detail.LIMIT
-                bits += cost[ch, detail.BAND_GROUP[None, :], ctx, sym].sum()
+            ctx = detail.contexts(mags, rows, cols)
+            sym = np.clip(levels[rows, cols], -detail.LIMIT, detail.LIMIT) + detail.LIMIT
+            bits += cost[np.arange(3)[:, None], detail.BAND_GROUP[None, :], ctx, sym].sum()
             bits += 0.3 * chosen.size if chosen is not None else 0
             out = detail.add_detail(modes.predictor(base, chosen), levels, step, OFFSET)
             pixels += rgb.shape[0] * rgb.shape[1]

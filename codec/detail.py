@@ -43,7 +43,11 @@ def _band_groups() -> np.ndarray:
 
 BAND_GROUP = _band_groups()
 GROUPS = int(BAND_GROUP.max()) + 1
-_POW2 = 2 ** np.arange(ACTIVITY)
+# ACTIVITY factor of a left plus upper block magnitude sum: floor(log2(1 + sum)), at most 7
+_ACTIVITY = np.minimum(np.log2(1 + np.arange(2 * 64 * LIMIT + 1)).astype(np.int64), ACTIVITY - 1)
+# The table row (channel, band group, context 0) of each channel's coefficients, in a table
+# reshaped to (3 * GROUPS * CONTEXTS, SYMBOLS)
+_FIRST_ROW = (np.arange(3)[:, None] * GROUPS + BAND_GROUP[None, :]) * CONTEXTS
 _TAIL_WEIGHTS = 2.0 ** (TAIL_BITS - np.arange(TAIL_BITS))  # P(k extra bits) halves with k
 
 
@@ -85,29 +89,37 @@ def rd_optimise(levels: np.ndarray, coefficients: np.ndarray, step: float, offse
     R being the bits under the static table `weights` (3, GROUPS, CONTEXTS, SYMBOLS) in the
     contexts of the first quantisation (an estimate: lowering a level changes its neighbours'
     contexts, and adaptive tables drift from the static one). Encoder only: any levels decode."""
-    bits = -np.log2(weights / weights.sum(-1, keepdims=True)).astype(np.float32)
+    bits = -np.log2(weights / weights.sum(-1, keepdims=True)).astype(np.float32).reshape(-1, SYMBOLS)
     magnitudes = padded_magnitudes(levels)
     out = levels.copy()
     price = np.float32(lam * step * step)
     for r0 in range(0, len(levels), chunk):  # block rows at a time: small temporaries
         rows, cols = (a.ravel() for a in np.indices((min(chunk, len(levels) - r0), levels.shape[1])))
         rows = rows + r0
-        for channel in range(3):
-            ctx = contexts(magnitudes, rows, cols, channel)
-            q = levels[rows, cols, channel]
-            lower = q - np.sign(q)
-            rate = (bits[channel, BAND_GROUP[None, :], ctx, np.clip(q, -LIMIT, LIMIT) + LIMIT]
-                    - bits[channel, BAND_GROUP[None, :], ctx, np.clip(lower, -LIMIT, LIMIT) + LIMIT])
-            c = coefficients[rows, cols, channel]
-            added = (np.square(c - dequantise(lower, step, offset))
-                     - np.square(c - dequantise(q, step, offset)))
-            out[rows, cols, channel] = np.where((q != 0) & (added < price * rate), lower, q)
+        table_rows = _FIRST_ROW + contexts(magnitudes, rows, cols)
+        q = levels[rows, cols]
+        lower = q - np.sign(q)
+        rate = (bits[table_rows, np.clip(q, -LIMIT, LIMIT) + LIMIT]
+                - bits[table_rows, np.clip(lower, -LIMIT, LIMIT) + LIMIT])
+        c = coefficients[rows, cols]
+        added = np.square(c - dequantise(lower, step, offset)) - np.square(c - dequantise(q, step, offset))
+        out[rows, cols] = np.where((q != 0) & (added < price * rate), lower, q)
     return out
 
 
 # -- contexts ---------------------------------------------------------------------------------
-def contexts(magnitudes: np.ndarray, rows: np.ndarray, cols: np.ndarray, channel: int) -> np.ndarray:
-    """Context (n, 64) of the coefficients of `channel` in blocks (rows, cols).
+def spatial_contexts(magnitudes: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The part (n, 3, 64) of the contexts of blocks (rows, cols) that their left and upper
+    blocks decide: the NEAR and ACTIVITY factors, times CROSS (see `contexts`)."""
+    left = magnitudes[rows + 1, cols]
+    up = magnitudes[rows, cols + 1]
+    near = np.minimum(left, 2) + np.minimum(up, 2)
+    activity = _ACTIVITY[left.sum(-1, keepdims=True) + up.sum(-1, keepdims=True)]
+    return (near * ACTIVITY + activity) * CROSS
+
+
+def contexts(magnitudes: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Context (n, 3, 64) of each coefficient of blocks (rows, cols).
 
     `magnitudes` is min(|q|, LIMIT) with one zero row and column in front (shape
     (bh + 1, bw + 1, 3, 64)); only the left and upper blocks and the earlier channels of the same
@@ -115,13 +127,9 @@ def contexts(magnitudes: np.ndarray, rows: np.ndarray, cols: np.ndarray, channel
     coefficient in the left and upper blocks (NEAR), the log2 of their whole blocks' magnitudes
     (ACTIVITY), the same coefficient in the earlier channels (CROSS).
     """
-    left = magnitudes[rows + 1, cols, channel]
-    up = magnitudes[rows, cols + 1, channel]
-    near = np.minimum(left, 2) + np.minimum(up, 2)
-    total = left.sum(-1, keepdims=True) + up.sum(-1, keepdims=True)
-    activity = np.searchsorted(_POW2, total + 1, side="right") - 1  # floor(log2(1 + total)), at most 7
-    earlier = magnitudes[rows + 1, cols + 1, :channel].sum(1) if channel else np.zeros_like(left)
-    return (near * ACTIVITY + activity) * CROSS + np.minimum(earlier, CROSS - 1)
+    own = magnitudes[rows + 1, cols + 1]
+    earlier = np.cumsum(own, axis=1) - own
+    return spatial_contexts(magnitudes, rows, cols) + np.minimum(earlier, CROSS - 1)
 
 
 def diagonals(bh: int, bw: int):
@@ -142,50 +150,53 @@ def _tail_weights(n: int) -> np.ndarray:
 # -- coding -----------------------------------------------------------------------------------
 class Probabilities:
     """The weights each coefficient is coded with: a row of the static table picked by its
-    context, sharpened, in an adaptive model, by the levels coded so far in that row:
-    p(s) proportional to n(s) + ADAPT_PRIOR p_static(s), with n(s) the row's counts. In
-    integers, n(s) T + ADAPT_PRIOR w(s) (w the static weights, T their row sum): below 2^47,
+    channel, band group and context, sharpened, in an adaptive model, by the levels coded so far
+    in that row: p(s) proportional to n(s) + ADAPT_PRIOR p_static(s), with n(s) the row's counts.
+    In integers, n(s) T + ADAPT_PRIOR w(s) (w the static weights, T their row sum): below 2^47,
     so float64 holds them exactly and encoder and decoder use identical weights."""
 
     def __init__(self, weights: np.ndarray, adaptive: bool):
-        table = weights.astype(np.float64)  # constriction takes float weights (integers, exactly)
+        table = weights.astype(np.float64).reshape(-1, SYMBOLS)  # constriction takes float weights
         self.adaptive = adaptive
         self.weights = table * ADAPT_PRIOR if adaptive else table  # kept up to date in place
         self.total = table.sum(-1)
         self.row_sums = self.weights.sum(-1)  # kept with the weights: summing rows costs more
 
-    def rows(self, channel: int, contexts_: np.ndarray) -> tuple[tuple, np.ndarray, np.ndarray]:
-        """(the table index of each coefficient, their weights (n * 64, SYMBOLS), and the
-        weights' row sums (n * 64))."""
-        index = (channel, BAND_GROUP[None, :], contexts_)
-        return index, self.weights[index].reshape(-1, SYMBOLS), self.row_sums[index].reshape(-1)
+    def rows(self, channel: int, contexts_: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(the table row of each coefficient of `channel` (n * 64), their weights
+        (n * 64, SYMBOLS) and the weights' row sums) for contexts (n, 64)."""
+        rows = (_FIRST_ROW[channel] + contexts_).reshape(-1)
+        return rows, np.take(self.weights, rows, axis=0), self.row_sums[rows]
 
-    def update(self, index: tuple, symbols: np.ndarray) -> None:
-        """Count the coded symbols (n, 64) in their rows (adaptive models only)."""
+    def update(self, rows: np.ndarray, symbols: np.ndarray) -> None:
+        """Count coded symbols in their table rows (adaptive models only)."""
         if self.adaptive:
-            added = self.total[index]
-            np.add.at(self.weights, index + (symbols,), added)
-            np.add.at(self.row_sums, index, added)
+            added = self.total[rows]
+            np.add.at(self.weights.reshape(-1), rows * SYMBOLS + symbols, added)  # 1-d: numpy's fast path
+            np.add.at(self.row_sums, rows, added)
 
 
 def encode(encoder, levels: np.ndarray, weights: np.ndarray, bar=None, adaptive: bool = False) -> float:
     """Append levels (bh, bw, 3, 64) to a constriction queue encoder, with one quality's table
     `weights` (3, GROUPS, CONTEXTS, SYMBOLS). Returns the coded cross-entropy in bits."""
     bh, bw = levels.shape[:2]
-    symbols = np.clip(levels, -LIMIT, LIMIT) + LIMIT
+    symbols = (np.clip(levels, -LIMIT, LIMIT) + LIMIT).astype(np.int32)
     magnitudes = padded_magnitudes(levels)
     model = Probabilities(weights, adaptive)
-    bits = 0.0
+    chosen, sums = [], []  # each coded symbol's weight and its row's sum, for the cross-entropy
     for rows, cols in diagonals(bh, bw):
+        context = contexts(magnitudes, rows, cols)
+        coded = symbols[rows, cols]
         for channel in range(3):
-            index, probs, sums = model.rows(channel, contexts(magnitudes, rows, cols, channel))
-            coded = symbols[rows, cols, channel]
-            flat = coded.reshape(-1)
-            encoder.encode(flat.astype(np.int32), CATEGORICAL, probs)
-            bits -= np.log2(probs[np.arange(len(flat)), flat] / sums).sum()
-            model.update(index, coded)
-            if bar is not None:
-                bar.update(len(rows))
+            flat = coded[:, channel].reshape(-1)
+            table_rows, probs, row_sums = model.rows(channel, context[:, channel])
+            encoder.encode(flat, CATEGORICAL, probs)
+            chosen.append(probs[np.arange(len(flat)), flat])
+            sums.append(row_sums)
+            model.update(table_rows, flat)
+        if bar is not None:
+            bar.update(3 * len(rows))
+    bits = float(np.log2(np.concatenate(sums)).sum() - np.log2(np.concatenate(chosen)).sum())
     excess = np.abs(levels[np.abs(levels) >= LIMIT]).astype(np.int64) - LIMIT
     return bits + _encode_tails(encoder, excess)
 
@@ -210,14 +221,22 @@ def decode(decoder, weights: np.ndarray, bh: int, bw: int, bar=None, adaptive: b
     magnitudes = np.zeros((bh + 1, bw + 1, 3, 64), dtype=np.int32)
     model = Probabilities(weights, adaptive)
     for rows, cols in diagonals(bh, bw):
+        spatial = spatial_contexts(magnitudes, rows, cols)
+        decoded = np.empty((len(rows), 3, 64), dtype=np.int32)
+        earlier = 0  # the magnitudes of the block's channels decoded so far, summed
         for channel in range(3):
-            index, probs, sums = model.rows(channel, contexts(magnitudes, rows, cols, channel))
-            symbols = decoder.categorical(probs, sums).reshape(len(rows), 64)
-            model.update(index, symbols)
-            levels[rows, cols, channel] = symbols - LIMIT
-            magnitudes[rows + 1, cols + 1, channel] = np.abs(symbols - LIMIT)
-            if bar is not None:
-                bar.update(len(rows))
+            context = spatial[:, channel] + np.minimum(earlier, CROSS - 1)
+            table_rows, probs, sums = model.rows(channel, context)
+            symbols = decoder.categorical(probs, sums)
+            model.update(table_rows, symbols)
+            decoded[:, channel] = symbols.reshape(len(rows), 64)
+            if channel < 2:
+                earlier = earlier + np.abs(decoded[:, channel] - LIMIT)
+        decoded -= LIMIT
+        levels[rows, cols] = decoded
+        magnitudes[rows + 1, cols + 1] = np.abs(decoded)
+        if bar is not None:
+            bar.update(3 * len(rows))
     escaped = np.abs(levels) >= LIMIT
     if escaped.any():
         k = decoder.categorical(_tail_weights(int(escaped.sum())))
@@ -233,14 +252,10 @@ def count(levels: np.ndarray, counts: np.ndarray) -> None:
     """Add the (channel, band group, context, symbol) counts of levels (bh, bw, 3, 64) to
     `counts` (3, GROUPS, CONTEXTS, SYMBOLS): the statistics the tables are fitted to."""
     bh, bw = levels.shape[:2]
-    symbols = np.clip(levels, -LIMIT, LIMIT) + LIMIT
-    magnitudes = padded_magnitudes(levels)
     rows, cols = (a.ravel() for a in np.indices((bh, bw)))
-    for channel in range(3):
-        ctx = contexts(magnitudes, rows, cols, channel)
-        cell = (BAND_GROUP * CONTEXTS + ctx) * SYMBOLS + symbols[rows, cols, channel]
-        counts[channel] += np.bincount(cell.ravel(), minlength=counts[channel].size).reshape(
-            counts[channel].shape)
+    table_rows = _FIRST_ROW + contexts(padded_magnitudes(levels), rows, cols)
+    cells = table_rows * SYMBOLS + np.clip(levels[rows, cols], -LIMIT, LIMIT) + LIMIT
+    counts += np.bincount(cells.ravel(), minlength=counts.size).reshape(counts.shape)
 
 
 def table_from_counts(counts: np.ndarray, prior_weight: float = 16.0) -> np.ndarray:

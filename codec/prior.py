@@ -67,9 +67,9 @@ class FixedPointPrior:
         self.head, self.head_bias = t["head.weight"], t["head.bias"]
         self.head_shift = int(t["head.shift"][0])
         self.tanh, self.sigmoid, self.exp = t["lut.tanh"], t["lut.sigmoid"], t["lut.exp"]
+        if (len(self.tanh), len(self.sigmoid), len(self.exp)) != (2 * TANH_RANGE + 1, 2 * SIGMOID_RANGE + 1, EXP_RANGE + 1):
+            raise ValueError("the prior's lookup tables do not span their ranges")
         self.log2_exp = np.log2(self.exp)
-        self.offsets = [(np.array([d[0] for d in tp]) + 2, np.array([d[1] for d in tp]) + 2)
-                        for _, _, _, tp in self.layers]
         self.first = self._first_layer_table()
 
     def _first_layer_table(self) -> np.ndarray:
@@ -83,19 +83,18 @@ class FixedPointPrior:
         return np.concatenate([table, np.zeros_like(table[:, :, :1])], axis=2)
 
     # -- building blocks -------------------------------------------------------------------
+    # The state's buffers are (H + 2) x (W + 4) grids (two rows above, two columns each side)
+    # read and written as rows of a flat (positions, channels) array: one np.take per gather.
     def _gate(self, pre: np.ndarray) -> np.ndarray:
-        a, b = np.split(pre, 2, axis=-1)
-        ta = self.tanh[(clamp(a, -TANH_RANGE, TANH_RANGE) + TANH_RANGE).astype(np.int64)]
-        sb = self.sigmoid[(clamp(b, -SIGMOID_RANGE, SIGMOID_RANGE) + SIGMOID_RANGE).astype(np.int64)]
+        """tanh(a) sigmoid(b) from the lookup tables; np.take's clip mode clamps the arguments
+        to the tables' ranges."""
+        c = pre.shape[-1] // 2
+        ta = np.take(self.tanh, (pre[:, :c] + TANH_RANGE).astype(np.int64), mode="clip")
+        sb = np.take(self.sigmoid, (pre[:, c:] + SIGMOID_RANGE).astype(np.int64), mode="clip")
         return np.floor(ta * sb * 2.0**-ACT_BITS)
 
     @staticmethod
-    def _conv(buffer: np.ndarray, rows: np.ndarray, cols: np.ndarray, layer, offsets) -> np.ndarray:
-        """Masked convolution at the given positions of a zero-padded (pad 2) buffer."""
-        weight, bias, shift, _ = layer
-        dy, dx = offsets
-        patches = buffer[rows[:, None] + dy, cols[:, None] + dx]  # (n, taps, Cin)
-        acc = patches.reshape(len(rows), -1).astype(np.float64) @ weight + bias
+    def _rescale(acc: np.ndarray, shift: int) -> np.ndarray:
         return clamp(np.floor(acc * 2.0**-shift), -ACT_CLIP, ACT_CLIP)
 
     def new_state(self, height: int, width: int, stages: int) -> dict:
@@ -103,23 +102,32 @@ class FixedPointPrior:
         the map: codes + 1) and each layer's activations (integers below 2^24: float32 holds
         them exactly), two rows above, two columns each side."""
         cfg = self.config
-        shape = (height + 2, width + 4)
-        tokens = np.full(shape + (cfg.num_stages,), cfg.num_codes + 1, dtype=np.int16)
-        inside = np.zeros(shape, dtype=np.float64)
+        stride = width + 4
+        positions = (height + 2) * stride
+        tokens = np.full((height + 2, stride, cfg.num_stages), cfg.num_codes + 1, dtype=np.int16)
+        inside = np.zeros((height + 2, stride), dtype=np.float64)
         inside[2:, 2:-2] = 1
         absent = self.first[stages:, :, cfg.num_codes].sum(0)  # (taps, 2C): the absent stages' sum
-        return {"tokens": tokens, "inside": inside, "stages": stages, "absent": absent,
-                "hidden": [np.zeros(shape + (cfg.channels,), np.float32) for _ in range(len(self.layers))]}
+        return {"tokens": tokens.reshape(positions, -1), "inside": inside.reshape(-1), "stages": stages,
+                "absent": absent, "stride": stride,
+                "taps": [np.array([dy * stride + dx for dy, dx in tp]) for _, _, _, tp in self.layers],
+                "hidden": [np.zeros((positions, cfg.channels), np.float32) for _ in range(len(self.layers))]}
+
+    @staticmethod
+    def _positions(state: dict, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Flat buffer positions of map positions (rows, cols)."""
+        return (rows + 2) * state["stride"] + cols + 2
 
     def trunk(self, state: dict, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Trunk features at the positions (rows, cols); reads only symbols before them."""
+        at = self._positions(state, rows, cols)
         for k in range(len(self.layers)):
-            self._layer_at(state, k, rows, cols)
-        return state["hidden"][-1][rows + 2, cols + 2]
+            self._layer_at(state, k, at)
+        return np.take(state["hidden"][-1], at, axis=0)
 
     def set_symbols(self, state: dict, rows, cols, tokens: np.ndarray) -> None:
         """Record the tokens (n, S) (absent stages = num_codes) of decoded positions."""
-        state["tokens"][rows + 2, cols + 2] = tokens
+        state["tokens"][self._positions(state, rows, cols)] = tokens
 
     def stage_weights(self, features: np.ndarray, earlier: np.ndarray, stage: int) -> np.ndarray:
         """Integer probability weights (n, K) of `stage` given trunk features and the sum of
@@ -152,32 +160,33 @@ class FixedPointPrior:
         height, width, _ = tokens.shape
         state = self.new_state(height, width, int((tokens < self.config.num_codes).all((0, 1)).sum()))
         rows, cols = (a.ravel() for a in np.indices((height, width)))
-        self.set_symbols(state, rows, cols, tokens.reshape(-1, self.config.num_stages))
+        at = self._positions(state, rows, cols)
+        state["tokens"][at] = tokens.reshape(-1, self.config.num_stages)
         for k in range(len(self.layers)):
-            for start in range(0, len(rows), chunk):
-                self._layer_at(state, k, rows[start:start + chunk], cols[start:start + chunk])
-        return state["hidden"][-1][2:, 2:-2]
+            for start in range(0, len(at), chunk):
+                self._layer_at(state, k, at[start:start + chunk])
+        return state["hidden"][-1].reshape(height + 2, width + 4, -1)[2:, 2:-2]
 
-    def _first_at(self, state: dict, rows, cols) -> np.ndarray:
-        """The first (type A) layer's rescaled sums at the positions: table rows of the coded
-        stages' tokens, plus the absent stages' constant where a tap is inside the map."""
+    def _first_at(self, state: dict, at: np.ndarray) -> np.ndarray:
+        """The first (type A) layer's rescaled sums at flat positions `at`: table rows of the
+        coded stages' tokens, plus the absent stages' constant where a tap is inside the map."""
         _, bias, shift, _ = self.layers[0]
-        dy, dx = self.offsets[0]
-        ys, xs = rows[:, None] + dy, cols[:, None] + dx  # (n, taps)
+        near = at[:, None] + state["taps"][0]  # (n, taps)
         coded = state["stages"]
-        tokens = state["tokens"][ys, xs, :coded]  # (n, taps, coded)
-        acc = self.first[np.arange(coded), np.arange(len(dy))[:, None], tokens].sum((1, 2))
-        acc += state["inside"][ys, xs] @ state["absent"] + bias
-        return clamp(np.floor(acc * 2.0**-shift), -ACT_CLIP, ACT_CLIP)
+        tokens = np.take(state["tokens"], near, axis=0)[:, :, :coded]  # (n, taps, coded)
+        acc = self.first[np.arange(coded), np.arange(near.shape[1])[:, None], tokens].sum((1, 2))
+        acc += np.take(state["inside"], near) @ state["absent"] + bias
+        return self._rescale(acc, shift)
 
-    def _layer_at(self, state: dict, k: int, rows, cols) -> None:
+    def _layer_at(self, state: dict, k: int, at: np.ndarray) -> None:
+        hidden = state["hidden"]
         if k == 0:
-            g = self._gate(self._first_at(state, rows, cols))
-        else:
-            g = self._gate(self._conv(state["hidden"][k - 1], rows, cols, self.layers[k], self.offsets[k]))
-        if k > 0:
-            g = clamp(state["hidden"][k - 1][rows + 2, cols + 2] + g, -ACT_CLIP, ACT_CLIP)
-        state["hidden"][k][rows + 2, cols + 2] = g
+            hidden[0][at] = self._gate(self._first_at(state, at))
+            return
+        weight, bias, shift, _ = self.layers[k]
+        patches = np.take(hidden[k - 1], at[:, None] + state["taps"][k], axis=0)  # (n, taps, C)
+        g = self._gate(self._rescale(patches.reshape(len(at), -1) @ weight + bias, shift))
+        hidden[k][at] = clamp(np.take(hidden[k - 1], at, axis=0) + g, -ACT_CLIP, ACT_CLIP)
 
 
 def clamp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
