@@ -24,6 +24,12 @@ _k = np.arange(BLOCK)
 DCT = _orthonormal_rows(np.cos(np.pi * (2 * _k[None] + 1) * _k[:, None] / (2 * BLOCK)))
 
 
+# One block's pixels (8, 8, 3), flattened, times this (192, 192) matrix: its coefficients
+# (3, 64), flattened: the colour transform and the 2-d DCT in one product, so a whole image is
+# one matrix product (orthonormal: the inverse is the transpose).
+_BLOCK_TRANSFORM = np.einsum("uy,vx,dc->yxcduv", DCT, DCT, COLOR).reshape(3 * BLOCK * BLOCK, -1).astype(np.float32)
+
+
 # -- transforms --------------------------------------------------------------------------------
 def to_coefficients(residual: np.ndarray) -> np.ndarray:
     """(H, W, 3) residual -> (ceil(H/8), ceil(W/8), 3, 64) float32 DCT coefficients.
@@ -34,16 +40,15 @@ def to_coefficients(residual: np.ndarray) -> np.ndarray:
     could code, leaving the edge 3 dB worse and a 1x1 image far off)."""
     h, w = residual.shape[:2]
     bh, bw = -(-h // BLOCK), -(-w // BLOCK)
-    padded = np.pad(residual.astype(np.float32) @ COLOR.T.astype(np.float32),
-                    ((0, bh * BLOCK - h), (0, bw * BLOCK - w), (0, 0)), mode="edge")
-    blocks = padded.reshape(bh, BLOCK, bw, BLOCK, 3).transpose(0, 2, 4, 1, 3)
-    coefficients = DCT.astype(np.float32) @ blocks @ DCT.T.astype(np.float32)
-    return coefficients.reshape(bh, bw, 3, 64)
+    padded = np.pad(residual.astype(np.float32, copy=False), ((0, bh * BLOCK - h), (0, bw * BLOCK - w), (0, 0)),
+                    mode="edge")
+    blocks = padded.reshape(bh, BLOCK, bw, BLOCK, 3).transpose(0, 2, 1, 3, 4).reshape(bh * bw, -1)
+    return (blocks @ _BLOCK_TRANSFORM).reshape(bh, bw, 3, BLOCK * BLOCK)
 
 
 def to_pixels(coefficients: np.ndarray, height: int, width: int) -> np.ndarray:
     """Inverse of to_coefficients, cropped to (height, width, 3)."""
     bh, bw = coefficients.shape[:2]
-    blocks = DCT.T.astype(np.float32) @ coefficients.reshape(bh, bw, 3, BLOCK, BLOCK) @ DCT.astype(np.float32)
-    pixels = blocks.transpose(0, 3, 1, 4, 2).reshape(bh * BLOCK, bw * BLOCK, 3) @ COLOR.astype(np.float32)
+    blocks = coefficients.reshape(bh * bw, -1).astype(np.float32, copy=False) @ _BLOCK_TRANSFORM.T
+    pixels = blocks.reshape(bh, bw, BLOCK, BLOCK, 3).transpose(0, 2, 1, 3, 4).reshape(bh * BLOCK, bw * BLOCK, 3)
     return pixels[:height, :width]

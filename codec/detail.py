@@ -94,16 +94,18 @@ def rd_optimise(levels: np.ndarray, coefficients: np.ndarray, step: float, offse
     out = levels.copy()
     price = np.float32(lam * step * step)
     for r0 in range(0, len(levels), chunk):  # block rows at a time: small temporaries
-        rows, cols = (a.ravel() for a in np.indices((min(chunk, len(levels) - r0), levels.shape[1])))
-        rows = rows + r0
-        table_rows = _FIRST_ROW + contexts(magnitudes, rows, cols)
-        q = levels[rows, cols]
-        lower = q - np.sign(q)
-        rate = (bits[table_rows, np.clip(q, -LIMIT, LIMIT) + LIMIT]
+        band = out[r0:r0 + chunk]  # a view: q below too, written in place
+        rows, cols = (a.ravel() for a in np.indices(band.shape[:2]))
+        q = band.reshape(-1, 3, 64)
+        nonzero = np.nonzero(q)  # only nonzero levels can be lowered
+        table_rows = (_FIRST_ROW + contexts(magnitudes, rows + r0, cols))[nonzero]
+        q_nonzero = q[nonzero]
+        lower = q_nonzero - np.sign(q_nonzero)
+        rate = (bits[table_rows, np.clip(q_nonzero, -LIMIT, LIMIT) + LIMIT]
                 - bits[table_rows, np.clip(lower, -LIMIT, LIMIT) + LIMIT])
-        c = coefficients[rows, cols]
-        added = np.square(c - dequantise(lower, step, offset)) - np.square(c - dequantise(q, step, offset))
-        out[rows, cols] = np.where((q != 0) & (added < price * rate), lower, q)
+        c = coefficients[r0:r0 + chunk].reshape(-1, 3, 64)[nonzero]
+        added = np.square(c - dequantise(lower, step, offset)) - np.square(c - dequantise(q_nonzero, step, offset))
+        q[nonzero] = np.where(added < price * rate, lower, q_nonzero)
     return out
 
 
@@ -128,8 +130,10 @@ def contexts(magnitudes: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.n
     (ACTIVITY), the same coefficient in the earlier channels (CROSS).
     """
     own = magnitudes[rows + 1, cols + 1]
-    earlier = np.cumsum(own, axis=1) - own
-    return spatial_contexts(magnitudes, rows, cols) + np.minimum(earlier, CROSS - 1)
+    out = spatial_contexts(magnitudes, rows, cols)
+    out[:, 1] += np.minimum(own[:, 0], CROSS - 1)
+    out[:, 2] += np.minimum(own[:, 0] + own[:, 1], CROSS - 1)
+    return out
 
 
 def diagonals(bh: int, bw: int):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import detail
-from .blocks import BLOCK, to_coefficients
+from .blocks import BLOCK, COLOR, to_coefficients
 from .entropy import CATEGORICAL
 
 # lambda = LAMBDA step^2 per estimated bit; the estimate is 4 bits per nonzero level plus 2 per
@@ -24,38 +24,55 @@ from .entropy import CATEGORICAL
 LAMBDA = 0.1
 
 
-def block_means(base: np.ndarray) -> np.ndarray:
-    """(H, W, 3) float32: each 8x8 block of the base replaced by its per-channel mean (partial
-    edge blocks: the mean of their pixels inside the image)."""
+def _padded_blocks(base: np.ndarray) -> np.ndarray:
+    """(bh, 8, bw, 8, 3) float32: the base, its partial edge blocks filled by repeating the last
+    row and column (as `blocks.to_coefficients` fills them)."""
     h, w = base.shape[:2]
     bh, bw = -(-h // BLOCK), -(-w // BLOCK)
     padded = np.pad(base.astype(np.float32), ((0, bh * BLOCK - h), (0, bw * BLOCK - w), (0, 0)), mode="edge")
-    means = padded.reshape(bh, BLOCK, bw, BLOCK, 3).mean((1, 3), dtype=np.float32)
-    return np.repeat(np.repeat(means, BLOCK, 0), BLOCK, 1)[:h, :w]
+    return padded.reshape(bh, BLOCK, bw, BLOCK, 3)
+
+
+def block_means(base: np.ndarray) -> np.ndarray:
+    """(bh, bw, 3) float32: the mean of each 8x8 block of the base (partial edge blocks:
+    filled by repeating the last row and column, then averaged)."""
+    return _means(_padded_blocks(base))
+
+
+def _means(blocks: np.ndarray) -> np.ndarray:
+    return blocks.sum(1).sum(2) * np.float32(1 / BLOCK**2)  # 7x faster than .mean((1, 3))
 
 
 def predictor(base: np.ndarray, modes: np.ndarray | None) -> np.ndarray:
-    """The image the detail layer adds to: the base, with blocks whose mode is 1 flattened."""
+    """The image the detail layer adds to: the base, with blocks whose mode is 1 flattened to
+    their `block_means`."""
     if modes is None or not modes.any():
         return base.astype(np.float32)
     h, w = base.shape[:2]
-    flat = np.repeat(np.repeat(modes, BLOCK, 0), BLOCK, 1)[:h, :w, None]
-    return np.where(flat, block_means(base), base.astype(np.float32))
+    blocks = _padded_blocks(base)
+    np.copyto(blocks, _means(blocks)[:, None, :, None], where=modes.astype(bool)[:, None, :, None, None])
+    return blocks.reshape(len(blocks) * BLOCK, -1, 3)[:h, :w]
 
 
 def _cost(coefficients: np.ndarray, step: float, offset: float) -> np.ndarray:
-    """D + lambda R of each block (bh, bw) if its coefficients are quantised at `step`."""
-    levels = detail.quantise(coefficients, step)
-    distortion = np.square(coefficients - detail.dequantise(levels, step, offset)).sum((2, 3))
-    bits = 4.0 * (levels != 0).sum((2, 3)) + 2.0 * np.log2(1 + np.abs(levels)).sum((2, 3))
-    return distortion + LAMBDA * step * step * bits
+    """D + lambda R of each block (bh, bw) if its coefficients are quantised at `step`
+    (`detail.quantise` and `detail.dequantise`, on magnitudes; masks multiply, as np.where
+    with a scalar is 25 times slower)."""
+    magnitude = np.abs(coefficients)
+    q = np.maximum(np.floor(magnitude / np.float32(step) + np.float32(0.5 - detail.DEADZONE)), 0)
+    coded = q > 0
+    error = magnitude - (q + np.float32(offset)) * np.float32(step) * coded
+    bits = np.log2(q + 1, out=np.zeros_like(q), where=coded)  # log2 costs 10 ns a value: nonzero levels only
+    cost = np.square(error) + np.float32(LAMBDA * step * step) * (2 * bits + np.float32(4) * coded)
+    return cost.reshape(*cost.shape[:2], -1).sum(-1)
 
 
 def choose(rgb: np.ndarray, base: np.ndarray, step: float, offset: float) -> tuple[np.ndarray, np.ndarray]:
     """(modes (bh, bw) uint8, the residual's coefficients against the chosen predictors)."""
-    image = rgb.astype(np.float32)
-    on_base = to_coefficients(image - base.astype(np.float32))
-    on_mean = to_coefficients(image - block_means(base))
+    image = to_coefficients(rgb)
+    on_base = image - to_coefficients(base)
+    on_mean = image  # minus a flat block's coefficients: its mean, in the DC coefficients only
+    on_mean[..., 0] -= BLOCK * block_means(base) @ COLOR.T.astype(np.float32)
     modes = (_cost(on_mean, step, offset) < _cost(on_base, step, offset)).astype(np.uint8)
     return modes, np.where(modes[..., None, None] == 1, on_mean, on_base)
 
