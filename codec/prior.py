@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .errors import VQPressError
+
 ACT_BITS = 8  # activations are integers at scale 2**ACT_BITS
 WEIGHT_MAX = 2**12  # largest integer weight magnitude
 ACT_CLIP = 16 * 2**ACT_BITS  # activations are clipped to +-16.0 before the next layer
@@ -68,7 +70,7 @@ class FixedPointPrior:
         self.head_shift = int(t["head.shift"][0])
         self.tanh, self.sigmoid, self.exp = t["lut.tanh"], t["lut.sigmoid"], t["lut.exp"]
         if (len(self.tanh), len(self.sigmoid), len(self.exp)) != (2 * TANH_RANGE + 1, 2 * SIGMOID_RANGE + 1, EXP_RANGE + 1):
-            raise ValueError("the prior's lookup tables do not span their ranges")
+            raise VQPressError("the prior's lookup tables do not span their ranges")
         self.log2_exp = np.log2(self.exp)
         self.first = self._first_layer_table()
 
@@ -83,8 +85,6 @@ class FixedPointPrior:
         return np.concatenate([table, np.zeros_like(table[:, :, :1])], axis=2)
 
     # -- building blocks -------------------------------------------------------------------
-    # The state's buffers are (H + 2) x (W + 4) grids (two rows above, two columns each side)
-    # read and written as rows of a flat (positions, channels) array: one np.take per gather.
     def _gate(self, pre: np.ndarray) -> np.ndarray:
         """tanh(a) sigmoid(b) from the lookup tables; np.take's clip mode clamps the arguments
         to the tables' ranges."""
@@ -100,7 +100,8 @@ class FixedPointPrior:
     def new_state(self, height: int, width: int, stages: int) -> dict:
         """Buffers for a map of `stages` coded stages (the others are absent): tokens (outside
         the map: codes + 1) and each layer's activations (integers below 2^24: float32 holds
-        them exactly), two rows above, two columns each side."""
+        them exactly), two rows above, two columns each side. Each is a flat (positions,
+        channels) array, so that one np.take gathers a layer's taps."""
         cfg = self.config
         stride = width + 4
         positions = (height + 2) * stride
