@@ -151,6 +151,24 @@ def test_block_modes_round_trip_and_flatten_only_where_asked():
     assert np.array_equal(flat[:8, 8:16], np.broadcast_to(base[:8, 8:16].mean((0, 1)), (8, 8, 3))) == bool(chosen[0, 1])
     keep = np.repeat(np.repeat(chosen == 0, 8, 0), 8, 1)[:70, :100]
     assert np.array_equal(flat[keep], base[keep].astype(np.float32))
+    # a partial edge block is averaged as the transforms fill it: its last row and column repeated
+    chosen[-1, -1] = 1
+    edge = np.pad(base[64:, 96:].astype(np.float64), ((0, 2), (0, 4), (0, 0)), mode="edge").mean((0, 1))
+    assert np.allclose(modes.predictor(base, chosen)[64:, 96:], edge, atol=1e-3)
+
+
+def test_coefficients_against_block_means_are_the_flattened_residuals():
+    from vqpress.codec import modes
+
+    rng = np.random.default_rng(5)
+    photo = rng.integers(0, 256, (37, 51, 3)).astype(np.uint8)
+    base = np.clip(photo + rng.normal(0, 3, photo.shape), 0, 255).astype(np.uint8)  # a good base...
+    base[:, 24:] = rng.integers(0, 256, (37, 27, 3))  # ...then one that the block means beat
+    chosen, coefficients = modes.choose(photo, base, 10.0, 0.15)
+    flat = detail.to_coefficients(photo - modes.predictor(base, np.ones_like(chosen)))
+    on_base = detail.to_coefficients(photo.astype(np.float32) - base)
+    expected = np.where(chosen[..., None, None] == 1, flat, on_base)
+    assert 0 < chosen.mean() < 1 and np.allclose(coefficients, expected, atol=1e-2)
 
 
 def test_a_textured_base_under_a_flat_colour_is_flattened():

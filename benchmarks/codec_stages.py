@@ -1,0 +1,117 @@
+"""Where an encode and a decode spend their time: each stage alone, one after the other.
+
+    python benchmarks/codec_stages.py [--image PHOTO] [--qualities 1,3,6,9] [--repeat 5]
+
+On a 768x512 photo (the bundled sample, resized), the median time of each stage of the default
+model run on its own (in `Codec.compress` and `Codec.decompress` some of them overlap in two
+threads), and the multiply-accumulates of the two transforms with the rate ONNX Runtime reaches
+on them: what the transforms alone cost, whatever the rest of the codec does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def median_ms(repeat: int, fn, *args):
+    times, result = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn(*args)
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times), result
+
+
+def transform_macs(config: dict, height: int, width: int) -> dict[str, float]:
+    """Multiply-accumulates of the analysis and synthesis transforms on an image (convolutions,
+    transposed convolutions and GDN's channel mixing)."""
+    import torch
+
+    from vqpress.nets.layers import GDN
+    from vqpress.nets.vqvae import VQVAE, VQVAEConfig
+
+    net = VQVAE(VQVAEConfig(**config)).eval()
+    counts = {}
+
+    def count(name):
+        def hook(module, inputs, output):
+            x = inputs[0]
+            if isinstance(module, torch.nn.ConvTranspose2d):
+                macs = x.numel() * module.out_channels * module.kernel_size[0] * module.kernel_size[1]
+            elif isinstance(module, torch.nn.Conv2d):
+                macs = output.numel() * module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+            else:  # GDN: a 1x1 convolution of x^2
+                macs = x.numel() * x.shape[1]
+            counts[name] += macs
+        return hook
+
+    for name, part in (("analysis", net.encoder), ("synthesis", net.decoder)):
+        counts[name] = 0
+        for module in part.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, GDN)):
+                module.register_forward_hook(count(name))
+    with torch.no_grad():
+        z = net.encoder(torch.zeros(1, 3, height, width))
+        net.decoder(z)
+    return counts
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", default=str(ROOT / "samples" / "coffee.png"))
+    parser.add_argument("--qualities", default="1,3,6,9")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    from PIL import Image
+
+    from vqpress.codec import ecvq, payload
+    from vqpress.codec.api import ECVQ_LAMBDA, Codec
+    from vqpress.codec.imageio import to_planes
+
+    image = Image.open(args.image).convert("RGB").resize((768, 512), Image.LANCZOS)
+    rgb = to_planes(image)[0]
+    h, w = rgb.shape[:2]
+    codec = Codec(device="cpu", threads=args.threads)
+    codec.compress(image, codec.qualities[-1])  # warm-up
+    stages = ["analysis", "nearest codes", "ECVQ", "synthesis", "detail levels", "payload encode",
+              "payload decode", "base + detail", "filter"]
+    print(f"768x512, {args.threads} threads, median of {args.repeat}, milliseconds\n")
+    print("| quality | " + " | ".join(stages) + " |\n|---:|" + "---:|" * len(stages))
+    for q in (int(x) for x in args.qualities.split(",")):
+        rung = codec.ladder[q - 1]
+        row = {}
+        row["analysis"], z = median_ms(args.repeat, codec.transforms.latents, rgb)
+        row["nearest codes"], nearest = median_ms(args.repeat, codec.transforms.quantise, z, rung.stages)
+        row["ECVQ"], indices = median_ms(args.repeat, ecvq.choose, z, nearest, codec.transforms.codebooks,
+                                         codec.prior, ECVQ_LAMBDA)
+        row["synthesis"], base = median_ms(args.repeat, codec.pixels, indices, h, w)
+        levels = modes = None
+        if rung.step is not None:
+            row["detail levels"], (levels, modes) = median_ms(args.repeat, codec.detail_levels, rgb, base, q)
+        row["payload encode"], (data, _) = median_ms(args.repeat, payload.encode, codec.model, q, indices,
+                                                     levels, None, modes)
+        row["payload decode"], _ = median_ms(args.repeat, payload.decode, codec.model, q, data, h, w)
+        out = base
+        if levels is not None:
+            row["base + detail"], out = median_ms(args.repeat, codec.with_detail, q, base, levels, modes)
+        if codec.postfilter is not None and codec.postfilter.applies(q):
+            row["filter"], _ = median_ms(args.repeat, codec.postfilter, out, q)
+        print(f"| {q} | " + " | ".join(f"{row[s]:.0f}" if s in row else "-" for s in stages) + " |")
+    macs = transform_macs(codec.model.vqvae_config, h, w)
+    print()
+    for name, fn, arg in (("analysis", codec.transforms.latents, rgb), ("synthesis", codec.pixels, indices)):
+        ms, _ = median_ms(args.repeat, fn, *((arg,) if name == "analysis" else (arg, h, w)))
+        print(f"{name}: {macs[name] / 1e9:.2f} G multiply-accumulates in {ms:.0f} ms = "
+              f"{macs[name] / ms / 1e6:.0f} G/s")
+
+
+if __name__ == "__main__":
+    main()
