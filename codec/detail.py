@@ -94,9 +94,9 @@ def rd_optimise(levels: np.ndarray, coefficients: np.ndarray, step: float, offse
     out = levels.copy()
     price = np.float32(lam * step * step)
     for r0 in range(0, len(levels), chunk):  # block rows at a time: small temporaries
-        band = out[r0:r0 + chunk]  # a view: q below too, written in place
-        rows, cols = (a.ravel() for a in np.indices(band.shape[:2]))
-        q = band.reshape(-1, 3, 64)
+        block_rows = out[r0:r0 + chunk]  # a view: q below too, written in place
+        rows, cols = (a.ravel() for a in np.indices(block_rows.shape[:2]))
+        q = block_rows.reshape(-1, 3, 64)
         nonzero = np.nonzero(q)  # only nonzero levels can be lowered
         table_rows = (_FIRST_ROW + contexts(magnitudes, rows + r0, cols))[nonzero]
         q_nonzero = q[nonzero]
