@@ -73,6 +73,13 @@ class FixedPointPrior:
             raise VQPressError("the prior's lookup tables do not span their ranges")
         self.log2_exp = np.log2(self.exp)
         self.first = self._first_layer_table()
+        # The same table as int32 rows, gathered by one flat index: a position's sum of up to
+        # taps x stages rows stays below 2^31, so int32 sums are exact (and move half the bytes)
+        n_stages, n_taps, n_rows, _ = self.first.shape
+        if np.abs(self.first).max() * n_taps * n_stages >= 2**31:
+            raise VQPressError("the prior's first layer is too large for its integer sums")
+        self.first_rows = self.first.reshape(n_stages * n_taps * n_rows, -1).astype(np.int32)
+        self.first_row_of = (np.arange(n_stages)[None, :] * n_taps + np.arange(n_taps)[:, None]) * n_rows  # (taps, stages)
 
     def _first_layer_table(self) -> np.ndarray:
         """(stages, taps, codes + 2, 2C): what each stage's token at each tap adds to the first
@@ -175,7 +182,8 @@ class FixedPointPrior:
         near = at[:, None] + state["taps"][0]  # (n, taps)
         coded = state["stages"]
         tokens = np.take(state["tokens"], near, axis=0)[:, :, :coded]  # (n, taps, coded)
-        acc = self.first[np.arange(coded), np.arange(near.shape[1])[:, None], tokens].sum((1, 2))
+        rows = (self.first_row_of[:, :coded] + tokens).reshape(len(at), -1)  # (n, taps x coded)
+        acc = np.take(self.first_rows, rows, axis=0).sum(1, dtype=np.int32).astype(np.float64)
         acc += np.take(state["inside"], near) @ state["absent"] + bias
         return self._rescale(acc, shift)
 
