@@ -22,6 +22,7 @@ from .entropy import CATEGORICAL
 # layer's bits at equal PSNR with 0.1, 4.95% with 0.05 and 4.89% with 0.2
 # (python benchmarks/fit_block_modes.py ../shared/corpus/train --photos 30).
 LAMBDA = 0.1
+TIE = 1e-4  # relative cost difference below which the modes count as equal
 
 
 def _padded_blocks(base: np.ndarray) -> np.ndarray:
@@ -54,7 +55,7 @@ def predictor(base: np.ndarray, modes: np.ndarray | None) -> np.ndarray:
     return blocks.reshape(len(blocks) * BLOCK, -1, 3)[:h, :w]
 
 
-def _cost(coefficients: np.ndarray, step: float, offset: float) -> np.ndarray:
+def rd_cost(coefficients: np.ndarray, step: float, offset: float) -> np.ndarray:
     """D + lambda R of each block (bh, bw) if its coefficients are quantised at `step`
     (`detail.quantise` and `detail.dequantise`, on magnitudes; masks multiply, as np.where
     with a scalar is 25 times slower)."""
@@ -69,11 +70,15 @@ def _cost(coefficients: np.ndarray, step: float, offset: float) -> np.ndarray:
 
 def choose(rgb: np.ndarray, base: np.ndarray, step: float, offset: float) -> tuple[np.ndarray, np.ndarray]:
     """(modes (bh, bw) uint8, the residual's coefficients against the chosen predictors)."""
-    image = to_coefficients(rgb)
-    on_base = image - to_coefficients(base)
-    on_mean = image  # minus a flat block's coefficients: its mean, in the DC coefficients only
-    on_mean[..., 0] -= BLOCK * block_means(base) @ COLOR.T.astype(np.float32)
-    modes = (_cost(on_mean, step, offset) < _cost(on_base, step, offset)).astype(np.uint8)
+    coefficients = to_coefficients(rgb)
+    on_base = coefficients - to_coefficients(base)
+    # minus a flat block's coefficients: its mean, in the DC coefficients only (in place)
+    coefficients[..., 0] -= BLOCK * block_means(base) @ COLOR.T.astype(np.float32)
+    on_mean = coefficients
+    # Where the base block is flat already, both costs are equal but for rounding: keep the base
+    # (mode 0) unless the mean is clearly cheaper, so that ties do not scatter ones in the modes.
+    cheaper = rd_cost(on_mean, step, offset) < rd_cost(on_base, step, offset) * np.float32(1 - TIE)
+    modes = cheaper.astype(np.uint8)
     return modes, np.where(modes[..., None, None] == 1, on_mean, on_base)
 
 

@@ -4,8 +4,9 @@
 integer tables this module evaluates.
 
 Why this cannot diverge between machines: every weight, activation and table entry is an
-integer. Sums of integer products are computed in float64 with every partial sum below 2**53,
-so each one is exact whatever order a BLAS library, thread count or GPU adds them in. Rescaling
+integer. Sums of integer products are computed in float64 with every partial sum below 2**53
+(the first layer's table rows in int32, below 2**31), so each one is exact whatever order a BLAS
+library, thread count or GPU adds them in. Rescaling
 is a multiplication by a power of two followed by floor (exact); the nonlinearities (tanh,
 sigmoid, exp) are integer lookup tables stored in the weights file, never recomputed by a
 platform's libm. The coder is handed integer weights, which constriction normalises with its
@@ -72,14 +73,17 @@ class FixedPointPrior:
         if (len(self.tanh), len(self.sigmoid), len(self.exp)) != (2 * TANH_RANGE + 1, 2 * SIGMOID_RANGE + 1, EXP_RANGE + 1):
             raise VQPressError("the prior's lookup tables do not span their ranges")
         self.log2_exp = np.log2(self.exp)
-        self.first = self._first_layer_table()
-        # The same table as int32 rows, gathered by one flat index: a position's sum of up to
-        # taps x stages rows stays below 2^31, so int32 sums are exact (and move half the bytes)
-        n_stages, n_taps, n_rows, _ = self.first.shape
-        if np.abs(self.first).max() * n_taps * n_stages >= 2**31:
+        first = self._first_layer_table()
+        # Its rows as int32, gathered by one flat index: a position's sum of up to taps x stages
+        # rows stays below 2^31, so int32 sums are exact (and move half the bytes of float64)
+        n_stages, n_taps, n_rows, _ = first.shape
+        if np.abs(first).max() * n_taps * n_stages >= 2**31:
             raise VQPressError("the prior's first layer is too large for its integer sums")
-        self.first_rows = self.first.reshape(n_stages * n_taps * n_rows, -1).astype(np.int32)
+        self.first_rows = first.reshape(n_stages * n_taps * n_rows, -1).astype(np.int32)
         self.first_row_of = (np.arange(n_stages)[None, :] * n_taps + np.arange(n_taps)[:, None]) * n_rows  # (taps, stages)
+        # absent[k] (taps, 2C): what the stages from k on add where they are absent (a map of k stages)
+        outside = first[:, :, self.config.num_codes]
+        self.absent = np.concatenate([np.cumsum(outside[::-1], axis=0)[::-1], np.zeros_like(outside[:1])])
 
     def _first_layer_table(self) -> np.ndarray:
         """(stages, taps, codes + 2, 2C): what each stage's token at each tap adds to the first
@@ -115,9 +119,8 @@ class FixedPointPrior:
         tokens = np.full((height + 2, stride, cfg.num_stages), cfg.num_codes + 1, dtype=np.int16)
         inside = np.zeros((height + 2, stride), dtype=np.float64)
         inside[2:, 2:-2] = 1
-        absent = self.first[stages:, :, cfg.num_codes].sum(0)  # (taps, 2C): the absent stages' sum
         return {"tokens": tokens.reshape(positions, -1), "inside": inside.reshape(-1), "stages": stages,
-                "absent": absent, "stride": stride,
+                "absent": self.absent[stages], "stride": stride,
                 "taps": [np.array([dy * stride + dx for dy, dx in tp]) for _, _, _, tp in self.layers],
                 "hidden": [np.zeros((positions, cfg.channels), np.float32) for _ in range(len(self.layers))]}
 

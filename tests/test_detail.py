@@ -180,3 +180,17 @@ def test_a_textured_base_under_a_flat_colour_is_flattened():
     chosen, _ = modes.choose(photo, base, 15.0, 0.15)
     assert chosen.all()
     assert not modes.choose(base, base, 15.0, 0.15)[0].any()  # where the texture is real: the base
+
+
+def test_a_flat_base_keeps_its_blocks_and_mode_costs_follow_the_quantiser():
+    from vqpress.codec import modes
+
+    rng = np.random.default_rng(6)
+    flat = np.repeat(np.repeat(rng.integers(0, 256, (4, 5, 3)), 8, 0), 8, 1).astype(np.uint8)
+    photo = np.clip(flat + rng.normal(0, 10, flat.shape), 0, 255).astype(np.uint8)
+    assert not modes.choose(photo, flat, 15.0, 0.15)[0].any()  # equal costs: no mode bits spent on ties
+    c = detail.to_coefficients(photo.astype(np.float32) - flat)
+    levels = detail.quantise(c, 15.0)
+    distortion = np.square(c - detail.dequantise(levels, 15.0, 0.15)).sum((2, 3))
+    bits = 4.0 * (levels != 0).sum((2, 3)) + 2.0 * np.log2(1 + np.abs(levels)).sum((2, 3))
+    assert np.allclose(modes.rd_cost(c, 15.0, 0.15), distortion + modes.LAMBDA * 15.0**2 * bits, rtol=1e-4)
