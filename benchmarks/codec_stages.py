@@ -1,11 +1,13 @@
 """Where an encode and a decode spend their time: each stage alone, one after the other.
 
-    python benchmarks/codec_stages.py [--image PHOTO] [--qualities 1,3,6,9] [--repeat 5]
+    python benchmarks/codec_stages.py [--image PHOTO] [--qualities 1,3,6,9] [--repeat 5] [--threads 2]
 
 On a 768x512 photo (the bundled sample, resized), the median time of each stage of the default
 model run on its own (in `Codec.compress` and `Codec.decompress` some of them overlap in two
-threads), and the multiply-accumulates of the two transforms with the rate ONNX Runtime reaches
-on them: what the transforms alone cost, whatever the rest of the codec does.
+threads), and the multiply-accumulates of the two transforms as the torch networks define them,
+with the rate ONNX Runtime reaches on them: what the transforms alone cost, whatever the rest of
+the codec does. (The run time's synthesis graph computes the transposed convolutions in sub-pixel
+form, `training.graphs.SubPixelDeconv`, whose zero taps add 44% to those layers' products.)
 """
 
 from __future__ import annotations
