@@ -271,7 +271,7 @@ def progress_bar(progress: bool, desc: str, height: int, width: int, passes: int
 
 class DelayedBar:
     """A tqdm bar made only once PROGRESS_DELAY has passed, at an update: a quick command never
-    imports tqdm (35 ms, a tenth of a small decode). Updates may come from two threads."""
+    imports tqdm (30-34 ms with numpy loaded). Updates may come from two threads."""
 
     def __init__(self, **options):
         self.options, self.done, self.bar = options, 0, None
