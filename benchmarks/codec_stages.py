@@ -13,55 +13,34 @@ form, `training.graphs.SubPixelDeconv`, whose zero taps add 44% to those layers'
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
-import numpy as np
+from bench_codec import timed
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def median_ms(repeat: int, fn, *args):
-    times, result = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn(*args)
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times), result
+    """(median milliseconds, result) of `bench_codec.timed`."""
+    seconds, result = timed(repeat, fn, *args)
+    return 1000 * seconds, result
 
 
 def transform_macs(config: dict, height: int, width: int) -> dict[str, float]:
-    """Multiply-accumulates of the analysis and synthesis transforms on an image (convolutions,
-    transposed convolutions and GDN's channel mixing)."""
+    """Multiply-accumulates of the analysis and synthesis transforms on an image, counted by
+    torch's FlopCounterMode (two flops each)."""
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
-    from vqpress.nets.layers import GDN
     from vqpress.nets.vqvae import VQVAE, VQVAEConfig
 
     net = VQVAE(VQVAEConfig(**config)).eval()
-    counts = {}
-
-    def count(name):
-        def hook(module, inputs, output):
-            x = inputs[0]
-            if isinstance(module, torch.nn.ConvTranspose2d):
-                macs = x.numel() * module.out_channels * module.kernel_size[0] * module.kernel_size[1]
-            elif isinstance(module, torch.nn.Conv2d):
-                macs = output.numel() * module.in_channels * module.kernel_size[0] * module.kernel_size[1]
-            else:  # GDN: a 1x1 convolution of x^2
-                macs = x.numel() * x.shape[1]
-            counts[name] += macs
-        return hook
-
-    for name, part in (("analysis", net.encoder), ("synthesis", net.decoder)):
-        counts[name] = 0
-        for module in part.modules():
-            if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, GDN)):
-                module.register_forward_hook(count(name))
+    counts, x = {}, torch.zeros(1, 3, height, width)
     with torch.no_grad():
-        z = net.encoder(torch.zeros(1, 3, height, width))
-        net.decoder(z)
+        for name, part in (("analysis", net.encoder), ("synthesis", net.decoder)):
+            with FlopCounterMode(display=False) as counter:
+                x = part(x)
+            counts[name] = counter.get_total_flops() / 2
     return counts
 
 

@@ -117,19 +117,28 @@ def study_dc(codec, photos, qualities):
         print(f"| {q} | " + " | ".join(cells) + " |")
 
 
+class CostRecorder:
+    """Stands in for the range encoder: records -log2 p of each symbol `detail.encode` codes."""
+
+    def __init__(self):
+        self.calls = []
+
+    def encode(self, symbols, model, weights):
+        if weights.ndim == 2:  # categorical over rows of weights (not the escapes' uniform part)
+            chosen = weights[np.arange(len(symbols)), symbols]
+            self.calls.append(-np.log2(chosen / weights.sum(1)))
+
+
 def coded_bits(codec, q, levels):
-    """The adaptive coder's -log2 p of every level, in coding order's model states."""
-    model = detail.Probabilities(codec.model.detail_table(q), codec.model.adaptive_detail)
-    symbols = (np.clip(levels, -detail.LIMIT, detail.LIMIT) + detail.LIMIT).astype(np.int64)
-    magnitudes = detail.padded_magnitudes(levels)
+    """The adaptive coder's -log2 p of every level (bh, bw, 3, 64), from `detail.encode`'s own
+    coding: its calls go diagonal by diagonal, channel by channel."""
+    recorder = CostRecorder()
+    detail.encode(recorder, levels, codec.model.detail_table(q), adaptive=codec.model.adaptive_detail)
     bits = np.zeros(levels.shape)
+    calls = iter(recorder.calls)
     for rows, cols in detail.diagonals(*levels.shape[:2]):
-        contexts = detail.contexts(magnitudes, rows, cols)
         for channel in range(3):
-            flat = symbols[rows, cols, channel].reshape(-1)
-            table_rows, probs, sums = model.rows(channel, contexts[:, channel])
-            bits[rows, cols, channel] = -np.log2(probs[np.arange(len(flat)), flat] / sums).reshape(len(rows), 64)
-            model.update(table_rows, flat)
+            bits[rows, cols, channel] = next(calls).reshape(len(rows), 64)
     return bits
 
 

@@ -31,19 +31,27 @@ _BLOCK_TRANSFORM = np.einsum("uy,vx,dc->yxcduv", DCT, DCT, COLOR).reshape(3 * BL
 
 
 # -- transforms --------------------------------------------------------------------------------
+def padded_blocks(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) -> (ceil(H/8), 8, ceil(W/8), 8, 3) float32: the image's 8x8 blocks, partial
+    blocks at the right and bottom edges filled by repeating the last row and column."""
+    h, w = image.shape[:2]
+    bh, bw = -(-h // BLOCK), -(-w // BLOCK)
+    padded = np.pad(image.astype(np.float32, copy=False), ((0, bh * BLOCK - h), (0, bw * BLOCK - w), (0, 0)),
+                    mode="edge")
+    return padded.reshape(bh, BLOCK, bw, BLOCK, 3)
+
+
 def to_coefficients(residual: np.ndarray) -> np.ndarray:
     """(H, W, 3) residual -> (ceil(H/8), ceil(W/8), 3, 64) float32 DCT coefficients.
 
-    Partial blocks at the right and bottom edges are filled by repeating the last row and
-    column: the decoder crops those pixels away, and a block that is flat beyond the image's
-    edge puts its energy into few low frequencies (zeros there made a step that no coarse level
-    could code, leaving the edge 3 dB worse and a 1x1 image far off)."""
-    h, w = residual.shape[:2]
-    bh, bw = -(-h // BLOCK), -(-w // BLOCK)
-    padded = np.pad(residual.astype(np.float32, copy=False), ((0, bh * BLOCK - h), (0, bw * BLOCK - w), (0, 0)),
-                    mode="edge")
-    blocks = padded.reshape(bh, BLOCK, bw, BLOCK, 3).transpose(0, 2, 1, 3, 4).reshape(bh * bw, -1)
-    return (blocks @ _BLOCK_TRANSFORM).reshape(bh, bw, 3, BLOCK * BLOCK)
+    Partial blocks are filled as `padded_blocks` fills them: the decoder crops those pixels away,
+    and a block that is flat beyond the image's edge puts its energy into few low frequencies
+    (zeros there made a step that no coarse level could code, leaving the edge 3 dB worse and a
+    1x1 image far off)."""
+    blocks = padded_blocks(residual)
+    bh, bw = blocks.shape[0], blocks.shape[2]
+    flat = blocks.transpose(0, 2, 1, 3, 4).reshape(bh * bw, -1)
+    return (flat @ _BLOCK_TRANSFORM).reshape(bh, bw, 3, BLOCK * BLOCK)
 
 
 def to_pixels(coefficients: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import detail
-from .blocks import BLOCK, COLOR, to_coefficients
+from .blocks import BLOCK, COLOR, padded_blocks, to_coefficients
 from .entropy import CATEGORICAL
 
 # lambda = LAMBDA step^2 per estimated bit; the estimate is 4 bits per nonzero level plus 2 per
@@ -25,19 +25,10 @@ LAMBDA = 0.1
 TIE = 1e-4  # relative cost difference below which the modes count as equal
 
 
-def _padded_blocks(base: np.ndarray) -> np.ndarray:
-    """(bh, 8, bw, 8, 3) float32: the base, its partial edge blocks filled by repeating the last
-    row and column (as `blocks.to_coefficients` fills them)."""
-    h, w = base.shape[:2]
-    bh, bw = -(-h // BLOCK), -(-w // BLOCK)
-    padded = np.pad(base.astype(np.float32), ((0, bh * BLOCK - h), (0, bw * BLOCK - w), (0, 0)), mode="edge")
-    return padded.reshape(bh, BLOCK, bw, BLOCK, 3)
-
-
 def block_means(base: np.ndarray) -> np.ndarray:
     """(bh, bw, 3) float32: the mean of each 8x8 block of the base (partial edge blocks:
     filled by repeating the last row and column, then averaged)."""
-    return _means(_padded_blocks(base))
+    return _means(padded_blocks(base))
 
 
 def _means(blocks: np.ndarray) -> np.ndarray:
@@ -50,7 +41,7 @@ def predictor(base: np.ndarray, modes: np.ndarray | None) -> np.ndarray:
     if modes is None or not modes.any():
         return base.astype(np.float32)
     h, w = base.shape[:2]
-    blocks = _padded_blocks(base)
+    blocks = padded_blocks(base)
     np.copyto(blocks, _means(blocks)[:, None, :, None], where=modes.astype(bool)[:, None, :, None, None])
     return blocks.reshape(len(blocks) * BLOCK, -1, 3)[:h, :w]
 

@@ -171,8 +171,8 @@ class FixedPointPrior:
         height, width, _ = tokens.shape
         state = self.new_state(height, width, int((tokens < self.config.num_codes).all((0, 1)).sum()))
         rows, cols = (a.ravel() for a in np.indices((height, width)))
+        self.set_symbols(state, rows, cols, tokens.reshape(-1, self.config.num_stages))
         at = self._positions(state, rows, cols)
-        state["tokens"][at] = tokens.reshape(-1, self.config.num_stages)
         for k in range(len(self.layers)):
             for start in range(0, len(at), chunk):
                 self._layer_at(state, k, at[start:start + chunk])
