@@ -73,22 +73,37 @@ def vqvae(data, valid, run, steps, batch, lr, validate_every, threads, nproc, de
     launch(train_vqvae, cfg, VQVAEConfig(channels, latent_dim, codes, stages), nproc=nproc)
 
 
+def _stage_counts(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise VQPressError(f"{text!r}: use comma-separated stage counts, e.g. 1,2") from None
+
+
 @train.command()
 @_common
-@click.option("--vqvae-run", type=folder, required=True, help="Run folder of the trained VQ-VAE.")
+@click.option("--vqvae-run", type=folder, help="Run folder of the trained VQ-VAE.")
+@click.option("--base", "base_model", help="Or a shipped codec whose VQ-VAE makes the symbols "
+              "(release the prior with export-prior).")
+@click.option("--qualities", help="Stage counts to train for, e.g. 1,2 (default: all).")
 @click.option("--crop", type=int, default=32, show_default=True, help="Crop side in symbols.")
 @click.option("--channels", type=int, default=64, show_default=True)
 @click.option("--blocks", type=int, default=2, show_default=True, help="Gated type-B blocks.")
-def prior(data, valid, run, steps, batch, lr, validate_every, threads, nproc, device, vqvae_run, crop,
-          channels, blocks):
+def prior(data, valid, run, steps, batch, lr, validate_every, threads, nproc, device, vqvae_run, base_model,
+          qualities, crop, channels, blocks):
     """Train the PixelCNN prior on the VQ-VAE's symbol maps of the training images."""
     from vqpress.codec.prior import PriorConfig
-    from vqpress.training.codec_models import load_run_vqvae, train_prior
+    from vqpress.training.codec_models import codec_vqvae, load_run_vqvae, train_prior
 
+    if (vqvae_run is None) == (base_model is None):
+        raise VQPressError("give one of --vqvae-run and --base")
     cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
-    model = load_run_vqvae(vqvae_run).to(cfg.device)
+    if base_model:
+        cfg.extra["init"] = {"codec": base_model}
+    model = (load_run_vqvae(vqvae_run) if vqvae_run else codec_vqvae(base_model)).to(cfg.device)
     c = model.config
-    launch(train_prior, cfg, model, PriorConfig(c.num_codes, c.num_stages, channels=channels, blocks=blocks), nproc=nproc)
+    launch(train_prior, cfg, model, PriorConfig(c.num_codes, c.num_stages, channels=channels, blocks=blocks),
+           qualities and _stage_counts(qualities), nproc=nproc)
 
 
 @train.command()
@@ -114,23 +129,21 @@ def decoder(data, valid, run, steps, batch, lr, validate_every, threads, nproc, 
     """Fine-tune a codec's decoder for the stage counts its ladder uses (symbols unchanged)."""
     from vqpress.training.codec_models import train_decoder
 
-    try:
-        counts = tuple(int(s) for s in stages.split(","))
-    except ValueError:
-        raise VQPressError(f"--stages {stages!r}: use comma-separated stage counts, e.g. 1,2") from None
     cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
-    launch(train_decoder, cfg, base_model, counts, nproc=nproc)
+    launch(train_decoder, cfg, base_model, _stage_counts(stages), nproc=nproc)
 
 
-@train.command(name="export-decoder")
-@click.option("--run", type=folder, required=True)
+@train.command(name="export-part")
+@click.option("--run", type=folder, required=True, help="A `train decoder` or `train prior --base` run.")
 @click.option("--model-id", required=True, help="File stem of the new codec.")
+@click.option("--onto", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Codec file to put the part in instead of the run's base (same encoder and codebooks).")
 @out_option
-def export_decoder(run, model_id, out):
-    """Release a fine-tuned decoder as a codec file (its base's prior, ladder and tables kept)."""
-    from vqpress.training.codec_models import export_decoder as export
+def export_part(run, model_id, onto, out):
+    """Release a fine-tuned decoder or a new prior as a codec file (the rest of its base kept)."""
+    from vqpress.training.codec_models import export_part as export
 
-    click.echo(f"wrote {export(run, model_id, out)}")
+    click.echo(f"wrote {export(run, model_id, out, onto)}")
 
 
 @train.command()
@@ -192,7 +205,7 @@ def export_graphs(model_id, out):
 @train.command()
 @click.option("--base", "base_model", default="rvq-dct-v3", show_default=True,
               help="Codec whose VQ-VAE and prior make the base layer: a shipped model, or a "
-                   "codec file's path (e.g. from export-decoder).")
+                   "codec file's path (e.g. from export-part).")
 @click.option("--data", type=folder, required=True, help="Folder of training images.")
 @click.option("--valid", type=folder, help="Folder of validation images (numbers for the card).")
 @click.option("--model-id", required=True, help="File stem of the new codec, e.g. rvq-dct-v4.")

@@ -238,3 +238,43 @@ def test_postfilter_training_exports_a_codec_that_decodes_with_its_filter(folder
     assert [q for q in range(1, 10) if not codec.postfilter.applies(q)] == no_gain
     decoded = codec.decompress(codec.compress(photo, 5))
     assert decoded.size == (photo.shape[1], photo.shape[0])
+
+
+def test_a_new_prior_and_decoder_replace_only_their_part_of_a_shipped_codec(folder, tmp_path, photo):
+    """`train prior --base` and `train decoder` fit on a shipped codec's symbols; export-part puts
+    each into a codec file that keeps the rest (the prior onto the decoder's file), and it codes."""
+    from safetensors.numpy import load_file as load_numpy
+
+    from vqpress.codec.api import Codec
+    from vqpress.weights import verified
+
+    pr, dec, out = tmp_path / "pr", tmp_path / "dec", tmp_path / "weights"
+    invoke("train", "prior", "--data", folder, "--valid", folder, "--run", pr, "--base", "rvq-dct-v4",
+           "--qualities", "1,2", "--steps", 2, "--crop", 4, "--batch", 2, "--channels", 8, "--blocks", 1,
+           "--validate-every", 2, "--threads", 1, "--device", "cpu")
+    assert set(torch.load(pr / "ckpt.pt", weights_only=False)["history"][-1]) == {"step", "seconds", "bpp@1", "bpp@2"}
+    invoke("train", "decoder", "--data", folder, "--run", dec, "--base", "rvq-dct-v4", "--stages", "1",
+           "--steps", 2, "--crop", 32, "--batch", 2, "--threads", 1, "--device", "cpu")
+    invoke("train", "export-part", "--run", dec, "--model-id", "tiny-dec", "--out", out)
+    invoke("train", "export-part", "--run", pr, "--model-id", "tiny-both", "--onto", out / "tiny-dec.safetensors",
+           "--out", out)
+
+    base, both = load_numpy(str(verified("rvq-dct-v4")[0])), load_numpy(str(out / "tiny-both.safetensors"))
+    changed = {k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("vqvae.") else "")
+               for k in base if k not in both or not np.array_equal(base[k], both[k])}
+    assert changed == {"prior", "vqvae.decoder"}
+    assert set(both) == set(base) - {k for k in base if k.startswith("prior.")} | {k for k in both if k.startswith("prior.")}
+    card = json.loads((out / "tiny-both.json").read_text())
+    assert card["prior"]["init"] == {"codec": "rvq-dct-v4"} and card["decoder"]["steps"] == 2
+    text = (out / "tiny-both.md").read_text()
+    assert "Trained on the symbols of `rvq-dct-v4`" in text
+    assert all(f"## {part}" in text for part in ("prior", "decoder", "detail layer", "reconstruction filter"))
+
+    new, old = Codec(path=out / "tiny-both.safetensors", device="cpu"), Codec("rvq-dct-v4", device="cpu")
+    data = new.compress(photo, quality=2)
+    assert data != old.compress(photo, quality=2)  # other probabilities, other bytes
+    assert np.asarray(new.decompress(data)).shape == photo.shape
+
+    bad = CliRunner().invoke(main, ["train", "export-part", "--run", str(pr), "--model-id", "x",
+                                    "--onto", str(verified("rvq8-v1")[0]), "--out", str(tmp_path / "none")])
+    assert bad.exit_code == 1 and bad.output.startswith("Error: ") and "symbols" in bad.output, bad.output

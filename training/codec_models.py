@@ -13,15 +13,18 @@ from safetensors.numpy import save_file
 from tqdm import tqdm
 
 from vqpress.codec.blocks import DOWNSCALE
+from vqpress.codec.errors import VQPressError
+from vqpress.codec.ladder import ladder_from_metadata
 from vqpress.codec.prior import PriorConfig
 from vqpress.measure.metrics import psnr_of_mse
 from vqpress.nets.pixelcnn import PixelCNNPrior
 from vqpress.nets.vqvae import VQVAE, VQVAEConfig
 
+from .cards import CODEC_INTRO, codec_sections
 from .data import RandomCrops, center_crops, load_folder
 from .fixedpoint import export_tables
 from .loop import TrainConfig, fit, prepare, read_checkpoint, resume
-from .release import half, release, summary, training_lines
+from .release import half, release, summary
 
 
 @torch.no_grad()
@@ -88,12 +91,12 @@ def _map_batch(maps: list[torch.Tensor], size: int, crop: int, rng: np.random.Ge
 
 
 @torch.no_grad()
-def validate_prior(prior: PixelCNNPrior, maps: list[torch.Tensor]) -> dict:
-    """Bits per pixel of the validation maps at every quality (float model)."""
+def validate_prior(prior: PixelCNNPrior, maps: list[torch.Tensor], qualities=None) -> dict:
+    """Bits per pixel of the validation maps at each quality (all, unless given; float model)."""
     prior.eval()
     out = {}
     pixels = sum(m.shape[1] * m.shape[2] for m in maps) * DOWNSCALE**2
-    for q in range(1, prior.config.num_stages + 1):
+    for q in qualities or range(1, prior.config.num_stages + 1):
         device = prior.head.device
         bits = sum(prior.bits(m[None].long().to(device), torch.tensor([q], device=device)).item()
                    for m in maps)
@@ -102,11 +105,12 @@ def validate_prior(prior: PixelCNNPrior, maps: list[torch.Tensor]) -> dict:
     return out
 
 
-def train_prior(cfg: TrainConfig, vqvae: VQVAE, prior_config: PriorConfig) -> PixelCNNPrior:
+def train_prior(cfg: TrainConfig, vqvae: VQVAE, prior_config: PriorConfig,
+                qualities: tuple[int, ...] | None = None) -> PixelCNNPrior:
     """Fit the prior to the symbol maps the (frozen) VQ-VAE makes of the training images.
 
-    cfg.crop is the crop size in symbols. Each crop gets a random quality level, so one network
-    learns every level."""
+    cfg.crop is the crop size in symbols. Each crop gets a random quality level (number of
+    stages) from `qualities` (default: all), so one network learns every level it will code."""
     run = prepare(cfg)
     prior = PixelCNNPrior(prior_config).to(cfg.device)
     optimizer = torch.optim.Adam(prior.parameters(), lr=cfg.lr)
@@ -115,15 +119,18 @@ def train_prior(cfg: TrainConfig, vqvae: VQVAE, prior_config: PriorConfig) -> Pi
     cfg.extra["train_images"] = len(maps)
     valid = symbol_maps(vqvae, load_folder(cfg.valid)) if cfg.valid else None
     rng = np.random.default_rng(cfg.seed + progress.step)
+    choices = torch.tensor(qualities or range(1, prior_config.num_stages + 1), device=cfg.device)
+    if qualities:
+        cfg.extra["qualities"] = list(qualities)
 
     def batch_loss():
         indices = _map_batch(maps, cfg.batch, cfg.crop, rng).to(cfg.device)
-        quality = torch.randint(1, prior_config.num_stages + 1, (cfg.batch,), device=cfg.device)
+        quality = choices[torch.randint(len(choices), (cfg.batch,), device=cfg.device)]
         loss = (prior.bits(indices, quality) / (quality * cfg.crop**2)).mean()
         return loss, {"bits_per_symbol": loss.item()}
 
     fit(cfg, run, prior, optimizer, prior_config.to_dict(), "prior", batch_loss,
-        valid and (lambda: validate_prior(prior, valid)), progress)
+        valid and (lambda: validate_prior(prior, valid, qualities)), progress)
     return prior
 
 
@@ -144,19 +151,6 @@ def load_run_vqvae(run) -> VQVAE:
     model = VQVAE(VQVAEConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     return model.eval()
-
-
-CODEC_INTRO = [
-    ("VQ-VAE (fp16 weights) + PixelCNN prior (int32 fixed-point tables) of the vqpress codec. "
-     "Trained from scratch by `vqpress train`; no pretrained weights were used."),
-    ("Validation numbers: the VQ-VAE's mean PSNR on 256x256 centre crops of the validation "
-     "photos for each number of stages (psnr@k), and the float prior's bits per pixel of the "
-     "whole validation photos at each quality (bpp@k)."),
-]
-
-
-def codec_sections(card: dict) -> list[tuple[str, list[str]]]:
-    return [(part, training_lines(card[part])) for part in ("vqvae", "prior")]
 
 
 def export_codec(vqvae_run, prior_run, model_id: str, out: Path) -> Path:
@@ -214,28 +208,38 @@ def train_decoder(cfg: TrainConfig, base_model: str, stages: tuple[int, ...]) ->
     return model
 
 
-def export_decoder(run, model_id: str, out: Path) -> Path:
-    """Release a decoder run as a codec file: its base model's file with the decoder replaced
-    (the prior, the ladder and any detail tables are kept; refit the tables with
-    `vqpress train detail --base` on it)."""
+def export_part(run, model_id: str, out: Path, onto: Path | None = None) -> Path:
+    """Release a decoder or prior run as a codec file: its base codec's file (or `onto`, a codec
+    file with the same symbols: the same encoder and codebooks) with that part replaced and
+    everything else kept. Refit the detail tables and the filter after a new decoder."""
     from safetensors.numpy import load_file
 
     from vqpress import weights
 
     ckpt = read_checkpoint(run)
-    base_id = ckpt["train_config"]["extra"]["init"]["codec"]
-    base_path = weights.verified(base_id)[0]
+    trained_on = weights.verified(ckpt["train_config"]["extra"]["init"]["codec"])[0]
+    base_path = onto or trained_on
     meta = weights.metadata(base_path)
-    card = {**meta["card"], "model_id": model_id, "decoder": summary(ckpt)}
     tensors = load_file(str(base_path))
-    tensors.update({f"vqvae.{k}": v for k, v in half(ckpt["model"]).items() if k.startswith("decoder.")})
+    if onto is not None:
+        before = load_file(str(trained_on))
+        if any(not np.array_equal(before[k], tensors.get(k)) for k in before
+               if k.startswith("vqvae.") and not k.startswith("vqvae.decoder.")):
+            raise VQPressError(f"{onto} does not make the symbols the run was trained on ({trained_on.stem})")
+    if "stages" in ckpt["train_config"]["extra"]:
+        part = "decoder"
+        tensors.update({f"vqvae.{k}": v for k, v in half(ckpt["model"]).items() if k.startswith("decoder.")})
+    else:
+        part = "prior"
+        prior = PixelCNNPrior(PriorConfig(**ckpt["model_config"]))
+        prior.load_state_dict(ckpt["model"])
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("prior.")}
+        tensors.update({f"prior.{k}": v for k, v in export_tables(prior).items()})
+    card = {**meta["card"], "model_id": model_id, part: summary(ckpt)}
 
     def write(path):
         save_file(tensors, str(path), metadata={**{k: json.dumps(v) for k, v in meta.items()},
                                                 "card": json.dumps(card)})
 
-    sections = codec_sections(card) + [("decoder", [
-        f"Fine-tuned from `{base_id}`'s decoder with its encoder and codebooks frozen (the symbols "
-        f"and the prior are unchanged), on {ckpt['train_config']['extra']['stages']} VQ stages.",
-        "", *training_lines(card["decoder"])])]
-    return release(out, model_id, write, card, CODEC_INTRO, sections)
+    ladder = ladder_from_metadata(meta) if "detail" in card else None
+    return release(out, model_id, write, card, CODEC_INTRO, codec_sections(card, ladder))

@@ -24,7 +24,7 @@ from vqpress.codec.imageio import open_image, to_rgb8
 from vqpress.codec.ladder import Rung
 from vqpress.measure.metrics import psnr
 
-from .codec_models import CODEC_INTRO, codec_sections
+from .cards import CODEC_INTRO, codec_sections
 from .data import evenly_spread, image_paths
 from .loop import command_line, hardware
 from .release import release
@@ -122,32 +122,4 @@ def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str
                     "adaptive_detail": json.dumps(adaptive), "block_modes": json.dumps(block_modes)}
         save_file(tensors, str(path), metadata=metadata)
 
-    sections = codec_sections(card) + ([("decoder", [f"- fine-tuned: `{json.dumps(card['decoder']['model_config'])}`, "
-                                                     f"{card['decoder']['steps']} steps"])] if "decoder" in card else [])
-    return release(out, model_id, write, card, CODEC_INTRO,
-                   sections + [("detail layer", detail_lines(card["detail"], ladder))])
-
-
-def detail_lines(d: dict, ladder: list[Rung]) -> list[str]:
-    """The model card's section on a detail layer."""
-    rungs = ", ".join(f"{q}: {r.stages} stage{'s' * (r.stages > 1)}"
-                      + (f" + detail step {r.step:g}" if r.step else "") for q, r in enumerate(ladder, 1))
-    offsets = sorted({r.offset for r in ladder if r.step is not None})
-    lines = [(f"The VQ-VAE and the prior are `{d['base_model']}`'s. The qualities with a step add the "
-              "detail layer (`codec/detail.py`): the residual between the photo and the VQ base, in an "
-              "orthonormal colour transform and 8x8 DCT, quantised with one step size (dead zone "
-              f"{d['deadzone']}, levels reconstructed at |q| + {', '.join(f'{o:g}' for o in offsets)}) and "
-              "range-coded with integer context tables"
-              + (", which adapt to each image as it is coded" if d.get("adaptive") else "")
-              + ("; per 8x8 block the encoder predicts from the VQ base or its block mean (`codec/modes.py`)."
-                 if d.get("block_modes") else ".")),
-             "", f"- qualities: {rungs}",
-             (f"- tables fitted (counted, no gradient descent) on `{d['data']}` "
-              f"({d['train_images']} images) in {d['fit_seconds'] / 60:.0f} min on {d['hardware']}")]
-    if d.get("command"):
-        lines.append(f"- command: `{d['command']}`")
-    if "validation" in d:
-        lines.append(f"- validation on whole photos of `{d['valid']}` (detail-layer bits per pixel "
-                     "from the tables' cross-entropy, on top of the base's): "
-                     f"`{json.dumps(d['validation'])}`")
-    return lines
+    return release(out, model_id, write, card, CODEC_INTRO, codec_sections(card, ladder))

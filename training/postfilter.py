@@ -20,11 +20,10 @@ from vqpress.codec.imageio import image_paths, open_image, to_rgb8
 from vqpress.measure.metrics import psnr, psnr_of_mse
 from vqpress.nets.postfilter import PostFilter, PostFilterConfig
 
-from .codec_models import CODEC_INTRO, codec_sections
+from .cards import CODEC_INTRO, codec_sections
 from .data import evenly_spread
-from .detail import detail_lines
 from .loop import TrainConfig, command_line, fit, prepare, read_checkpoint, resume
-from .release import half, release, summary, training_lines
+from .release import half, release, summary
 
 
 def decoded(codec: Codec, rgb: np.ndarray) -> list[np.ndarray]:
@@ -152,13 +151,4 @@ def export_postfilter(run, model_id: str, out: Path, base: Path | None = None) -
 
     from vqpress.codec.ladder import ladder_from_metadata
 
-    ladder = ladder_from_metadata(meta)
-    filter_lines = [("A reconstruction filter (`nets/postfilter.py`) runs on the decoder's output: "
-                     "trained with MSE on pairs of (this codec's decoding of a training photo at a "
-                     "random quality, the photo). Validation: its mean PSNR gain per quality on the "
-                     "whole validation photos."), "", *training_lines(card["postfilter"])]
-    if skip:
-        filter_lines.append(f"- not applied at qualities {', '.join(map(str, skip))}: no gain in the last validation")
-    sections = codec_sections(card) + [("detail layer", detail_lines(card["detail"], ladder)),
-                                       ("reconstruction filter", filter_lines)]
-    return release(out, model_id, write, card, CODEC_INTRO, sections)
+    return release(out, model_id, write, card, CODEC_INTRO, codec_sections(card, ladder_from_metadata(meta)))

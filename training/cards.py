@@ -1,0 +1,79 @@
+"""The codec's model card: one section per part a codec file holds (VQ-VAE, prior, fine-tuned
+decoder, detail layer, reconstruction filter), rendered from the card's facts."""
+
+from __future__ import annotations
+
+import json
+
+from vqpress.codec.ladder import Rung
+
+from .release import training_lines
+
+CODEC_INTRO = [
+    ("VQ-VAE (fp16 weights) + PixelCNN prior (int32 fixed-point tables) of the vqpress codec. "
+     "Trained from scratch by `vqpress train`; no pretrained weights were used."),
+    ("Validation numbers: the VQ-VAE's mean PSNR on 256x256 centre crops of the validation "
+     "photos for each number of stages (psnr@k), and the float prior's bits per pixel of the "
+     "whole validation photos at each quality (bpp@k)."),
+]
+
+
+def codec_sections(card: dict, ladder: list[Rung] | None = None) -> list[tuple[str, list[str]]]:
+    """Every trained part of a codec card, in the order the parts were made (`ladder`: the
+    file's quality ladder, when it has a detail layer)."""
+    sections = [("vqvae", training_lines(card["vqvae"]))]
+    for part, intro in (("prior", prior_intro), ("decoder", decoder_intro)):
+        if part in card:
+            sections.append((part, intro(card[part]) + training_lines(card[part])))
+    if "detail" in card:
+        sections.append(("detail layer", detail_lines(card["detail"], ladder)))
+    if "postfilter" in card:
+        sections.append(("reconstruction filter", filter_lines(card["postfilter"])))
+    return sections
+
+
+def prior_intro(c: dict) -> list[str]:
+    init = (c.get("init") or {}).get("codec")
+    return [f"Trained on the symbols of `{init}`'s VQ-VAE, which this file keeps.", ""] if init else []
+
+
+def decoder_intro(c: dict) -> list[str]:
+    return [f"Fine-tuned from `{c['init']['codec']}`'s decoder with its encoder and codebooks frozen "
+            "(the symbols are unchanged), on the stage counts the ladder uses.", ""]
+
+
+
+
+def detail_lines(d: dict, ladder: list[Rung]) -> list[str]:
+    """The model card's section on a detail layer."""
+    rungs = ", ".join(f"{q}: {r.stages} stage{'s' * (r.stages > 1)}"
+                      + (f" + detail step {r.step:g}" if r.step else "") for q, r in enumerate(ladder, 1))
+    offsets = sorted({r.offset for r in ladder if r.step is not None})
+    lines = [(f"The VQ-VAE and the prior are `{d['base_model']}`'s. The qualities with a step add the "
+              "detail layer (`codec/detail.py`): the residual between the photo and the VQ base, in an "
+              "orthonormal colour transform and 8x8 DCT, quantised with one step size (dead zone "
+              f"{d['deadzone']}, levels reconstructed at |q| + {', '.join(f'{o:g}' for o in offsets)}) and "
+              "range-coded with integer context tables"
+              + (", which adapt to each image as it is coded" if d.get("adaptive") else "")
+              + ("; per 8x8 block the encoder predicts from the VQ base or its block mean (`codec/modes.py`)."
+                 if d.get("block_modes") else ".")),
+             "", f"- qualities: {rungs}",
+             (f"- tables fitted (counted, no gradient descent) on `{d['data']}` "
+              f"({d['train_images']} images) in {d['fit_seconds'] / 60:.0f} min on {d['hardware']}")]
+    if d.get("command"):
+        lines.append(f"- command: `{d['command']}`")
+    if "validation" in d:
+        lines.append(f"- validation on whole photos of `{d['valid']}` (detail-layer bits per pixel "
+                     "from the tables' cross-entropy, on top of the base's): "
+                     f"`{json.dumps(d['validation'])}`")
+    return lines
+
+
+def filter_lines(c: dict) -> list[str]:
+    lines = ["A reconstruction filter (`nets/postfilter.py`) runs on the decoder's output: trained "
+             "with MSE on pairs of (this codec's decoding of a training photo at a random quality, "
+             "the photo). Validation: its mean PSNR gain per quality on the whole validation photos.",
+             "", *training_lines(c)]
+    if c.get("skip"):
+        lines.append(f"- not applied at qualities {', '.join(map(str, c['skip']))}: no gain in the last validation")
+    return lines
