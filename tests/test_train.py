@@ -278,3 +278,15 @@ def test_a_new_prior_and_decoder_replace_only_their_part_of_a_shipped_codec(fold
     bad = CliRunner().invoke(main, ["train", "export-part", "--run", str(pr), "--model-id", "x",
                                     "--onto", str(verified("rvq8-v1")[0]), "--out", str(tmp_path / "none")])
     assert bad.exit_code == 1 and bad.output.startswith("Error: ") and "symbols" in bad.output, bad.output
+
+
+def test_a_detail_fit_drops_the_base_codecs_filter(folder, tmp_path):
+    """A filter learnt on another codec's pixels must not ride along into a refitted codec."""
+    from vqpress.codec.model import load_codec_file
+
+    out = tmp_path / "weights"
+    invoke("train", "detail", "--data", folder, "--base", "rvq-dct-v4", "--model-id", "tiny-d4",
+           "--ladder", "1 1+80@0.15", "--out", out)
+    model = load_codec_file(out / "tiny-d4.safetensors")
+    assert model.postfilter_state is None
+    assert "postfilter" not in json.loads((out / "tiny-d4.json").read_text())

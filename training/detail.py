@@ -104,7 +104,7 @@ def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str
     start = time.time()
     tables = fit_tables(codec, train_paths, ladder, block_modes)
     base_card = weights.metadata(base_path)["card"]
-    card = {"model_id": model_id, **{k: v for k, v in base_card.items() if k not in ("model_id", "detail")},
+    card = {"model_id": model_id, **{k: v for k, v in base_card.items() if k not in ("model_id", "detail", "postfilter")},
             "detail": {"base_model": base_path.stem, "data": str(data), "valid": str(valid) if valid else None,
                        "train_images": len(train_paths), "ladder": [r.spec() for r in ladder],
                        "deadzone": detail.DEADZONE, "adaptive": adaptive, "block_modes": block_modes,
@@ -115,7 +115,7 @@ def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str
                                                 block_modes)
 
     def write(path):
-        tensors = {k: v for k, v in load_file(str(base_path)).items() if not k.startswith("detail.")}
+        tensors = {k: v for k, v in load_file(str(base_path)).items() if not k.startswith(("detail.", "postfilter."))}
         tensors["detail.tables"] = np.ascontiguousarray(tables, dtype=np.int32)
         metadata = {"vqvae_config": json.dumps(codec.model.vqvae_config), "card": json.dumps(card),
                     "ladder": json.dumps([[r.stages, r.step, r.offset] for r in ladder]),
