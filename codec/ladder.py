@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .errors import VQPressError
 
-DEFAULT_MODEL = "rvq-dct-v4"
+DEFAULT_MODEL = "rvq-dct-v5"
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,10 @@ def codec_sections(card: dict, ladder: list[Rung] | None = None) -> list[tuple[s
 
 def prior_intro(c: dict) -> list[str]:
     init = (c.get("init") or {}).get("codec")
-    return [f"Trained on the symbols of `{init}`'s VQ-VAE, which this file keeps.", ""] if init else []
+    text = f"Trained on the symbols of `{init}`'s VQ-VAE (its encoder and codebooks, which this file keeps)" if init else ""
+    if c.get("qualities"):
+        text += (", " if text else "Trained ") + f"for the stage counts the ladder codes only: {c['qualities']}"
+    return [text + ".", ""] if text else []
 
 
 def decoder_intro(c: dict) -> list[str]:
@@ -49,7 +52,7 @@ def detail_lines(d: dict, ladder: list[Rung]) -> list[str]:
     rungs = ", ".join(f"{q}: {r.stages} stage{'s' * (r.stages > 1)}"
                       + (f" + detail step {r.step:g}" if r.step else "") for q, r in enumerate(ladder, 1))
     offsets = sorted({r.offset for r in ladder if r.step is not None})
-    lines = [(f"The VQ-VAE and the prior are `{d['base_model']}`'s. The qualities with a step add the "
+    lines = [(f"Fitted over `{d['base_model']}`'s VQ base. The qualities with a step add the "
               "detail layer (`codec/detail.py`): the residual between the photo and the VQ base, in an "
               "orthonormal colour transform and 8x8 DCT, quantised with one step size (dead zone "
               f"{d['deadzone']}, levels reconstructed at |q| + {', '.join(f'{o:g}' for o in offsets)}) and "

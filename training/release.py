@@ -36,6 +36,7 @@ def summary(ckpt: dict) -> dict:
             "train_seconds": round(ckpt["seconds"]), "hardware": ckpt.get("hardware", "unknown"),
             "model_config": ckpt["model_config"], "init": cfg["extra"].get("init"),
             "schedules": cfg["extra"].get("schedules"), "tasks": cfg["extra"].get("tasks"),
+            "qualities": cfg["extra"].get("qualities"),
             "commands": cfg["extra"].get("commands"),
             "last_validation": ckpt["history"][-1] if ckpt["history"] else None}
 
