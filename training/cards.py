@@ -19,8 +19,8 @@ CODEC_INTRO = [
 
 
 def codec_sections(card: dict, ladder: list[Rung] | None = None) -> list[tuple[str, list[str]]]:
-    """Every trained part of a codec card, in the order the parts were made (`ladder`: the
-    file's quality ladder, when it has a detail layer)."""
+    """A section for every trained part of a codec card (`ladder`: the file's quality
+    ladder, when it has a detail layer)."""
     sections = [("vqvae", training_lines(card["vqvae"]))]
     for part, intro in (("prior", prior_intro), ("decoder", decoder_intro)):
         if part in card:
@@ -34,7 +34,8 @@ def codec_sections(card: dict, ladder: list[Rung] | None = None) -> list[tuple[s
 
 def prior_intro(c: dict) -> list[str]:
     init = (c.get("init") or {}).get("codec")
-    text = f"Trained on the symbols of `{init}`'s VQ-VAE (its encoder and codebooks, which this file keeps)" if init else ""
+    text = (f"Trained on the symbols of `{init}`'s VQ-VAE (its encoder and codebooks, which this "
+            "file keeps)") if init else ""
     if c.get("qualities"):
         text += (", " if text else "Trained ") + f"for the stage counts the ladder codes only: {c['qualities']}"
     return [text + ".", ""] if text else []
@@ -43,8 +44,6 @@ def prior_intro(c: dict) -> list[str]:
 def decoder_intro(c: dict) -> list[str]:
     return [f"Fine-tuned from `{c['init']['codec']}`'s decoder with its encoder and codebooks frozen "
             "(the symbols are unchanged), on the stage counts the ladder uses.", ""]
-
-
 
 
 def detail_lines(d: dict, ladder: list[Rung]) -> list[str]:
