@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from vqpress.codec.errors import VQPressError
+from vqpress.codec.ladder import DEFAULT_MODEL
 
 folder = click.Path(exists=True, file_okay=False, path_type=Path)
 out_option = click.option("--out", type=click.Path(file_okay=False, path_type=Path),
@@ -121,7 +122,7 @@ def export(vqvae_run, prior_run, model_id, out):
 
 @train.command()
 @_common
-@click.option("--base", "base_model", default="rvq-dct-v3", show_default=True,
+@click.option("--base", "base_model", default=DEFAULT_MODEL, show_default=True,
               help="Shipped codec whose decoder to fine-tune (encoder and codebooks stay frozen).")
 @click.option("--stages", default="1,2", show_default=True, help="VQ stage counts to train for.")
 @click.option("--crop", type=int, default=128, show_default=True, help="Crop side in pixels.")
@@ -187,7 +188,7 @@ def export_postfilter(run, model_id, base, out):
 
 
 @train.command(name="export-graphs")
-@click.option("--model", "model_id", default="rvq-dct-v3", show_default=True,
+@click.option("--model", "model_id", default=DEFAULT_MODEL, show_default=True,
               help="A shipped codec model whose architecture (channels, latent size) to export.")
 @out_option
 def export_graphs(model_id, out):
@@ -203,7 +204,7 @@ def export_graphs(model_id, out):
 
 
 @train.command()
-@click.option("--base", "base_model", default="rvq-dct-v3", show_default=True,
+@click.option("--base", "base_model", default=DEFAULT_MODEL, show_default=True,
               help="Codec whose VQ-VAE and prior make the base layer: a shipped model, or a "
                    "codec file's path (e.g. from export-part).")
 @click.option("--data", type=folder, required=True, help="Folder of training images.")
@@ -261,7 +262,7 @@ def export_peer(run, name, out):
 @click.option("--crop", type=int, default=128, show_default=True, help="Crop side in pixels.")
 @click.option("--kl-weight", type=float, default=5e-5, show_default=True,
               help="loss = MSE + kl_weight * KL (nats per pixel).")
-@click.option("--from-codec", help="Start from this shipped codec's autoencoder (e.g. rvq8-v2).")
+@click.option("--from-codec", help="Start from this shipped codec's autoencoder (e.g. rvq-dct-v4).")
 @click.option("--channels", type=int, default=96, show_default=True, help="Without --from-codec.")
 @click.option("--latent-dim", type=int, default=32, show_default=True, help="Without --from-codec.")
 def vae(data, valid, run, steps, batch, lr, validate_every, threads, nproc, device, crop, kl_weight,

@@ -86,7 +86,7 @@ def jxl() -> RDCodec:
 
 
 def vqpress(device: str = "cpu", model_id: str | None = None) -> RDCodec:
-    """The default model as "vqpress"; another shipped one (e.g. rvq8-v2), or a codec file's
+    """The default model as "vqpress"; another shipped one (e.g. rvq-dct-v4), or a codec file's
     path (training's work in progress), as "vqpress-<id>"."""
     from vqpress import __version__
     from vqpress.codec import api

@@ -11,6 +11,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from vqpress.cli.main import main
+from vqpress.codec.ladder import DEFAULT_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +183,7 @@ def test_detail_layer_is_fitted_over_a_shipped_base(folder, tmp_path):
     assert model.ladder == [Rung(1), Rung(1, 80.0, 0.15), Rung(2, 80.0), Rung(2, 40.0, 0.15)]
     assert model.detail_tables.shape[0] == 3 and model.detail_tables.min() >= 1
     card = json.loads((out / "tiny-d.json").read_text())
-    assert card["detail"]["train_images"] == 3 and card["detail"]["base_model"] == "rvq-dct-v3"
+    assert card["detail"]["train_images"] == 3 and card["detail"]["base_model"] == DEFAULT_MODEL
     validation = card["detail"]["validation"]
     coarse, fine, one_stage = validation["2+80"], validation["2+40@0.15"], validation["1+80@0.15"]
     assert fine["detail_bpp"] > coarse["detail_bpp"] and fine["psnr"] > coarse["psnr"]
@@ -220,22 +221,23 @@ def test_postfilter_training_exports_a_codec_that_decodes_with_its_filter(folder
     from vqpress import weights
     from vqpress.codec.api import Codec
 
-    base, _ = weights.verified("rvq-dct-v3")
+    base, _ = weights.verified("rvq-dct-v4")
     run, out = tmp_path / "pf", tmp_path / "weights"
     invoke("train", "postfilter", "--base", base, "--data", folder, "--valid", folder, "--run", run,
            "--steps", 2, "--batch", 2, "--crop", 32, "--limit", 2,  # the shipped graph's width and depth
            "--validate-every", 2, "--threads", 1, "--device", "cpu")
     ckpt = torch.load(run / "ckpt.pt", weights_only=False)
     assert ckpt["step"] == 2 and ckpt["train_config"]["extra"]["train_images"] == 2
-    assert set(ckpt["history"][-1]) >= {f"gain@{q}" for q in range(1, 10)}
+    assert set(ckpt["history"][-1]) == {"step", "seconds"} | {f"gain@{q}" for q in range(1, 12)}
     invoke("train", "export-postfilter", "--run", run, "--model-id", "tiny-pf", "--out", out)
     card = (out / "tiny-pf.md").read_text()
-    assert "## reconstruction filter" in card and card.count("- command: `") == 2  # train, export
+    assert "## reconstruction filter" in card
+    assert card.split("## reconstruction filter")[1].count("- command: `") == 2  # train, export
     codec = Codec(path=out / "tiny-pf.safetensors")
     gains = ckpt["history"][-1]
-    no_gain = [q for q in range(1, 10) if gains[f"gain@{q}"] <= 0]  # the filter is off where it lost
+    no_gain = [q for q in range(1, 12) if gains[f"gain@{q}"] <= 0]  # the filter is off where it lost
     assert json.loads((out / "tiny-pf.json").read_text())["postfilter"]["skip"] == no_gain
-    assert [q for q in range(1, 10) if not codec.postfilter.applies(q)] == no_gain
+    assert [q for q in range(1, 12) if not codec.postfilter.applies(q)] == no_gain
     decoded = codec.decompress(codec.compress(photo, 5))
     assert decoded.size == (photo.shape[1], photo.shape[0])
 
@@ -243,7 +245,9 @@ def test_postfilter_training_exports_a_codec_that_decodes_with_its_filter(folder
 def test_a_new_prior_and_decoder_replace_only_their_part_of_a_shipped_codec(folder, tmp_path, photo):
     """`train prior --base` and `train decoder` fit on a shipped codec's symbols; export-part puts
     each into a codec file that keeps the rest (the prior onto the decoder's file), and it codes."""
+    from safetensors import safe_open
     from safetensors.numpy import load_file as load_numpy
+    from safetensors.numpy import save_file as save_numpy
 
     from vqpress.codec.api import Codec
     from vqpress.weights import verified
@@ -275,8 +279,11 @@ def test_a_new_prior_and_decoder_replace_only_their_part_of_a_shipped_codec(fold
     assert data != old.compress(photo, quality=2)  # other probabilities, other bytes
     assert np.asarray(new.decompress(data)).shape == photo.shape
 
+    with safe_open(str(verified("rvq-dct-v4")[0]), "np") as f:  # a codec with another encoder: other symbols
+        save_numpy({**base, "vqvae.encoder.0.weight": base["vqvae.encoder.0.weight"] / 2},
+                   str(tmp_path / "other.safetensors"), metadata=f.metadata())
     bad = CliRunner().invoke(main, ["train", "export-part", "--run", str(pr), "--model-id", "x",
-                                    "--onto", str(verified("rvq8-v1")[0]), "--out", str(tmp_path / "none")])
+                                    "--onto", str(tmp_path / "other.safetensors"), "--out", str(tmp_path / "none")])
     assert bad.exit_code == 1 and bad.output.startswith("Error: ") and "symbols" in bad.output, bad.output
 
 
