@@ -182,10 +182,20 @@ def save_image(image: Image.Image, path: str | os.PathLike) -> None:
     write_atomically(path, write)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file; mkstemp's is 0o600
+
+
 def write_atomically(path: str | os.PathLike, write) -> None:
     """Call write(file) on a new temporary file beside `path` (a random name, created
     exclusively: no link is followed), then rename it to `path`; on failure nothing is left.
-    An existing file at `path` is replaced; the callers decide whether that is allowed."""
+    An existing file at `path` is replaced; the callers decide whether that is allowed. The
+    file gets the permissions a plain new file would."""
     path = Path(path)
     if path.is_dir():
         raise VQPressError(f"{path}: is a folder")
@@ -196,6 +206,7 @@ def write_atomically(path: str | os.PathLike, write) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+            os.fchmod(f.fileno(), FILE_MODE)
         os.replace(tmp, path)
     except OSError as e:
         raise VQPressError(f"{path}: cannot write ({e.strerror})") from None

@@ -39,6 +39,20 @@ def test_default_output_never_replaces_an_existing_file(tmp_path, photo):
     assert Image.open(src).size == (photo.shape[1], photo.shape[0])
 
 
+def test_outputs_get_the_permissions_of_a_plain_new_file(tmp_path, photo):
+    """Written through a private temporary file (mkstemp's 0o600), but not left private."""
+    import os
+
+    src = tmp_path / "photo.png"
+    Image.fromarray(photo).save(src)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert run("compress", src).exit_code == 0
+    assert run("decompress", tmp_path / "photo.vqp", "-o", tmp_path / "back.png").exit_code == 0
+    for out in (tmp_path / "photo.vqp", tmp_path / "back.png"):
+        assert out.stat().st_mode & 0o777 == 0o666 & ~umask == (src.stat().st_mode & 0o777)
+
+
 def test_temporary_files_follow_no_links_and_bad_outputs_fail_first(tmp_path, photo):
     src = tmp_path / "photo.png"
     Image.fromarray(photo).save(src)
