@@ -156,8 +156,11 @@ def export_part(run, model_id, onto, out):
 @click.option("--layers", type=int, default=5, show_default=True, help="3x3 convolutions.")
 @click.option("--limit", type=click.IntRange(min=1),
               help="Decode only N training photos, evenly spread over the folder.")
+@click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Start from this codec file's filter (same channels and layers), e.g. to refit it "
+                   "to a new ladder in fewer steps.")
 def postfilter(data, valid, run, steps, batch, lr, validate_every, threads, nproc, device, base_path, crop,
-               channels, layers, limit):
+               channels, layers, limit, init_path):
     """Train the reconstruction filter on a codec's decoded output."""
     from vqpress.codec.model import load_codec_file
     from vqpress.nets.postfilter import PostFilterConfig
@@ -167,7 +170,8 @@ def postfilter(data, valid, run, steps, batch, lr, validate_every, threads, npro
         raise VQPressError(f"--crop {crop}: the filter needs an even crop side")
     cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
     qualities = len(load_codec_file(base_path).ladder)
-    launch(train_postfilter, cfg, base_path, PostFilterConfig(qualities, channels, layers), limit, nproc=nproc)
+    launch(train_postfilter, cfg, base_path, PostFilterConfig(qualities, channels, layers), limit, init_path,
+           nproc=nproc)
 
 
 @train.command(name="export-postfilter")

@@ -242,6 +242,26 @@ def test_postfilter_training_exports_a_codec_that_decodes_with_its_filter(folder
     assert decoded.size == (photo.shape[1], photo.shape[0])
 
 
+def test_postfilter_training_can_start_from_a_codec_files_filter(folder, tmp_path):
+    """--init loads a shipped filter (at lr 0 it is kept as it was); a filter of another size is
+    refused with a one-line error."""
+    from vqpress import weights
+    from vqpress.codec.model import load_codec_file
+
+    base, _ = weights.verified("rvq-dct-v4")
+    shipped = load_codec_file(base).postfilter_state
+    run = tmp_path / "pf"
+    common = ["--base", base, "--data", folder, "--run", run, "--steps", 1, "--batch", 2, "--crop", 32,
+              "--limit", 1, "--threads", 1, "--device", "cpu", "--init", base]
+    invoke("train", "postfilter", *common, "--lr", 0)
+    ckpt = torch.load(run / "ckpt.pt", weights_only=False)
+    assert ckpt["train_config"]["extra"]["init"]["filter"] == str(base)
+    assert all(np.array_equal(ckpt["model"][k].numpy(), v.astype(np.float32)) for k, v in shipped.items())
+    other = [str(a) for a in common[:5] + [tmp_path / "other"] + common[6:]]
+    result = CliRunner().invoke(main, ["train", "postfilter", *other, "--channels", "8"])
+    assert result.exit_code != 0 and "has no filter with 8 channels" in result.output
+
+
 def test_a_new_prior_and_decoder_replace_only_their_part_of_a_shipped_codec(folder, tmp_path, photo):
     """`train prior --base` and `train decoder` fit on a shipped codec's symbols; export-part puts
     each into a codec file that keeps the rest (the prior onto the decoder's file), and it codes."""

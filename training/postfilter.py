@@ -90,6 +90,19 @@ def apply(net: PostFilter, image: np.ndarray, quality: int) -> np.ndarray:
     return y[0, :, :h, :w].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
 
 
+def initial_filter(path: Path, config: PostFilterConfig) -> dict[str, torch.Tensor]:
+    """The filter weights of a codec file, as float32 tensors for a net of `config`."""
+    from vqpress.codec.model import load_codec_file
+
+    model = load_codec_file(path)
+    found = model.postfilter_config or {}
+    if (found.get("channels"), found.get("layers"), found.get("qualities")) != (
+            config.channels, config.layers, config.qualities):
+        raise VQPressError(f"{path} has no filter with {config.channels} channels, {config.layers} layers "
+                           f"and {config.qualities} qualities to start from")
+    return {k: torch.from_numpy(v.astype(np.float32)) for k, v in model.postfilter_state.items()}
+
+
 def validate_postfilter(net: PostFilter, valid: list[tuple[np.ndarray, list[np.ndarray]]]) -> dict:
     """Mean PSNR gain (dB) of the filter over the decoder's output, per quality."""
     net.eval()
@@ -102,16 +115,20 @@ def validate_postfilter(net: PostFilter, valid: list[tuple[np.ndarray, list[np.n
 
 
 def train_postfilter(cfg: TrainConfig, base_path: Path, config: PostFilterConfig,
-                     limit: int | None = None) -> PostFilter:
+                     limit: int | None = None, init: Path | None = None) -> PostFilter:
     """Fit the filter to the decoded output of the codec file `base_path` (MSE), on `limit`
-    training photos spread over the folder (all by default)."""
+    training photos spread over the folder (all by default), starting from the filter of the
+    codec file `init` if given."""
     run = prepare(cfg)
     codec = Codec(device="cpu", path=base_path)
     net = PostFilter(config).to(cfg.device)
+    if init is not None:
+        net.load_state_dict(initial_filter(init, config))
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     progress = resume(run, net, optimizer, cfg)
     pairs = Pairs(codec, evenly_spread(image_paths(cfg.data), limit), cfg.crop, cfg.seed + progress.step)
-    cfg.extra.update(train_images=len(pairs.items), init={"codec": str(base_path)})
+    cfg.extra.update(train_images=len(pairs.items),
+                     init={"codec": str(base_path), **({"filter": str(init)} if init else {})})
     valid = None
     if cfg.valid:
         valid = [(rgb, decoded(codec, rgb)) for rgb in (to_rgb8(open_image(p))[0] for p in image_paths(cfg.valid))]
