@@ -210,7 +210,7 @@ def test_data_parallel_training_keeps_the_replicas_identical(folder, tmp_path):
     r = subprocess.run([sys.executable, "-m", "vqpress.cli.main", "train", "vqvae", "--data", str(folder),
                         "--run", str(run), "--steps", "4", "--nproc", "2", *tiny],
                        capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, r.stderr[:3000] + "\n...\n" + r.stderr[-1000:]  # a rank's own error comes first
     assert "replicas identical on 2 ranks" in r.stdout
     assert torch.load(run / "ckpt.pt", weights_only=False)["step"] == 4
     text = invoke("train", "vqvae", "--data", folder, "--run", run, "--steps", 6, "--threads", 1, *tiny)
@@ -317,3 +317,20 @@ def test_a_detail_fit_drops_the_base_codecs_filter(folder, tmp_path):
     model = load_codec_file(out / "tiny-d4.safetensors")
     assert model.postfilter_state is None
     assert "postfilter" not in json.loads((out / "tiny-d4.json").read_text())
+
+
+def _abort_on_rank_one() -> None:
+    import os
+
+    if os.environ["RANK"] == "1":
+        os.abort()
+
+
+def test_a_rank_that_dies_gives_a_one_line_error():
+    """A rank killed by a signal (as gloo aborts on a broken connection) ends the launch with a
+    VQPressError, which the command line prints as one line, not torch's traceback."""
+    from vqpress.codec.errors import VQPressError
+    from vqpress.training.launch import launch
+
+    with pytest.raises(VQPressError, match="a training process died: process 1 terminated with signal SIGABRT"):
+        launch(_abort_on_rank_one, nproc=2)

@@ -24,6 +24,8 @@ def launch(fn, *args, nproc: int = 1) -> None:
     except torch.multiprocessing.ProcessRaisedException as e:
         last = str(e).strip().splitlines()[-1]
         raise VQPressError(f"a training process failed: {last}") from None
+    except torch.multiprocessing.ProcessExitedException as e:  # killed or aborted, e.g. by gloo
+        raise VQPressError(f"a training process died: {str(e).strip()} (its own error is printed above)") from None
 
 
 def _rank(rank: int, fn, args, nproc: int, port: int) -> None:
