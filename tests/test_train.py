@@ -290,6 +290,7 @@ def test_a_new_prior_and_decoder_replace_only_their_part_of_a_shipped_codec(fold
     assert set(both) == set(base) - {k for k in base if k.startswith("prior.")} | {k for k in both if k.startswith("prior.")}
     card = json.loads((out / "tiny-both.json").read_text())
     assert card["prior"]["init"] == {"codec": "rvq-dct-v4"} and card["decoder"]["steps"] == 2
+    assert len(card["prior"]["commands"]) == 2  # train, export-part
     text = (out / "tiny-both.md").read_text()
     assert "Trained on the symbols of `rvq-dct-v4`" in text
     assert all(f"## {part}" in text for part in ("prior", "decoder", "detail layer", "reconstruction filter"))

@@ -23,8 +23,8 @@ from vqpress.nets.vqvae import VQVAE, VQVAEConfig
 from .cards import CODEC_INTRO, codec_sections
 from .data import RandomCrops, center_crops, load_folder
 from .fixedpoint import export_tables
-from .loop import TrainConfig, command_line, fit, prepare, read_checkpoint, resume
-from .release import half, release, summary
+from .loop import TrainConfig, fit, prepare, read_checkpoint, resume
+from .release import exported_summary, half, release, summary
 
 
 @torch.no_grad()
@@ -235,8 +235,7 @@ def export_part(run, model_id: str, out: Path, onto: Path | None = None) -> Path
         prior.load_state_dict(ckpt["model"])
         tensors = {k: v for k, v in tensors.items() if not k.startswith("prior.")}
         tensors.update({f"prior.{k}": v for k, v in export_tables(prior).items()})
-    card = {**meta["card"], "model_id": model_id, part: summary(ckpt)}
-    card[part]["commands"] = [*(card[part]["commands"] or []), command_line()]
+    card = {**meta["card"], "model_id": model_id, part: exported_summary(ckpt)}
 
     def write(path):
         save_file(tensors, str(path), metadata={**{k: json.dumps(v) for k, v in meta.items()},

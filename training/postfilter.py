@@ -22,8 +22,8 @@ from vqpress.nets.postfilter import PostFilter, PostFilterConfig
 
 from .cards import CODEC_INTRO, codec_sections
 from .data import evenly_spread
-from .loop import TrainConfig, command_line, fit, prepare, read_checkpoint, resume
-from .release import half, release, summary
+from .loop import TrainConfig, fit, prepare, read_checkpoint, resume
+from .release import exported_summary, half, release
 
 
 def decoded(codec: Codec, rgb: np.ndarray) -> list[np.ndarray]:
@@ -152,8 +152,7 @@ def export_postfilter(run, model_id: str, out: Path, base: Path | None = None) -
     if not same_pixels(trained_on, base_path):
         raise VQPressError(f"{base_path} does not decode to the pixels the filter was trained on ({trained_on})")
     meta = weights.metadata(base_path)
-    card = {**meta["card"], "model_id": model_id, "postfilter": summary(ckpt)}
-    card["postfilter"]["commands"] = [*(card["postfilter"]["commands"] or []), command_line()]
+    card = {**meta["card"], "model_id": model_id, "postfilter": exported_summary(ckpt)}
     tensors = {k: v for k, v in load_file(str(base_path)).items() if not k.startswith("postfilter.")}
     tensors.update({f"postfilter.{k}": v for k, v in half(ckpt["model"]).items()})
 

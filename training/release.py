@@ -41,6 +41,16 @@ def summary(ckpt: dict) -> dict:
             "last_validation": ckpt["history"][-1] if ckpt["history"] else None}
 
 
+def exported_summary(ckpt: dict) -> dict:
+    """`summary`, with the command now running (the export that puts the run into a codec file)
+    after the run's own commands."""
+    from .loop import command_line
+
+    facts = summary(ckpt)
+    facts["commands"] = [*(facts["commands"] or []), command_line()]
+    return facts
+
+
 def training_lines(c: dict) -> list[str]:
     """A card section's lines for one training run (a `summary`)."""
     lines = [f"- data: `{c['data']}` ({c['train_images']} images)"
