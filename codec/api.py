@@ -99,13 +99,21 @@ class Codec:
     def decode_image(self, quality: int, data: bytes, height: int, width: int, bar=None):
         """(H, W, 3) uint8 image of a payload. The VQ base is synthesised in a worker thread
         while the detail layer is still being range-decoded (ONNX Runtime releases the GIL;
-        the detail layer never reads the base's pixels, only its reconstruction does)."""
+        the detail layer never reads the base's pixels, only its reconstruction does). The
+        worker first builds the ONNX Runtime sessions that a fresh process has not made yet."""
         with ThreadPoolExecutor(1) as pool:
+            pool.submit(self.prepare_decoder, quality)
             base = []
             indices, levels, modes = payload.decode(
                 self.model, quality, data, height, width, bar,
                 on_symbols=lambda idx: base.append(pool.submit(self.pixels, idx, height, width, bar)))
             return self.with_detail(quality, base[0].result(), levels, modes)
+
+    def prepare_decoder(self, quality: int) -> None:
+        """Make the sessions that decoding a quality runs, if not made yet."""
+        self.transforms.prepare_synthesis()
+        if self.postfilter is not None and self.postfilter.applies(quality):
+            self.postfilter.prepare()
 
     def with_detail(self, quality: int, base, levels, modes):
         """The VQ base plus the detail layer, if the quality has one."""

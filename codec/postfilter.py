@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from .transforms import GRAPH_INPUT, advance
@@ -18,12 +20,20 @@ def postfilter_graph(config: dict) -> str:
 
 class OnnxPostFilter:
     def __init__(self, config: dict, state: dict[str, np.ndarray], threads: int = 0):
-        from .transforms import OnnxSession
-
         self.bias = state["quality_bias"].astype(np.float32)
         self.skipped = set(config.get("skip", []))  # qualities where validation showed no gain
-        tensors = {k: v for k, v in state.items() if k != "quality_bias"}
-        self.session = OnnxSession(postfilter_graph(config), tensors, "", threads)
+        self.graph, self.threads = postfilter_graph(config), threads
+        self.tensors = {k: v for k, v in state.items() if k != "quality_bias"}
+
+    @cached_property
+    def session(self):  # made on first use: an encoder never needs it
+        from .transforms import OnnxSession
+
+        return OnnxSession(self.graph, self.tensors, "", self.threads)
+
+    def prepare(self):
+        """The session, built now if not yet (the decoder's worker thread does this early)."""
+        return self.session
 
     def applies(self, quality: int) -> bool:
         return quality not in self.skipped

@@ -91,8 +91,9 @@ class FixedPointPrior:
         zero of a position outside the map."""
         weight, _, _, tp = self.layers[0]
         s, e = self.config.num_stages, self.config.embed_dim
-        w = weight.reshape(len(tp), s, e, -1)
-        table = np.stack([np.matmul(self.embed[i], w[:, i]) for i in range(s)])  # (s, taps, k, 2C)
+        # per stage one (codes, e) x (e, taps 2C) product: exact in any summation order
+        w = weight.reshape(len(tp), s, e, -1).transpose(1, 2, 0, 3).reshape(s, e, -1)
+        table = np.matmul(self.embed, w).reshape(s, -1, len(tp), weight.shape[-1]).transpose(0, 2, 1, 3)
         return np.concatenate([table, np.zeros_like(table[:, :, :1])], axis=2)
 
     # -- building blocks -------------------------------------------------------------------

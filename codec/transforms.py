@@ -63,6 +63,9 @@ class Transforms:
         """(1, latent, h, w) float32 -> (1, 3, 8h, 8w) float32 (not clamped)."""
         raise NotImplementedError
 
+    def prepare_synthesis(self) -> None:
+        """Whatever synthesis needs before its first run (nothing here)."""
+
     def quantise(self, z: np.ndarray, stages: int, chunk: int = 4096) -> np.ndarray:
         """Residual VQ of a latent (latent, h, w): nearest code per stage -> (stages, h, w)."""
         d, h, w = z.shape
@@ -123,6 +126,9 @@ class OnnxTransforms(Transforms):
     @cached_property
     def synthesis_session(self) -> OnnxSession:
         return OnnxSession(f"{graph_id(self.config)}.synthesis.onnx", self.state, "decoder.", self.threads)
+
+    def prepare_synthesis(self):
+        return self.synthesis_session
 
     def analysis(self, x: np.ndarray) -> np.ndarray:
         return self.analysis_session.run(**{GRAPH_INPUT: x})
