@@ -320,6 +320,34 @@ def test_a_detail_fit_drops_the_base_codecs_filter(folder, tmp_path):
     assert "postfilter" not in json.loads((out / "tiny-d4.json").read_text())
 
 
+def test_keep_filter_carries_the_base_filter_onto_added_rungs(folder, tmp_path):
+    """Rungs added after the base's get the filter's last bias and are skipped; the base's own
+    qualities keep its filter as it was; a ladder that does not continue the base's is refused."""
+    from vqpress import weights
+    from vqpress.codec.api import Codec
+    from vqpress.codec.model import load_codec_file
+
+    base = load_codec_file(weights.verified(DEFAULT_MODEL)[0])
+    ladder = " ".join(r.spec() for r in base.ladder) + " 2+11@0.15"
+    out = tmp_path / "weights"
+    invoke("train", "detail", "--data", folder, "--model-id", "tiny-k", "--ladder", ladder, "--keep-filter",
+           "--out", out)
+    model = load_codec_file(out / "tiny-k.safetensors")
+    n = len(base.ladder)
+    assert model.ladder[:n] == base.ladder and len(model.ladder) == n + 1
+    bias, old_bias = model.postfilter_state["quality_bias"], base.postfilter_state["quality_bias"]
+    assert np.array_equal(bias[:n], old_bias) and np.array_equal(bias[n], old_bias[-1])
+    assert all(np.array_equal(v, model.postfilter_state[k]) for k, v in base.postfilter_state.items() if k != "quality_bias")
+    assert model.postfilter_config["skip"] == sorted(set(base.postfilter_config["skip"]) | {n + 1})
+    codec = Codec(path=out / "tiny-k.safetensors")
+    assert codec.postfilter.applies(1) and not codec.postfilter.applies(n + 1)
+    assert f"kept from `{DEFAULT_MODEL}`" in (out / "tiny-k.md").read_text()
+    bad = CliRunner().invoke(main, ["train", "detail", "--data", str(folder), "--model-id", "x", "--ladder", "1 2+60",
+                                    "--keep-filter", "--out", str(tmp_path / "none")])
+    assert bad.exit_code == 1 and "must start with the base's" in bad.output and bad.output.count("\n") == 1, bad.output
+    assert not (tmp_path / "none").exists()
+
+
 def _abort_on_rank_one() -> None:
     import os
 

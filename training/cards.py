@@ -76,6 +76,12 @@ def filter_lines(c: dict) -> list[str]:
              "with MSE on pairs of (this codec's decoding of a training photo at a random quality, "
              "the photo). Validation: its mean PSNR gain per quality on the whole validation photos.",
              "", *training_lines(c)]
-    if c.get("skip"):
-        lines.append(f"- not applied at qualities {', '.join(map(str, c['skip']))}: no gain in the last validation")
+    kept = c.get("kept_by")
+    trained = [q for q in c.get("skip", []) if not kept or q <= kept["qualities"]]
+    if trained:
+        lines.append(f"- not applied at qualities {', '.join(map(str, trained))}: no gain in the last validation")
+    if kept:
+        lines.append(f"- kept from `{kept['model']}` (`train detail --keep-filter`), which has {kept['qualities']} "
+                     "qualities; it is not applied at the qualities added after them, where it was "
+                     "neither trained nor validated")
     return lines

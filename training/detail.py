@@ -94,14 +94,33 @@ def validate(codec: Codec, paths: list[Path], ladder: list[Rung], tables, adapti
             for rung, b, p in zip(rungs, bpp, quality)}
 
 
+def kept_filter(model, ladder: list[Rung]) -> tuple[dict[str, np.ndarray], dict]:
+    """(tensors, config) of a codec model's reconstruction filter for a ladder that continues
+    the model's own: each added quality gets the last quality's bias and is skipped, since the
+    filter was neither trained nor validated there."""
+    old = model.ladder
+    if model.postfilter_config is None:
+        raise VQPressError("--keep-filter: the base codec has no reconstruction filter")
+    if ladder[:len(old)] != old:
+        raise VQPressError(f"--keep-filter: the ladder must start with the base's {len(old)} rungs "
+                           f"({' '.join(r.spec() for r in old)})")
+    state = dict(model.postfilter_state)
+    bias = state["quality_bias"]
+    state["quality_bias"] = np.concatenate([bias, np.repeat(bias[-1:], len(ladder) - len(old), axis=0)])
+    skip = sorted(set(model.postfilter_config.get("skip", [])) | set(range(len(old) + 1, len(ladder) + 1)))
+    return state, {**model.postfilter_config, "qualities": len(ladder), "skip": skip}
+
+
 def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str, out: Path,
                   ladder_text: str = LADDER, limit: int | None = None, device: str = "cpu",
-                  adaptive: bool = True, block_modes: bool = True) -> Path:
+                  adaptive: bool = True, block_modes: bool = True, keep_filter: bool = False) -> Path:
     """Release <out>/<model_id>.safetensors: the networks and prior of `base_model` (a shipped
-    codec, or a codec file's path), with the ladder and detail tables fitted for it."""
+    codec, or a codec file's path), with the ladder and detail tables fitted for it; with
+    keep_filter, also the base's reconstruction filter (`kept_filter`)."""
     base_path = Path(base_model) if base_model.endswith(".safetensors") else weights.verified(base_model)[0]
     codec = Codec(device=device, path=base_path)
     ladder = parse_ladder(ladder_text, codec.model.vqvae_config["num_stages"])
+    filter_state, filter_config = kept_filter(codec.model, ladder) if keep_filter else ({}, None)
     train_paths = evenly_spread(image_paths(data), limit)
     start = time.time()
     tables = fit_tables(codec, train_paths, ladder, block_modes)
@@ -112,6 +131,9 @@ def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str
                        "deadzone": detail.DEADZONE, "adaptive": adaptive, "block_modes": block_modes,
                        "fit_seconds": round(time.time() - start), "command": command_line(),
                        "hardware": hardware(device)}}
+    if keep_filter:
+        card["postfilter"] = {**base_card["postfilter"], "skip": filter_config["skip"],
+                              "kept_by": {"model": base_path.stem, "qualities": len(codec.model.ladder)}}
     if valid is not None:
         card["detail"]["validation"] = validate(codec, evenly_spread(image_paths(valid), limit), ladder, tables, adaptive,
                                                 block_modes)
@@ -119,9 +141,12 @@ def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str
     def write(path):
         tensors = {k: v for k, v in load_file(str(base_path)).items() if not k.startswith(("detail.", "postfilter."))}
         tensors["detail.tables"] = np.ascontiguousarray(tables, dtype=np.int32)
+        tensors.update({f"postfilter.{k}": v for k, v in filter_state.items()})
         metadata = {"vqvae_config": json.dumps(codec.model.vqvae_config), "card": json.dumps(card),
                     "ladder": json.dumps([[r.stages, r.step, r.offset] for r in ladder]),
                     "adaptive_detail": json.dumps(adaptive), "block_modes": json.dumps(block_modes)}
+        if filter_config is not None:
+            metadata["postfilter_config"] = json.dumps(filter_config)
         save_file(tensors, str(path), metadata=metadata)
 
     return release(out, model_id, write, card, CODEC_INTRO, codec_sections(card, ladder))
