@@ -102,11 +102,12 @@ class Codec:
         the detail layer never reads the base's pixels, only its reconstruction does). The
         worker first builds the ONNX Runtime sessions that a fresh process has not made yet."""
         with ThreadPoolExecutor(1) as pool:
-            pool.submit(self.prepare_decoder, quality)
+            prepared = pool.submit(self.prepare_decoder, quality)
             base = []
             indices, levels, modes = payload.decode(
                 self.model, quality, data, height, width, bar,
                 on_symbols=lambda idx: base.append(pool.submit(self.pixels, idx, height, width, bar)))
+            prepared.result()  # its error (a damaged graph file), if any, before the pixels' own
             return self.with_detail(quality, base[0].result(), levels, modes)
 
     def prepare_decoder(self, quality: int) -> None:

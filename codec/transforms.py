@@ -63,8 +63,9 @@ class Transforms:
         """(1, latent, h, w) float32 -> (1, 3, 8h, 8w) float32 (not clamped)."""
         raise NotImplementedError
 
-    def prepare_synthesis(self) -> None:
-        """Whatever synthesis needs before its first run (nothing here)."""
+    def prepare_synthesis(self):
+        """Make what synthesis needs before its first run, if anything, and return it."""
+        return None
 
     def quantise(self, z: np.ndarray, stages: int, chunk: int = 4096) -> np.ndarray:
         """Residual VQ of a latent (latent, h, w): nearest code per stage -> (stages, h, w)."""

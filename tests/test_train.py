@@ -342,9 +342,11 @@ def test_keep_filter_carries_the_base_filter_onto_added_rungs(folder, tmp_path):
     codec = Codec(path=out / "tiny-k.safetensors")
     assert codec.postfilter.applies(1) and not codec.postfilter.applies(n + 1)
     assert f"kept from `{DEFAULT_MODEL}`" in (out / "tiny-k.md").read_text()
-    bad = CliRunner().invoke(main, ["train", "detail", "--data", str(folder), "--model-id", "x", "--ladder", "1 2+60",
-                                    "--keep-filter", "--out", str(tmp_path / "none")])
-    assert bad.exit_code == 1 and "must start with the base's" in bad.output and bad.output.count("\n") == 1, bad.output
+    for args, message in ((["--ladder", "1 2+60"], "must start with the base's"),
+                          (["--ladder", ladder, "--no-block-modes"], "block modes must be as in the base")):
+        bad = CliRunner().invoke(main, ["train", "detail", "--data", str(folder), "--model-id", "x", *args,
+                                        "--keep-filter", "--out", str(tmp_path / "none")])
+        assert bad.exit_code == 1 and message in bad.output and bad.output.count("\n") == 1, bad.output
     assert not (tmp_path / "none").exists()
 
 

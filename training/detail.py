@@ -94,13 +94,16 @@ def validate(codec: Codec, paths: list[Path], ladder: list[Rung], tables, adapti
             for rung, b, p in zip(rungs, bpp, quality)}
 
 
-def kept_filter(model, ladder: list[Rung]) -> tuple[dict[str, np.ndarray], dict]:
+def kept_filter(model, ladder: list[Rung], block_modes: bool) -> tuple[dict[str, np.ndarray], dict]:
     """(tensors, config) of a codec model's reconstruction filter for a ladder that continues
     the model's own: each added quality gets the last quality's bias and is skipped, since the
     filter was neither trained nor validated there."""
     old = model.ladder
     if model.postfilter_config is None:
         raise VQPressError("--keep-filter: the base codec has no reconstruction filter")
+    if block_modes != model.block_modes:  # the base's qualities would decode to other pixels
+        raise VQPressError("--keep-filter: block modes must be as in the base codec "
+                           f"({'--block-modes' if model.block_modes else '--no-block-modes'})")
     if ladder[:len(old)] != old:
         raise VQPressError(f"--keep-filter: the ladder must start with the base's {len(old)} rungs "
                            f"({' '.join(r.spec() for r in old)})")
@@ -120,7 +123,7 @@ def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str
     base_path = Path(base_model) if base_model.endswith(".safetensors") else weights.verified(base_model)[0]
     codec = Codec(device=device, path=base_path)
     ladder = parse_ladder(ladder_text, codec.model.vqvae_config["num_stages"])
-    filter_state, filter_config = kept_filter(codec.model, ladder) if keep_filter else ({}, None)
+    filter_state, filter_config = kept_filter(codec.model, ladder, block_modes) if keep_filter else ({}, None)
     train_paths = evenly_spread(image_paths(data), limit)
     start = time.time()
     tables = fit_tables(codec, train_paths, ladder, block_modes)
@@ -132,8 +135,9 @@ def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str
                        "fit_seconds": round(time.time() - start), "command": command_line(),
                        "hardware": hardware(device)}}
     if keep_filter:
-        card["postfilter"] = {**base_card["postfilter"], "skip": filter_config["skip"],
-                              "kept_by": {"model": base_path.stem, "qualities": len(codec.model.ladder)}}
+        section = base_card.get("postfilter", {})  # kept twice: the qualities it was trained for stay
+        kept_by = section.get("kept_by") or {"model": base_path.stem, "qualities": len(codec.model.ladder)}
+        card["postfilter"] = {**section, "skip": filter_config["skip"], "kept_by": kept_by}
     if valid is not None:
         card["detail"]["validation"] = validate(codec, evenly_spread(image_paths(valid), limit), ladder, tables, adaptive,
                                                 block_modes)
