@@ -31,9 +31,13 @@ def main():
     old, now = curve["vqpress"], curve[NEW]
     print(f"{len(images)} images of {args.published}\n")
     print("| quality | bpp published | bpp new | PSNR published | PSNR new | change (dB) |\n|---:|---:|---:|---:|---:|---:|")
-    for i, q in enumerate(old["quality"]):
-        print(f"| {q} | {old['bpp'][i]:.4f} | {now['bpp'][i]:.4f} | {old['psnr'][i]:.4f} | {now['psnr'][i]:.4f} | "
-              f"{now['psnr'][i] - old['psnr'][i]:+.4f} |")
+    before = {q: (b, p) for q, b, p in zip(old["quality"], old["bpp"], old["psnr"])}
+    after = {q: (b, p) for q, b, p in zip(now["quality"], now["bpp"], now["psnr"])}
+    for q in sorted(before | after):  # a quality only one model has gets "-" in the other's columns
+        (b0, p0), (b1, p1) = before.get(q, (None, None)), after.get(q, (None, None))
+        cells = [f"{b0:.4f}" if b0 else "-", f"{b1:.4f}" if b1 else "-", f"{p0:.4f}" if p0 else "-",
+                 f"{p1:.4f}" if p1 else "-", f"{p1 - p0:+.4f}" if p0 and p1 else "-"]
+        print(f"| {q} | " + " | ".join(cells) + " |")
     same = table[(NEW, "vqpress")]
     print(f"\nBD-rate of the new rows against the published ones: PSNR {same['bd_rate_psnr']:+.2f}%, "
           f"MS-SSIM {same['bd_rate_ms_ssim']:+.2f}%\n")
