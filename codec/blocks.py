@@ -26,8 +26,11 @@ DCT = _orthonormal_rows(np.cos(np.pi * (2 * _k[None] + 1) * _k[:, None] / (2 * B
 
 # One block's pixels (8, 8, 3), flattened, times this (192, 192) matrix: its coefficients
 # (3, 64), flattened: the colour transform and the 2-d DCT in one product, so a whole image is
-# one matrix product (orthonormal: the inverse is the transpose).
-_BLOCK_TRANSFORM = np.einsum("uy,vx,dc->yxcduv", DCT, DCT, COLOR).reshape(3 * BLOCK * BLOCK, -1).astype(np.float32)
+# one matrix product (orthonormal: the inverse is the transpose). In float64: BLAS may sum a
+# row in another order depending on how many rows the product has, and in float32 that moved a
+# decoded pixel by one step when the detail layer was added in bands (float64: 4 -> 7 ms a
+# 768x512 image).
+_BLOCK_TRANSFORM = np.einsum("uy,vx,dc->yxcduv", DCT, DCT, COLOR).reshape(3 * BLOCK * BLOCK, -1)
 
 
 # -- transforms --------------------------------------------------------------------------------
@@ -50,13 +53,13 @@ def to_coefficients(residual: np.ndarray) -> np.ndarray:
     1x1 image far off)."""
     blocks = padded_blocks(residual)
     bh, bw = blocks.shape[0], blocks.shape[2]
-    flat = blocks.transpose(0, 2, 1, 3, 4).reshape(bh * bw, -1)
-    return (flat @ _BLOCK_TRANSFORM).reshape(bh, bw, 3, BLOCK * BLOCK)
+    flat = blocks.transpose(0, 2, 1, 3, 4).reshape(bh * bw, -1).astype(np.float64)
+    return (flat @ _BLOCK_TRANSFORM).astype(np.float32).reshape(bh, bw, 3, BLOCK * BLOCK)
 
 
 def to_pixels(coefficients: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Inverse of to_coefficients, cropped to (height, width, 3)."""
+    """Inverse of to_coefficients, cropped to (height, width, 3), float64."""
     bh, bw = coefficients.shape[:2]
-    blocks = coefficients.reshape(bh * bw, -1).astype(np.float32, copy=False) @ _BLOCK_TRANSFORM.T
+    blocks = coefficients.reshape(bh * bw, -1).astype(np.float64) @ _BLOCK_TRANSFORM.T
     pixels = blocks.reshape(bh, bw, BLOCK, BLOCK, 3).transpose(0, 2, 1, 3, 4).reshape(bh * BLOCK, bw * BLOCK, 3)
     return pixels[:height, :width]
