@@ -173,7 +173,7 @@ jobs_option = click.option("-j", "--jobs", type=click.IntRange(min=1), default=1
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output .vqp file, or for several inputs a folder [default: beside each input].")
 @click.option("-q", "--quality", type=int, default=6, show_default=True,
-              help="Quality level, 1 (smallest file) to 11 (best picture) with the default model.")
+              help="Quality level, 1 (smallest file) to 13 (best picture) with the default model.")
 @click.option("--max-bytes", type=click.IntRange(min=1), help="Instead of -q: the best quality that fits.")
 @click.option("--target-bpp", type=click.FloatRange(min=0, min_open=True), help="Instead of -q: the best quality at most this many bits per pixel.")
 @click.option("--target-psnr", type=float, help="Instead of -q: the smallest file that reaches this PSNR (dB).")

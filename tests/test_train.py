@@ -341,7 +341,10 @@ def test_keep_filter_carries_the_base_filter_onto_added_rungs(folder, tmp_path):
     assert model.postfilter_config["skip"] == sorted(set(base.postfilter_config["skip"]) | {n + 1})
     codec = Codec(path=out / "tiny-k.safetensors")
     assert codec.postfilter.applies(1) and not codec.postfilter.applies(n + 1)
-    assert f"kept from `{DEFAULT_MODEL}`" in (out / "tiny-k.md").read_text()
+    base_card = weights.metadata(weights.verified(DEFAULT_MODEL)[0])["card"]  # a kept filter's origin stays
+    expected = base_card["postfilter"].get("kept_by") or {"model": DEFAULT_MODEL, "qualities": n}
+    assert json.loads((out / "tiny-k.json").read_text())["postfilter"]["kept_by"] == expected
+    assert f"kept from `{expected['model']}`" in (out / "tiny-k.md").read_text()
     for args, message in ((["--ladder", "1 2+60"], "must start with the base's"),
                           (["--ladder", ladder, "--no-block-modes"], "block modes must be as in the base")):
         bad = CliRunner().invoke(main, ["train", "detail", "--data", str(folder), "--model-id", "x", *args,
