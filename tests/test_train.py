@@ -221,7 +221,7 @@ def test_postfilter_training_exports_a_codec_that_decodes_with_its_filter(folder
     from vqpress import weights
     from vqpress.codec.api import Codec
 
-    base, _ = weights.verified("rvq-dct-v4")
+    base, _ = weights.verified("rvq-dct-v6")
     run, out = tmp_path / "pf", tmp_path / "weights"
     invoke("train", "postfilter", "--base", base, "--data", folder, "--valid", folder, "--run", run,
            "--steps", 2, "--batch", 2, "--crop", 32, "--limit", 2,  # the shipped graph's width and depth
@@ -248,7 +248,7 @@ def test_postfilter_training_can_start_from_a_codec_files_filter(folder, tmp_pat
     from vqpress import weights
     from vqpress.codec.model import load_codec_file
 
-    base, _ = weights.verified("rvq-dct-v4")
+    base, _ = weights.verified("rvq-dct-v6")
     shipped = load_codec_file(base).postfilter_state
     run = tmp_path / "pf"
     common = ["--base", base, "--data", folder, "--run", run, "--steps", 1, "--batch", 2, "--crop", 32,
@@ -273,34 +273,34 @@ def test_a_new_prior_and_decoder_replace_only_their_part_of_a_shipped_codec(fold
     from vqpress.weights import verified
 
     pr, dec, out = tmp_path / "pr", tmp_path / "dec", tmp_path / "weights"
-    invoke("train", "prior", "--data", folder, "--valid", folder, "--run", pr, "--base", "rvq-dct-v4",
+    invoke("train", "prior", "--data", folder, "--valid", folder, "--run", pr, "--base", "rvq-dct-v6",
            "--qualities", "1,2", "--steps", 2, "--crop", 4, "--batch", 2, "--channels", 8, "--blocks", 1,
            "--validate-every", 2, "--threads", 1, "--device", "cpu")
     assert set(torch.load(pr / "ckpt.pt", weights_only=False)["history"][-1]) == {"step", "seconds", "bpp@1", "bpp@2"}
-    invoke("train", "decoder", "--data", folder, "--run", dec, "--base", "rvq-dct-v4", "--stages", "1",
+    invoke("train", "decoder", "--data", folder, "--run", dec, "--base", "rvq-dct-v6", "--stages", "1",
            "--steps", 2, "--crop", 32, "--batch", 2, "--threads", 1, "--device", "cpu")
     invoke("train", "export-part", "--run", dec, "--model-id", "tiny-dec", "--out", out)
     invoke("train", "export-part", "--run", pr, "--model-id", "tiny-both", "--onto", out / "tiny-dec.safetensors",
            "--out", out)
 
-    base, both = load_numpy(str(verified("rvq-dct-v4")[0])), load_numpy(str(out / "tiny-both.safetensors"))
+    base, both = load_numpy(str(verified("rvq-dct-v6")[0])), load_numpy(str(out / "tiny-both.safetensors"))
     changed = {k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("vqvae.") else "")
                for k in base if k not in both or not np.array_equal(base[k], both[k])}
     assert changed == {"prior", "vqvae.decoder"}
     assert set(both) == set(base) - {k for k in base if k.startswith("prior.")} | {k for k in both if k.startswith("prior.")}
     card = json.loads((out / "tiny-both.json").read_text())
-    assert card["prior"]["init"] == {"codec": "rvq-dct-v4"} and card["decoder"]["steps"] == 2
+    assert card["prior"]["init"] == {"codec": "rvq-dct-v6"} and card["decoder"]["steps"] == 2
     assert len(card["prior"]["commands"]) == 2  # train, export-part
     text = (out / "tiny-both.md").read_text()
-    assert "Trained on the symbols of `rvq-dct-v4`" in text
+    assert "Trained on the symbols of `rvq-dct-v6`" in text
     assert all(f"## {part}" in text for part in ("prior", "decoder", "detail layer", "reconstruction filter"))
 
-    new, old = Codec(path=out / "tiny-both.safetensors", device="cpu"), Codec("rvq-dct-v4", device="cpu")
+    new, old = Codec(path=out / "tiny-both.safetensors", device="cpu"), Codec("rvq-dct-v6", device="cpu")
     data = new.compress(photo, quality=2)
     assert data != old.compress(photo, quality=2)  # other probabilities, other bytes
     assert np.asarray(new.decompress(data)).shape == photo.shape
 
-    with safe_open(str(verified("rvq-dct-v4")[0]), "np") as f:  # a codec with another encoder: other symbols
+    with safe_open(str(verified("rvq-dct-v6")[0]), "np") as f:  # a codec with another encoder: other symbols
         save_numpy({**base, "vqvae.encoder.0.weight": base["vqvae.encoder.0.weight"] / 2},
                    str(tmp_path / "other.safetensors"), metadata=f.metadata())
     bad = CliRunner().invoke(main, ["train", "export-part", "--run", str(pr), "--model-id", "x",
@@ -313,11 +313,11 @@ def test_a_detail_fit_drops_the_base_codecs_filter(folder, tmp_path):
     from vqpress.codec.model import load_codec_file
 
     out = tmp_path / "weights"
-    invoke("train", "detail", "--data", folder, "--base", "rvq-dct-v4", "--model-id", "tiny-d4",
+    invoke("train", "detail", "--data", folder, "--base", "rvq-dct-v6", "--model-id", "tiny-d6",
            "--ladder", "1 1+80@0.15", "--out", out)
-    model = load_codec_file(out / "tiny-d4.safetensors")
+    model = load_codec_file(out / "tiny-d6.safetensors")
     assert model.postfilter_state is None
-    assert "postfilter" not in json.loads((out / "tiny-d4.json").read_text())
+    assert "postfilter" not in json.loads((out / "tiny-d6.json").read_text())
 
 
 def test_keep_filter_carries_the_base_filter_onto_added_rungs(folder, tmp_path):
