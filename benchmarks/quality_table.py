@@ -16,8 +16,8 @@ from vqpress.measure.metrics import frontier
 from vqpress.measure.rd import curves, read_rows
 
 
-def peer_psnr_at(curve: dict, bpp: float) -> float | None:
-    rate, quality = frontier(curve["bpp"], curve["psnr"])
+def peer_psnr_at(rate: np.ndarray, quality: np.ndarray, bpp: float) -> float | None:
+    """PSNR along a frontier (`frontier`) at a bpp, or None outside it."""
     if not rate[0] <= bpp <= rate[-1]:
         return None
     return float(np.interp(np.log(bpp), np.log(rate), quality))
@@ -34,9 +34,10 @@ def main():
     print("| bpp | " + " | ".join(f"{b:.3f}" for b in ours["bpp"]) + " |")
     print("| PSNR (dB) | " + " | ".join(f"{p:.2f}" for p in ours["psnr"]) + " |")
     for name, peer in curve.items():
+        rate, quality = frontier(peer["bpp"], peer["psnr"])
         cells = []
         for bpp, psnr in zip(ours["bpp"], ours["psnr"]):
-            theirs = peer_psnr_at(peer, bpp)
+            theirs = peer_psnr_at(rate, quality, bpp)
             cells.append("-" if theirs is None else f"{theirs:.2f} ({psnr - theirs:+.2f})")
         print(f"| {name} | " + " | ".join(cells) + " |")
 
