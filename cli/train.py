@@ -157,8 +157,9 @@ def export_part(run, model_id, onto, out):
 @click.option("--limit", type=click.IntRange(min=1),
               help="Decode only N training photos, evenly spread over the folder.")
 @click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Start from this codec file's filter (same channels and layers), e.g. to refit it "
-                   "to a new ladder in fewer steps.")
+              help="Start from this codec file's filter, e.g. to refit it to a new ladder in fewer steps. "
+                   "A smaller one (fewer channels, layers or qualities) is grown to this size as the same "
+                   "function.")
 def postfilter(data, valid, run, steps, batch, lr, validate_every, threads, nproc, device, base_path, crop,
                channels, layers, limit, init_path):
     """Train the reconstruction filter on a codec's decoded output."""

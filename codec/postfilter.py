@@ -11,7 +11,6 @@ from .transforms import GRAPH_INPUT, advance
 
 BIAS_INPUT = "bias"
 TILE_PIXELS = 1024  # pixels per tile side, even
-HALO_PIXELS = 16  # context on each side of a tile: more than the filter's reach (11 px)
 
 
 def postfilter_graph(config: dict) -> str:
@@ -23,6 +22,7 @@ class OnnxPostFilter:
         self.bias = state["quality_bias"].astype(np.float32)
         self.skipped = set(config.get("skip", []))  # qualities where validation showed no gain
         self.graph, self.threads = postfilter_graph(config), threads
+        self.halo = 2 * config["layers"] + 2  # context on each side of a tile: more than the filter's reach
         self.tensors = {k: v for k, v in state.items() if k != "quality_bias"}
 
     @cached_property
@@ -47,8 +47,8 @@ class OnnxPostFilter:
         for y0 in range(0, padded.shape[0], TILE_PIXELS):
             for x0 in range(0, padded.shape[1], TILE_PIXELS):
                 y1, x1 = min(y0 + TILE_PIXELS, padded.shape[0]), min(x0 + TILE_PIXELS, padded.shape[1])
-                ya, xa = max(0, y0 - HALO_PIXELS), max(0, x0 - HALO_PIXELS)
-                yb, xb = min(padded.shape[0], y1 + HALO_PIXELS), min(padded.shape[1], x1 + HALO_PIXELS)
+                ya, xa = max(0, y0 - self.halo), max(0, x0 - self.halo)
+                yb, xb = min(padded.shape[0], y1 + self.halo), min(padded.shape[1], x1 + self.halo)
                 tile = padded[ya:yb, xa:xb].transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255)
                 y = self.session.run(**{GRAPH_INPUT: tile, BIAS_INPUT: bias})[0]
                 y = y[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa].transpose(1, 2, 0)

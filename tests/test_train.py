@@ -259,7 +259,33 @@ def test_postfilter_training_can_start_from_a_codec_files_filter(folder, tmp_pat
     assert all(np.array_equal(ckpt["model"][k].numpy(), v.astype(np.float32)) for k, v in shipped.items())
     other = [str(a) for a in common[:5] + [tmp_path / "other"] + common[6:]]
     result = CliRunner().invoke(main, ["train", "postfilter", *other, "--channels", "8"])
-    assert result.exit_code != 0 and "has no filter with 8 channels" in result.output
+    assert result.exit_code != 0 and "has no filter of at most 8 channels" in result.output
+
+
+def test_a_filter_grown_from_a_smaller_one_computes_the_same(folder, tmp_path):
+    """--init with more channels and layers: the new net starts as the shipped filter's function,
+    at every quality, and its new weights are not all zero (so they can learn)."""
+    from vqpress import weights
+    from vqpress.codec.model import load_codec_file
+    from vqpress.nets.postfilter import PostFilter, PostFilterConfig
+
+    base, _ = weights.verified("rvq-dct-v6")
+    model = load_codec_file(base)
+    small = PostFilter(PostFilterConfig(**{k: model.postfilter_config[k] for k in ("qualities", "channels", "layers")}))
+    small.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in model.postfilter_state.items()})
+    run = tmp_path / "grown"
+    invoke("train", "postfilter", "--base", base, "--data", folder, "--run", run, "--steps", 1, "--batch", 2,
+           "--crop", 32, "--limit", 1, "--threads", 1, "--device", "cpu", "--init", base, "--lr", 0,
+           "--channels", 40, "--layers", 7)
+    ckpt = torch.load(run / "ckpt.pt", weights_only=False)
+    big = PostFilter(PostFilterConfig(**ckpt["model_config"]))
+    big.load_state_dict(ckpt["model"])
+    assert big.convs[0].weight.shape[0] == 40 and len(big.convs) == 7
+    assert big.convs[0].weight[32:].abs().sum() > 0
+    x = torch.rand(len(small.quality_bias), 3, 48, 64)
+    quality = torch.arange(1, len(small.quality_bias) + 1)
+    with torch.no_grad():
+        assert torch.allclose(big(x, big.condition(quality)), small(x, small.condition(quality)), atol=1e-6)
 
 
 def test_a_new_prior_and_decoder_replace_only_their_part_of_a_shipped_codec(folder, tmp_path, photo):

@@ -90,17 +90,52 @@ def apply(net: PostFilter, image: np.ndarray, quality: int) -> np.ndarray:
     return y[0, :, :h, :w].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
 
 
-def initial_filter(path: Path, config: PostFilterConfig) -> dict[str, torch.Tensor]:
-    """The filter weights of a codec file, as float32 tensors for a net of `config`."""
+def initial_filter(path: Path, config: PostFilterConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The filter of a codec file as float32 tensors for a net of `config`, grown to it if
+    smaller, as the same function (see `grown`)."""
     from vqpress.codec.model import load_codec_file
 
     model = load_codec_file(path)
     found = model.postfilter_config or {}
-    if (found.get("channels"), found.get("layers"), found.get("qualities")) != (
-            config.channels, config.layers, config.qualities):
-        raise VQPressError(f"{path} has no filter with {config.channels} channels, {config.layers} layers "
+    small = PostFilterConfig(found.get("qualities", 0), found.get("channels", 0), found.get("layers", 0))
+    if not (0 < small.qualities <= config.qualities and 0 < small.channels <= config.channels
+            and 2 <= small.layers <= config.layers):
+        raise VQPressError(f"{path} has no filter of at most {config.channels} channels, {config.layers} layers "
                            f"and {config.qualities} qualities to start from")
-    return {k: torch.from_numpy(v.astype(np.float32)) for k, v in model.postfilter_state.items()}
+    state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in model.postfilter_state.items()}
+    return grown(state, small, config, torch.Generator().manual_seed(seed))
+
+
+def grown(state: dict[str, torch.Tensor], small: PostFilterConfig, config: PostFilterConfig,
+          generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """A filter of `config` that computes what the `small` one computes (Net2Net-style growth),
+    so that training starts where the small one stopped:
+    - new channels get small random input weights and zero weights into the old channels;
+    - new layers go before the last one as identities (a 3x3 kernel with a centre tap of 1),
+      exact on the non-negative input that a ReLU leaves;
+    - new qualities start from the last quality's bias."""
+    if small == config:
+        return state
+    c, k = config.channels, small.channels
+    net = PostFilter(config)
+    out = {"quality_bias": torch.zeros(config.qualities, c)}
+    out["quality_bias"][:small.qualities, :k] = state["quality_bias"]
+    out["quality_bias"][small.qualities:, :k] = state["quality_bias"][-1]
+    old_layers = list(range(small.layers - 1)) + [None] * (config.layers - small.layers) + [small.layers - 1]
+    for i, (conv, j) in enumerate(zip(net.convs, old_layers)):
+        w = torch.zeros_like(conv.weight)
+        b = torch.zeros_like(conv.bias)
+        last = i == config.layers - 1
+        if j is None:  # a new hidden layer: identity on every channel
+            w[torch.arange(c), torch.arange(c), 1, 1] = 1
+        else:
+            ow, ob = state[f"convs.{j}.weight"], state[f"convs.{j}.bias"]
+            rows, cols = ow.shape[:2]
+            w[:rows, :cols], b[:rows] = ow, ob
+            if not last:  # new channels: small random inputs
+                w[rows:] = 0.01 * torch.randn(w[rows:].shape, generator=generator)
+        out[f"convs.{i}.weight"], out[f"convs.{i}.bias"] = w, b
+    return out
 
 
 def validate_postfilter(net: PostFilter, valid: list[tuple[np.ndarray, list[np.ndarray]]]) -> dict:
@@ -123,7 +158,7 @@ def train_postfilter(cfg: TrainConfig, base_path: Path, config: PostFilterConfig
     codec = Codec(device="cpu", path=base_path)
     net = PostFilter(config).to(cfg.device)
     if init is not None:
-        net.load_state_dict(initial_filter(init, config))
+        net.load_state_dict(initial_filter(init, config, cfg.seed))
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     progress = resume(run, net, optimizer, cfg)
     pairs = Pairs(codec, evenly_spread(image_paths(cfg.data), limit), cfg.crop, cfg.seed + progress.step)
