@@ -286,6 +286,9 @@ def test_a_filter_grown_from_a_smaller_one_computes_the_same(folder, tmp_path):
     quality = torch.arange(1, len(small.quality_bias) + 1)
     with torch.no_grad():
         assert torch.allclose(big(x, big.condition(quality)), small(x, small.condition(quality)), atol=1e-6)
+    invoke("train", "export-postfilter", "--run", run, "--model-id", "tiny-grown", "--out", tmp_path / "out")
+    card = (tmp_path / "out" / "tiny-grown.md").read_text()
+    assert f"started from the filter of `{base}` (32 channels, 5 layers, 11 qualities), grown to this size" in card
 
 
 def test_a_new_prior_and_decoder_replace_only_their_part_of_a_shipped_codec(folder, tmp_path, photo):

@@ -76,6 +76,13 @@ def filter_lines(c: dict) -> list[str]:
              "with MSE on pairs of (this codec's decoding of a training photo at a random quality, "
              "the photo). Validation: its mean PSNR gain per quality on the whole validation photos.",
              "", *training_lines(c)]
+    start = c.get("started_from")
+    if start:
+        size = {k: start[k] for k in ("qualities", "channels", "layers")}
+        grown = size != {k: c["model_config"][k] for k in size}
+        lines.append(f"- started from the filter of `{start['file']}` ({start['channels']} channels, "
+                     f"{start['layers']} layers, {start['qualities']} qualities)"
+                     + (", grown to this size as the same function" if grown else ""))
     kept = c.get("kept_by")
     trained = [q for q in c.get("skip", []) if not kept or q <= kept["qualities"]]
     if trained:

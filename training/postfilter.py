@@ -191,6 +191,12 @@ def export_postfilter(run, model_id: str, out: Path, base: Path | None = None) -
     tensors = {k: v for k, v in load_file(str(base_path)).items() if not k.startswith("postfilter.")}
     tensors.update({f"postfilter.{k}": v for k, v in half(ckpt["model"]).items()})
 
+    init = ckpt["train_config"]["extra"]["init"].get("filter")
+    if init:
+        from vqpress.codec.model import load_codec_file
+
+        found = load_codec_file(Path(init)).postfilter_config
+        card["postfilter"]["started_from"] = {"file": init, **{k: found[k] for k in ("qualities", "channels", "layers")}}
     last = ckpt["history"][-1] if ckpt["history"] else {}
     skip = [q for q in range(1, ckpt["model_config"]["qualities"] + 1) if last.get(f"gain@{q}", 1) <= 0]
     card["postfilter"]["skip"] = skip
