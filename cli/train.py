@@ -153,7 +153,7 @@ def export_part(run, model_id, onto, out):
               required=True, help="The codec file whose decoded output the filter learns to correct.")
 @click.option("--crop", type=int, default=96, show_default=True, help="Crop side in pixels (even).")
 @click.option("--channels", type=int, default=32, show_default=True)
-@click.option("--layers", type=int, default=5, show_default=True, help="3x3 convolutions.")
+@click.option("--layers", type=click.IntRange(min=2), default=5, show_default=True, help="3x3 convolutions.")
 @click.option("--limit", type=click.IntRange(min=1),
               help="Decode only N training photos, evenly spread over the folder.")
 @click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),

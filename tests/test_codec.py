@@ -235,7 +235,8 @@ def test_onnx_runtime_transforms_match_the_torch_networks(model, tmp_path):
     assert np.abs(session.run(None, {"x": x})[0] - z).max() < 1e-4
 
 
-def test_reconstruction_filter_runs_the_same_on_onnx_runtime_as_in_torch():
+@pytest.mark.parametrize("channels, layers", [(32, 5), (48, 6)])  # the shipped graphs
+def test_reconstruction_filter_runs_the_same_on_onnx_runtime_as_in_torch(channels, layers):
     """Random weights, so the graph is tested as a function, not the shipped filter's quality;
     tiles with their halo give the whole-image result."""
     import torch
@@ -245,7 +246,7 @@ def test_reconstruction_filter_runs_the_same_on_onnx_runtime_as_in_torch():
     from vqpress.training.postfilter import apply
 
     torch.manual_seed(0)
-    net = PostFilter(PostFilterConfig(qualities=3)).eval()
+    net = PostFilter(PostFilterConfig(qualities=3, channels=channels, layers=layers)).eval()
     with torch.no_grad():
         for p in net.parameters():
             p.copy_(torch.randn_like(p) * 0.05)

@@ -262,6 +262,28 @@ def test_postfilter_training_can_start_from_a_codec_files_filter(folder, tmp_pat
     assert result.exit_code != 0 and "has no filter of at most 8 channels" in result.output
 
 
+@pytest.mark.parametrize("small, big", [((3, 8, 2), (5, 12, 4)), ((3, 8, 3), (3, 8, 5)), ((2, 8, 3), (4, 8, 3)),
+                                        ((3, 8, 3), (3, 16, 3))])
+def test_growth_keeps_the_function_for_more_qualities_channels_and_layers(small, big):
+    """(qualities, channels, layers): a grown filter gives the small one's output at its
+    qualities, and the last one's at the added qualities."""
+    from vqpress.nets.postfilter import PostFilter, PostFilterConfig
+    from vqpress.training.postfilter import grown
+
+    torch.manual_seed(0)
+    net = PostFilter(PostFilterConfig(*small))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+    large = PostFilter(PostFilterConfig(*big))
+    large.load_state_dict(grown(net.state_dict(), net.config, large.config, torch.Generator().manual_seed(1)))
+    x = torch.rand(big[0], 3, 20, 24)
+    quality = torch.arange(1, big[0] + 1)
+    with torch.no_grad():
+        assert torch.allclose(large(x, large.condition(quality)),
+                              net(x, net.condition(quality.clamp(max=small[0]))), atol=1e-6)
+
+
 def test_a_filter_grown_from_a_smaller_one_computes_the_same(folder, tmp_path):
     """--init with more channels and layers: the new net starts as the shipped filter's function,
     at every quality, and its new weights are not all zero (so they can learn)."""
@@ -286,8 +308,10 @@ def test_a_filter_grown_from_a_smaller_one_computes_the_same(folder, tmp_path):
     quality = torch.arange(1, len(small.quality_bias) + 1)
     with torch.no_grad():
         assert torch.allclose(big(x, big.condition(quality)), small(x, small.condition(quality)), atol=1e-6)
+    invoke("train", "postfilter", "--base", base, "--data", folder, "--run", run, "--steps", 2, "--batch", 2,
+           "--crop", 32, "--limit", 1, "--threads", 1, "--device", "cpu", "--lr", 0, "--channels", 40, "--layers", 7)
     invoke("train", "export-postfilter", "--run", run, "--model-id", "tiny-grown", "--out", tmp_path / "out")
-    card = (tmp_path / "out" / "tiny-grown.md").read_text()
+    card = (tmp_path / "out" / "tiny-grown.md").read_text()  # resumed without --init: still says so
     assert f"started from the filter of `{base}` (32 channels, 5 layers, 11 qualities), grown to this size" in card
 
 

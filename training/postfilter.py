@@ -90,9 +90,10 @@ def apply(net: PostFilter, image: np.ndarray, quality: int) -> np.ndarray:
     return y[0, :, :h, :w].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
 
 
-def initial_filter(path: Path, config: PostFilterConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+def initial_filter(path: Path, config: PostFilterConfig,
+                   seed: int = 0) -> tuple[dict[str, torch.Tensor], PostFilterConfig]:
     """The filter of a codec file as float32 tensors for a net of `config`, grown to it if
-    smaller, as the same function (see `grown`)."""
+    smaller, as the same function (see `grown`); and the file's own filter size."""
     from vqpress.codec.model import load_codec_file
 
     model = load_codec_file(path)
@@ -103,7 +104,7 @@ def initial_filter(path: Path, config: PostFilterConfig, seed: int = 0) -> dict[
         raise VQPressError(f"{path} has no filter of at most {config.channels} channels, {config.layers} layers "
                            f"and {config.qualities} qualities to start from")
     state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in model.postfilter_state.items()}
-    return grown(state, small, config, torch.Generator().manual_seed(seed))
+    return grown(state, small, config, torch.Generator().manual_seed(seed)), small
 
 
 def grown(state: dict[str, torch.Tensor], small: PostFilterConfig, config: PostFilterConfig,
@@ -117,14 +118,13 @@ def grown(state: dict[str, torch.Tensor], small: PostFilterConfig, config: PostF
     if small == config:
         return state
     c, k = config.channels, small.channels
-    net = PostFilter(config)
+    widths = [12] + [c] * (config.layers - 1) + [12]  # as PostFilter's convolutions
     out = {"quality_bias": torch.zeros(config.qualities, c)}
     out["quality_bias"][:small.qualities, :k] = state["quality_bias"]
     out["quality_bias"][small.qualities:, :k] = state["quality_bias"][-1]
     old_layers = list(range(small.layers - 1)) + [None] * (config.layers - small.layers) + [small.layers - 1]
-    for i, (conv, j) in enumerate(zip(net.convs, old_layers)):
-        w = torch.zeros_like(conv.weight)
-        b = torch.zeros_like(conv.bias)
+    for i, j in enumerate(old_layers):
+        w, b = torch.zeros(widths[i + 1], widths[i], 3, 3), torch.zeros(widths[i + 1])
         last = i == config.layers - 1
         if j is None:  # a new hidden layer: identity on every channel
             w[torch.arange(c), torch.arange(c), 1, 1] = 1
@@ -157,13 +157,18 @@ def train_postfilter(cfg: TrainConfig, base_path: Path, config: PostFilterConfig
     run = prepare(cfg)
     codec = Codec(device="cpu", path=base_path)
     net = PostFilter(config).to(cfg.device)
+    started = {}
     if init is not None:
-        net.load_state_dict(initial_filter(init, config, cfg.seed))
+        state, small = initial_filter(init, config, cfg.seed)
+        net.load_state_dict(state)
+        started = {"filter": str(init), "filter_config": small.to_dict()}
+    elif (run / "ckpt.pt").exists():  # resumed without --init: keep what the run started from
+        started = {k: v for k, v in read_checkpoint(run)["train_config"]["extra"].get("init", {}).items()
+                   if k.startswith("filter")}
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     progress = resume(run, net, optimizer, cfg)
     pairs = Pairs(codec, evenly_spread(image_paths(cfg.data), limit), cfg.crop, cfg.seed + progress.step)
-    cfg.extra.update(train_images=len(pairs.items),
-                     init={"codec": str(base_path), **({"filter": str(init)} if init else {})})
+    cfg.extra.update(train_images=len(pairs.items), init={"codec": str(base_path), **started})
     valid = None
     if cfg.valid:
         valid = [(rgb, decoded(codec, rgb)) for rgb in (to_rgb8(open_image(p))[0] for p in image_paths(cfg.valid))]
@@ -191,12 +196,9 @@ def export_postfilter(run, model_id: str, out: Path, base: Path | None = None) -
     tensors = {k: v for k, v in load_file(str(base_path)).items() if not k.startswith("postfilter.")}
     tensors.update({f"postfilter.{k}": v for k, v in half(ckpt["model"]).items()})
 
-    init = ckpt["train_config"]["extra"]["init"].get("filter")
-    if init:
-        from vqpress.codec.model import load_codec_file
-
-        found = load_codec_file(Path(init)).postfilter_config
-        card["postfilter"]["started_from"] = {"file": init, **{k: found[k] for k in ("qualities", "channels", "layers")}}
+    init = ckpt["train_config"]["extra"]["init"]
+    if "filter_config" in init:
+        card["postfilter"]["started_from"] = {"file": init["filter"], **init["filter_config"]}
     last = ckpt["history"][-1] if ckpt["history"] else {}
     skip = [q for q in range(1, ckpt["model_config"]["qualities"] + 1) if last.get(f"gain@{q}", 1) <= 0]
     card["postfilter"]["skip"] = skip
