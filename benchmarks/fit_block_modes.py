@@ -66,7 +66,7 @@ def main():
     parser.add_argument("--photos", type=int, default=40)
     parser.add_argument("--lambdas", default="0.05,0.1,0.2")
     args = parser.parse_args()
-    codec = Codec("rvq-dct-v6", device="cpu")
+    codec = Codec("rvq-dct-v7", device="cpu")
     pairs = []
     for path in image_paths(args.folder)[::2]:
         rgb, _ = to_rgb8(open_image(path))

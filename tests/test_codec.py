@@ -63,13 +63,13 @@ def test_file_from_other_weights_is_rejected(model, photo):
         model.decompress(foreign)
     # the module-level decoder picks the model the file names, and says so when it is not shipped
     assert codec.decompress(model.compress(photo, 1)).size == (photo.shape[1], photo.shape[0])
-    old = codec.load("rvq-dct-v6", device="cpu")  # the previous default: its files still decode
+    old = codec.load("rvq-dct-v7", device="cpu")  # the previous default: its files still decode
     assert old.model_id != model.model_id
     data = old.compress(photo, 4)
-    with pytest.raises(codec.VQPressError, match="made with model rvq-dct-v6"):
+    with pytest.raises(codec.VQPressError, match="made with model rvq-dct-v7"):
         model.decompress(data)
     assert np.array_equal(np.asarray(codec.decompress(data, device="cpu")), np.asarray(old.decompress(data)))
-    for gone in ("rvq-dct-v5", "rvq9-x"):  # pruned from weights/, or never shipped
+    for gone in ("rvq-dct-v6", "rvq-dct-v5", "rvq9-x"):  # pruned from weights/, or never shipped
         unknown = container.pack(container.Header(gone, header.weights_hash, header.width,
                                                   header.height, header.mode, header.quality), payload)
         with pytest.raises(codec.VQPressError, match=f"made with model {gone}, which this vqpress does not ship"):

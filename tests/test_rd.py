@@ -119,7 +119,7 @@ def test_compressai_peer_round_trip(tmp_path, photo):
 def test_an_older_shipped_model_is_measured_under_its_own_name(photo):
     from vqpress.measure import baselines
 
-    old = baselines.get("vqpress:rvq-dct-v6")
-    assert old.name == "vqpress-rvq-dct-v6" and old.qualities == list(range(1, 12))
+    old = baselines.get("vqpress:rvq-dct-v7")
+    assert old.name == "vqpress-rvq-dct-v7" and old.qualities == list(range(1, 14))
     assert old.decode(old.encode(photo, 2)).shape == photo.shape
     assert baselines.get("vqpress").name == "vqpress"

@@ -221,23 +221,23 @@ def test_postfilter_training_exports_a_codec_that_decodes_with_its_filter(folder
     from vqpress import weights
     from vqpress.codec.api import Codec
 
-    base, _ = weights.verified("rvq-dct-v6")
+    base, _ = weights.verified("rvq-dct-v7")
     run, out = tmp_path / "pf", tmp_path / "weights"
     invoke("train", "postfilter", "--base", base, "--data", folder, "--valid", folder, "--run", run,
            "--steps", 2, "--batch", 2, "--crop", 32, "--limit", 2,  # the shipped graph's width and depth
            "--validate-every", 2, "--threads", 1, "--device", "cpu")
     ckpt = torch.load(run / "ckpt.pt", weights_only=False)
     assert ckpt["step"] == 2 and ckpt["train_config"]["extra"]["train_images"] == 2
-    assert set(ckpt["history"][-1]) == {"step", "seconds"} | {f"gain@{q}" for q in range(1, 12)}
+    assert set(ckpt["history"][-1]) == {"step", "seconds"} | {f"gain@{q}" for q in range(1, 14)}
     invoke("train", "export-postfilter", "--run", run, "--model-id", "tiny-pf", "--out", out)
     card = (out / "tiny-pf.md").read_text()
     assert "## reconstruction filter" in card
     assert card.split("## reconstruction filter")[1].count("- command: `") == 2  # train, export
     codec = Codec(path=out / "tiny-pf.safetensors")
     gains = ckpt["history"][-1]
-    no_gain = [q for q in range(1, 12) if gains[f"gain@{q}"] <= 0]  # the filter is off where it lost
+    no_gain = [q for q in range(1, 14) if gains[f"gain@{q}"] <= 0]  # the filter is off where it lost
     assert json.loads((out / "tiny-pf.json").read_text())["postfilter"]["skip"] == no_gain
-    assert [q for q in range(1, 12) if not codec.postfilter.applies(q)] == no_gain
+    assert [q for q in range(1, 14) if not codec.postfilter.applies(q)] == no_gain
     decoded = codec.decompress(codec.compress(photo, 5))
     assert decoded.size == (photo.shape[1], photo.shape[0])
 
@@ -248,7 +248,7 @@ def test_postfilter_training_can_start_from_a_codec_files_filter(folder, tmp_pat
     from vqpress import weights
     from vqpress.codec.model import load_codec_file
 
-    base, _ = weights.verified("rvq-dct-v6")
+    base, _ = weights.verified("rvq-dct-v7")
     shipped = load_codec_file(base).postfilter_state
     run = tmp_path / "pf"
     common = ["--base", base, "--data", folder, "--run", run, "--steps", 1, "--batch", 2, "--crop", 32,
@@ -291,7 +291,7 @@ def test_a_filter_grown_from_a_smaller_one_computes_the_same(folder, tmp_path):
     from vqpress.codec.model import load_codec_file
     from vqpress.nets.postfilter import PostFilter, PostFilterConfig
 
-    base, _ = weights.verified("rvq-dct-v6")
+    base, _ = weights.verified("rvq-dct-v7")
     model = load_codec_file(base)
     small = PostFilter(PostFilterConfig(**{k: model.postfilter_config[k] for k in ("qualities", "channels", "layers")}))
     small.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in model.postfilter_state.items()})
@@ -312,7 +312,7 @@ def test_a_filter_grown_from_a_smaller_one_computes_the_same(folder, tmp_path):
            "--crop", 32, "--limit", 1, "--threads", 1, "--device", "cpu", "--lr", 0, "--channels", 40, "--layers", 7)
     invoke("train", "export-postfilter", "--run", run, "--model-id", "tiny-grown", "--out", tmp_path / "out")
     card = (tmp_path / "out" / "tiny-grown.md").read_text()  # resumed without --init: still says so
-    assert f"started from the filter of `{base}` (32 channels, 5 layers, 11 qualities), grown to this size" in card
+    assert f"started from the filter of `{base}` (32 channels, 5 layers, 13 qualities), grown to this size" in card
 
 
 def test_a_new_prior_and_decoder_replace_only_their_part_of_a_shipped_codec(folder, tmp_path, photo):
@@ -326,34 +326,34 @@ def test_a_new_prior_and_decoder_replace_only_their_part_of_a_shipped_codec(fold
     from vqpress.weights import verified
 
     pr, dec, out = tmp_path / "pr", tmp_path / "dec", tmp_path / "weights"
-    invoke("train", "prior", "--data", folder, "--valid", folder, "--run", pr, "--base", "rvq-dct-v6",
+    invoke("train", "prior", "--data", folder, "--valid", folder, "--run", pr, "--base", "rvq-dct-v7",
            "--qualities", "1,2", "--steps", 2, "--crop", 4, "--batch", 2, "--channels", 8, "--blocks", 1,
            "--validate-every", 2, "--threads", 1, "--device", "cpu")
     assert set(torch.load(pr / "ckpt.pt", weights_only=False)["history"][-1]) == {"step", "seconds", "bpp@1", "bpp@2"}
-    invoke("train", "decoder", "--data", folder, "--run", dec, "--base", "rvq-dct-v6", "--stages", "1",
+    invoke("train", "decoder", "--data", folder, "--run", dec, "--base", "rvq-dct-v7", "--stages", "1",
            "--steps", 2, "--crop", 32, "--batch", 2, "--threads", 1, "--device", "cpu")
     invoke("train", "export-part", "--run", dec, "--model-id", "tiny-dec", "--out", out)
     invoke("train", "export-part", "--run", pr, "--model-id", "tiny-both", "--onto", out / "tiny-dec.safetensors",
            "--out", out)
 
-    base, both = load_numpy(str(verified("rvq-dct-v6")[0])), load_numpy(str(out / "tiny-both.safetensors"))
+    base, both = load_numpy(str(verified("rvq-dct-v7")[0])), load_numpy(str(out / "tiny-both.safetensors"))
     changed = {k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("vqvae.") else "")
                for k in base if k not in both or not np.array_equal(base[k], both[k])}
     assert changed == {"prior", "vqvae.decoder"}
     assert set(both) == set(base) - {k for k in base if k.startswith("prior.")} | {k for k in both if k.startswith("prior.")}
     card = json.loads((out / "tiny-both.json").read_text())
-    assert card["prior"]["init"] == {"codec": "rvq-dct-v6"} and card["decoder"]["steps"] == 2
+    assert card["prior"]["init"] == {"codec": "rvq-dct-v7"} and card["decoder"]["steps"] == 2
     assert len(card["prior"]["commands"]) == 2  # train, export-part
     text = (out / "tiny-both.md").read_text()
-    assert "Trained on the symbols of `rvq-dct-v6`" in text
+    assert "Trained on the symbols of `rvq-dct-v7`" in text
     assert all(f"## {part}" in text for part in ("prior", "decoder", "detail layer", "reconstruction filter"))
 
-    new, old = Codec(path=out / "tiny-both.safetensors", device="cpu"), Codec("rvq-dct-v6", device="cpu")
+    new, old = Codec(path=out / "tiny-both.safetensors", device="cpu"), Codec("rvq-dct-v7", device="cpu")
     data = new.compress(photo, quality=2)
     assert data != old.compress(photo, quality=2)  # other probabilities, other bytes
     assert np.asarray(new.decompress(data)).shape == photo.shape
 
-    with safe_open(str(verified("rvq-dct-v6")[0]), "np") as f:  # a codec with another encoder: other symbols
+    with safe_open(str(verified("rvq-dct-v7")[0]), "np") as f:  # a codec with another encoder: other symbols
         save_numpy({**base, "vqvae.encoder.0.weight": base["vqvae.encoder.0.weight"] / 2},
                    str(tmp_path / "other.safetensors"), metadata=f.metadata())
     bad = CliRunner().invoke(main, ["train", "export-part", "--run", str(pr), "--model-id", "x",
@@ -366,7 +366,7 @@ def test_a_detail_fit_drops_the_base_codecs_filter(folder, tmp_path):
     from vqpress.codec.model import load_codec_file
 
     out = tmp_path / "weights"
-    invoke("train", "detail", "--data", folder, "--base", "rvq-dct-v6", "--model-id", "tiny-d6",
+    invoke("train", "detail", "--data", folder, "--base", "rvq-dct-v7", "--model-id", "tiny-d6",
            "--ladder", "1 1+80@0.15", "--out", out)
     model = load_codec_file(out / "tiny-d6.safetensors")
     assert model.postfilter_state is None
