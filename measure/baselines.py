@@ -102,8 +102,9 @@ def vqpress(device: str = "cpu", model_id: str | None = None) -> RDCodec:
 
     name = "vqpress" if model_id is None else f"vqpress-{model_id}"
     settings = f"encoder: RDO lambda {api.RDO_LAMBDA:g}, ECVQ lambda {api.ECVQ_LAMBDA:g}"
-    return RDCodec(name, f"vqpress {__version__} {model.model_id} (VQ-VAE + PixelCNN prior; {settings}), "
-                         ".vqp with header",
+    # the weights' hash too: a retrained model under the same id must not reuse old rows
+    return RDCodec(name, f"vqpress {__version__} {model.model_id} (weights {model.weights_hash.hex()}; "
+                         f"VQ-VAE + PixelCNN prior; {settings}), .vqp with header",
                    list(model.qualities), lambda rgb, q: model.compress(rgb, q), decode,
                    levels_only=True)
 
