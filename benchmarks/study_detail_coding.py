@@ -41,7 +41,7 @@ def encoder_levels(codec, rgb, qualities):
         if rung.stages not in bases:
             bases[rung.stages] = codec.pixels(codec.symbols(rgb, rung.stages, lam=api.ECVQ_LAMBDA), h, w)
         base = bases[rung.stages]
-        coefficients, _ = modes.coefficients_for(rgb, base, rung.step, rung.offset, codec.model.block_modes)
+        coefficients, _ = modes.coefficients_for(rgb, base, rung.step, rung.offset, codec.model.predictors(q))
         levels, _ = codec.detail_levels(rgb, base, q)
         yield q, rung, coefficients, levels
 

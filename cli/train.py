@@ -223,16 +223,18 @@ def export_graphs(model_id, out):
               help="Tables that adapt to each image as it is coded, or fixed ones (the first models').")
 @click.option("--block-modes/--no-block-modes", default=True, show_default=True,
               help="Let the encoder predict each block from the VQ base or from its mean.")
+@click.option("--soft-from", type=click.IntRange(min=1),
+              help="With block modes: from this quality up, the softened VQ base is a third predictor.")
 @click.option("--keep-filter", is_flag=True,
               help="Keep the base's reconstruction filter; the ladder must start with the base's "
                    "rungs, and the filter is off at the added ones.")
 @out_option
-def detail(base_model, data, valid, model_id, ladder, limit, adaptive, block_modes, keep_filter, out):
+def detail(base_model, data, valid, model_id, ladder, limit, adaptive, block_modes, soft_from, keep_filter, out):
     """Fit the detail layer's tables over a codec's VQ base and write the new codec."""
     from vqpress.training.detail import LADDER, export_detail
 
     path = export_detail(base_model, data, valid, model_id, out, ladder or LADDER, limit, adaptive=adaptive,
-                         block_modes=block_modes, keep_filter=keep_filter)
+                         block_modes=block_modes, soft_from=soft_from, keep_filter=keep_filter)
     click.echo(f"wrote {path}")
 
 

@@ -131,15 +131,15 @@ class Codec:
     def detail_levels(self, rgb, base, quality: int):
         """(levels, modes) the encoder codes at a quality with a detail layer."""
         rung = self.ladder[quality - 1]
-        parts = [block_modes.coefficients_for(rgb[pixels], base[pixels], rung.step, rung.offset,
-                                              self.model.block_modes)
+        predictors = self.model.predictors(quality)
+        parts = [block_modes.coefficients_for(rgb[pixels], base[pixels], rung.step, rung.offset, predictors)
                  for _, pixels in bands(-(-len(rgb) // BLOCK))]
         coefficients = np.concatenate([p[0] for p in parts])
         levels = detail.quantise(coefficients, rung.step)
         if RDO_LAMBDA:
             levels = detail.rd_optimise(levels, coefficients, rung.step, rung.offset,
                                         self.model.detail_table(quality), RDO_LAMBDA)
-        return levels, (np.concatenate([p[1] for p in parts]) if self.model.block_modes else None)
+        return levels, (np.concatenate([p[1] for p in parts]) if predictors else None)
 
     # -- bytes ------------------------------------------------------------------------------------
     def compress_detailed(self, image, quality: int, progress: bool = False,

@@ -63,3 +63,11 @@ def to_pixels(coefficients: np.ndarray, height: int, width: int) -> np.ndarray:
     blocks = coefficients.reshape(bh * bw, -1).astype(np.float64) @ _BLOCK_TRANSFORM.T
     pixels = blocks.reshape(bh, bw, BLOCK, BLOCK, 3).transpose(0, 2, 1, 3, 4).reshape(bh * BLOCK, bw * BLOCK, 3)
     return pixels[:height, :width]
+
+
+def low_pass(blocks: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Blocks (n, 8, 8, 3) with only the coefficients where `keep` (3, 64) is true (the rest
+    set to zero), back in pixels (n, 8, 8, 3) float32."""
+    coefficients = blocks.reshape(len(blocks), -1).astype(np.float64) @ _BLOCK_TRANSFORM
+    coefficients *= keep.reshape(-1)
+    return (coefficients @ _BLOCK_TRANSFORM.T).astype(np.float32).reshape(blocks.shape)

@@ -7,7 +7,8 @@ it (`detail.tables`, int32) and its ladder in the metadata: per quality, the num
 stages, the detail layer's step size (null where the quality has no detail layer) and the
 levels' reconstruction offset, whether its tables adapt to each image as it is coded
 (`adaptive_detail`, `detail.Probabilities`) and whether the detail layer's predictor is chosen
-per block (`block_modes`, `codec.modes`); the first models have neither. A model with a reconstruction filter (`vqpress.nets.postfilter`)
+per block (`block_modes`, `codec.modes`: true for a choice of the first two predictors at every
+quality, or per quality how many it chooses from); the first models have neither. A model with a reconstruction filter (`vqpress.nets.postfilter`)
 holds its weights (`postfilter.*`, fp16) and its config in the metadata.
 """
 
@@ -35,12 +36,16 @@ class CodecModel:
     postfilter_config: dict | None = None
     postfilter_state: dict[str, np.ndarray] | None = None
     adaptive_detail: bool = False
-    block_modes: bool = False  # the detail layer's predictor is chosen per block (`codec.modes`)
+    block_modes: tuple[int, ...] = ()  # per quality: how many predictors each block chooses from (`codec.modes`)
 
     def detail_table(self, quality: int) -> np.ndarray:
         """The detail table of a quality whose rung has a step."""
         assert self.ladder[quality - 1].step is not None, f"quality {quality} has no detail layer"
         return self.detail_tables[sum(r.step is not None for r in self.ladder[:quality - 1])]
+
+    def predictors(self, quality: int) -> int:
+        """How many predictors a block of the detail layer chooses from at a quality (0: no choice)."""
+        return self.block_modes[quality - 1] if self.block_modes else 0
 
 
 def load_codec_file(path) -> CodecModel:
@@ -63,5 +68,10 @@ def load_codec_file(path) -> CodecModel:
     filter_state = {k[11:]: v for k, v in tensors.items() if k.startswith("postfilter.")} or None
     if (filter_config is None) != (filter_state is None) or (filter_config and filter_config["qualities"] != len(ladder)):
         raise weights.WeightsError(f"{path}: the reconstruction filter does not fit the quality ladder")
+    predictors = meta.get("block_modes", False)
+    if isinstance(predictors, bool):
+        predictors = [2 * predictors] * len(ladder)
+    if not isinstance(predictors, list) or len(predictors) != len(ladder) or not set(predictors) <= {0, 2, 3}:
+        raise weights.WeightsError(f"{path}: unknown block modes ({predictors})")
     return CodecModel(config, state, prior, ladder, tables, filter_config, filter_state,
-                      bool(meta.get("adaptive_detail", False)), bool(meta.get("block_modes", False)))
+                      bool(meta.get("adaptive_detail", False)), tuple(predictors) if any(predictors) else ())

@@ -1,12 +1,22 @@
-"""The detail layer's predictor, chosen per 8x8 block: the VQ base, or the base block's mean.
+"""The detail layer's predictor, chosen per 8x8 block: the VQ base, the base block's mean, or
+(in models with three predictors) the base softened: its 8x8 DCT coefficients past the first
+six in zig-zag order halved.
 
 Where the VQ base paints texture the photo does not have (flat colour, sky, and textures it
 gets wrong), the residual against it costs more than the photo's own detail, and what the coarse
 steps leave of that texture shows (a flat colour came back 20 levels off at the best quality).
 The encoder picks, per block, the predictor with the lower D + lambda R (R estimated from the
-quantised levels) and codes its choice: one binary symbol per block, row by row, in the context
-of the three blocks above, with counts that adapt as the image is coded (integers: encoder and
-decoder compute the same probabilities). The mean is of the decoder's own base pixels.
+quantised levels) and codes its choice: one symbol per block, row by row, in the context of how
+many of the three blocks above did not take the base, with counts that adapt as the image is
+coded (integers: encoder and decoder compute the same probabilities). The mean and the softened block are computed from the
+decoder's own base pixels.
+
+The softened base is for texture the base gets roughly right but too strong or too busy. On 12
+held-out training photos (steps 200 to 11), as a third predictor it saved 0.67% of the detail
+layer's bits at equal PSNR (keeping 4, 6 or 10 coefficients and zeroing the rest: 0.48%, 0.59%,
+0.11%; halving all but the DC: -0.18%), and 2.34% with the modes priced (MODE_PRICE 2; the
+first two predictors alone, priced: 0.97%; prices 1, 1.5 and 3: 2.17%, 2.30%, 2.15%).
+`python benchmarks/fit_block_modes.py ../shared/corpus/train --photos 24 --study-predictors`
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import detail
-from .blocks import BLOCK, COLOR, padded_blocks, to_coefficients
+from .blocks import BLOCK, COLOR, low_pass, padded_blocks, to_coefficients
 from .entropy import CATEGORICAL
 
 # lambda = LAMBDA step^2 per estimated bit; the estimate is 4 bits per nonzero level plus 2 per
@@ -23,6 +33,23 @@ from .entropy import CATEGORICAL
 # (python benchmarks/fit_block_modes.py ../shared/corpus/train --photos 30).
 LAMBDA = 0.1
 TIE = 1e-4  # relative cost difference below which the modes count as equal
+# The choice also prices each block's mode at -log2 of its frequency in the image (from the
+# choice without it, then again), times MODE_PRICE: the modes' bits are real bits, where the
+# levels' are a rough estimate (see the module's docstring for the measurements).
+MODE_PRICE, MODE_PASSES = 2.0, 2
+BASE, MEAN, SOFT = 0, 1, 2  # the predictors, in the order of their mode numbers
+
+
+def _soft_gains() -> np.ndarray:
+    """(3, 64) gains of the softened base's coefficients (raster order): 1 for the first six
+    in zig-zag order, 0.5 past them."""
+    by_zigzag = sorted(range(BLOCK * BLOCK), key=lambda b: (b // BLOCK + b % BLOCK, b // BLOCK))
+    gains = np.full(BLOCK * BLOCK, 0.5, np.float32)
+    gains[by_zigzag[:6]] = 1
+    return np.broadcast_to(gains, (3, BLOCK * BLOCK)).copy()
+
+
+SOFT_GAINS = _soft_gains()
 
 
 def block_means(base: np.ndarray) -> np.ndarray:
@@ -36,13 +63,17 @@ def _means(blocks: np.ndarray) -> np.ndarray:
 
 
 def predictor(base: np.ndarray, modes: np.ndarray | None) -> np.ndarray:
-    """The image the detail layer adds to: the base, with blocks whose mode is 1 flattened to
-    their `block_means`."""
+    """The image the detail layer adds to: the base, with blocks whose mode is MEAN flattened
+    to their `block_means` and those whose mode is SOFT softened."""
     if modes is None or not modes.any():
         return base.astype(np.float32)
     h, w = base.shape[:2]
     blocks = padded_blocks(base)
-    np.copyto(blocks, _means(blocks)[:, None, :, None], where=modes.astype(bool)[:, None, :, None, None])
+    soft = modes == SOFT
+    if soft.any():
+        by_block = blocks.transpose(0, 2, 1, 3, 4)  # (bh, bw, 8, 8, 3), a view
+        by_block[soft] = low_pass(by_block[soft], SOFT_GAINS)
+    np.copyto(blocks, _means(blocks)[:, None, :, None], where=(modes == MEAN)[:, None, :, None, None])
     return blocks.reshape(len(blocks) * BLOCK, -1, 3)[:h, :w]
 
 
@@ -59,29 +90,49 @@ def rd_cost(coefficients: np.ndarray, step: float, offset: float) -> np.ndarray:
     return cost.reshape(*cost.shape[:2], -1).sum(-1)
 
 
-def choose(rgb: np.ndarray, base: np.ndarray, step: float, offset: float) -> tuple[np.ndarray, np.ndarray]:
-    """(modes (bh, bw) uint8, the residual's coefficients against the chosen predictors)."""
+def choose(rgb: np.ndarray, base: np.ndarray, step: float, offset: float,
+           predictors: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """(modes (bh, bw) uint8, the residual's coefficients against the chosen predictors), each
+    block's mode the cheapest of the first `predictors` (2: BASE, MEAN; 3: and SOFT)."""
     coefficients = to_coefficients(rgb)
-    on_base = coefficients - to_coefficients(base)
+    base_coefficients = to_coefficients(base)
+    on_base = coefficients - base_coefficients
+    candidates = [on_base]
+    if predictors > 2:
+        candidates.append(coefficients - base_coefficients * SOFT_GAINS)
     # minus a flat block's coefficients: its mean, in the DC coefficients only (in place)
     coefficients[..., 0] -= BLOCK * block_means(base) @ COLOR.T.astype(np.float32)
-    on_mean = coefficients
-    # Where the base block is flat already, both costs are equal but for rounding: keep the base
-    # (mode 0) unless the mean is clearly cheaper, so that ties do not scatter ones in the modes.
-    cheaper = rd_cost(on_mean, step, offset) < rd_cost(on_base, step, offset) * np.float32(1 - TIE)
-    modes = cheaper.astype(np.uint8)
-    return modes, np.where(modes[..., None, None] == 1, on_mean, on_base)
+    candidates.insert(MEAN, coefficients)
+    # Where the base block is flat already, the costs are equal but for rounding: keep the base
+    # (mode 0) unless another is clearly cheaper, so that ties do not scatter modes.
+    costs = np.stack([rd_cost(c, step, offset) for c in candidates])
+    costs[BASE] *= np.float32(1 - TIE)
+    modes = costs.argmin(0)
+    for _ in range(MODE_PASSES):  # price each mode at what it costs in this image
+        frequency = np.bincount(modes.ravel(), minlength=predictors) + 1.0
+        bits = -np.log2(frequency / frequency.sum()).astype(np.float32)
+        modes = (costs + np.float32(MODE_PRICE * LAMBDA * step * step) * bits[:, None, None]).argmin(0)
+    modes = modes.astype(np.uint8)
+    chosen = candidates[BASE]
+    for mode in range(1, predictors):
+        chosen = np.where(modes[..., None, None] == mode, candidates[mode], chosen)
+    if (rgb.shape[0] % BLOCK or rgb.shape[1] % BLOCK) and (modes == SOFT).any():
+        # a softened partial block, cropped and padded again, is not the softened padded block:
+        # code what the decoder will add to (the image's other blocks come out the same)
+        chosen = to_coefficients(rgb - predictor(base, modes))
+    return modes, chosen
 
 
 def _contexts(above: np.ndarray) -> np.ndarray:
-    """Context 0..3 of each block of a row: how many of the three blocks above it are 1."""
-    padded = np.pad(above.astype(np.int64), 1)
+    """Context 0..3 of each block of a row: how many of the three blocks above it are not BASE."""
+    padded = np.pad((above != BASE).astype(np.int64), 1)
     return padded[:-2] + padded[1:-1] + padded[2:]
 
 
-def encode(encoder, modes: np.ndarray) -> float:
-    """Append modes (bh, bw) to a constriction queue encoder; returns their cost in bits."""
-    counts = np.ones((4, 2))
+def encode(encoder, modes: np.ndarray, predictors: int = 2) -> float:
+    """Append modes (bh, bw), each below `predictors`, to a constriction queue encoder; returns
+    their cost in bits."""
+    counts = np.ones((4, predictors))
     above, bits = np.zeros(modes.shape[1], np.uint8), 0.0
     for row in modes:
         weights = counts[_contexts(above)]
@@ -92,9 +143,9 @@ def encode(encoder, modes: np.ndarray) -> float:
     return float(bits)
 
 
-def decode(decoder, bh: int, bw: int) -> np.ndarray:
+def decode(decoder, bh: int, bw: int, predictors: int = 2) -> np.ndarray:
     """Inverse of encode, from a `vqpress.codec.entropy.PayloadDecoder`."""
-    counts = np.ones((4, 2))
+    counts = np.ones((4, predictors))
     modes = np.zeros((bh, bw), np.uint8)
     above = modes[0]
     for i in range(bh):
@@ -106,17 +157,17 @@ def decode(decoder, bh: int, bw: int) -> np.ndarray:
 
 
 def coefficients_for(rgb: np.ndarray, base: np.ndarray, step: float, offset: float,
-                     block_modes: bool) -> tuple[np.ndarray, np.ndarray | None]:
+                     predictors: int) -> tuple[np.ndarray, np.ndarray | None]:
     """The coefficients (bh, bw, 3, 64) of what an encoder codes for an image over its VQ base,
-    and the blocks' modes (None in models without them)."""
-    if not block_modes:
+    and the blocks' modes (None in models without them: `predictors` 0)."""
+    if not predictors:
         return detail.residual_coefficients(rgb, base), None
-    chosen, coefficients = choose(rgb, base, step, offset)
+    chosen, coefficients = choose(rgb, base, step, offset, predictors)
     return coefficients, chosen
 
 
 def levels_for(rgb: np.ndarray, base: np.ndarray, step: float, offset: float,
-               block_modes: bool) -> tuple[np.ndarray, np.ndarray | None]:
+               predictors: int) -> tuple[np.ndarray, np.ndarray | None]:
     """The detail levels (bh, bw, 3, 64) quantised from `coefficients_for`, and the modes."""
-    coefficients, chosen = coefficients_for(rgb, base, step, offset, block_modes)
+    coefficients, chosen = coefficients_for(rgb, base, step, offset, predictors)
     return detail.quantise(coefficients, step), chosen

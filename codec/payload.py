@@ -36,8 +36,8 @@ def encode_later(model: CodecModel, quality: int, indices: np.ndarray, detail_la
         bits = encode_symbols(model.prior, indices, encoder, bar)
         if model.ladder[quality - 1].step is not None:
             levels, modes = detail_layer()
-            if model.block_modes:
-                bits += block_modes.encode(encoder, modes)
+            if model.predictors(quality):
+                bits += block_modes.encode(encoder, modes, model.predictors(quality))
             bits += detail.encode(encoder, levels, model.detail_table(quality), bar, model.adaptive_detail)
     return encoder.get_compressed().astype("<u4").tobytes(), bits
 
@@ -56,7 +56,8 @@ def decode(model: CodecModel, quality: int, payload: bytes, height: int, width: 
                 on_symbols(indices)
             levels = modes = None
             if rung.step is not None:
-                modes = block_modes.decode(decoder, *grid) if model.block_modes else None
+                predictors = model.predictors(quality)
+                modes = block_modes.decode(decoder, *grid, predictors) if predictors else None
                 levels = detail.decode(decoder, model.detail_table(quality), *grid, bar, model.adaptive_detail)
     except VQPressError:
         raise

@@ -262,3 +262,19 @@ def test_reconstruction_filter_runs_the_same_on_onnx_runtime_as_in_torch(channel
     finally:
         runtime.TILE_PIXELS = tiles
     assert not np.array_equal(onnx(image, 1), onnx(image, 2))  # the quality's bias matters
+
+
+def test_a_codec_file_with_unknown_block_modes_is_refused(tmp_path):
+    import json
+
+    from safetensors.numpy import load_file, save_file
+
+    from vqpress import weights
+    from vqpress.codec.ladder import DEFAULT_MODEL
+    from vqpress.codec.model import load_codec_file
+
+    path = weights.verified(DEFAULT_MODEL)[0]
+    meta = {k: json.dumps(v) for k, v in weights.metadata(path).items()}
+    save_file(load_file(str(path)), str(tmp_path / "odd.safetensors"), metadata={**meta, "block_modes": "5"})
+    with pytest.raises(weights.WeightsError, match="unknown block modes"):
+        load_codec_file(tmp_path / "odd.safetensors")

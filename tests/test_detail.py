@@ -194,3 +194,48 @@ def test_a_flat_base_keeps_its_blocks_and_mode_costs_follow_the_quantiser():
     distortion = np.square(c - detail.dequantise(levels, 15.0, 0.15)).sum((2, 3))
     bits = 4.0 * (levels != 0).sum((2, 3)) + 2.0 * np.log2(1 + np.abs(levels)).sum((2, 3))
     assert np.allclose(modes.rd_cost(c, 15.0, 0.15), distortion + modes.LAMBDA * 15.0**2 * bits, rtol=1e-4)
+
+
+def test_a_third_predictor_softens_the_base_and_is_coded_exactly():
+    """Where the photo is the base with its fine texture halved, the encoder picks the softened
+    base (mode SOFT); its coefficients are exactly what the decoder adds to, partial edge blocks
+    included; three-symbol modes round-trip."""
+    from vqpress.codec import modes
+    from vqpress.codec.blocks import low_pass
+
+    rng = np.random.default_rng(8)
+    base = rng.integers(40, 216, (70, 100, 3)).astype(np.float32)
+    soft = modes.predictor(base, np.full((9, 13), modes.SOFT, np.uint8))
+    block = detail.to_coefficients(soft[:8, :8])[0, 0]
+    assert np.allclose(block, detail.to_coefficients(base[:8, :8])[0, 0] * modes.SOFT_GAINS, atol=1e-3)
+    assert np.allclose(low_pass(base[None, :8, :8], np.ones((3, 64), bool))[0], base[:8, :8], atol=1e-3)
+    photo = np.clip(np.round(soft + rng.normal(0, 1, soft.shape)), 0, 255).astype(np.uint8)
+    chosen, coefficients = modes.choose(photo, base, 10.0, 0.15, predictors=3)
+    assert (chosen == modes.SOFT).mean() > 0.9
+    assert not (modes.choose(photo, base, 10.0, 0.15)[0] == modes.SOFT).any()  # two predictors: never
+    expected = detail.to_coefficients(photo - modes.predictor(base, chosen))
+    assert np.allclose(coefficients, expected, atol=1e-2)
+    chosen[::2, ::3] = modes.MEAN
+    chosen[1::4] = modes.BASE
+    encoder = new_encoder()
+    modes.encode(encoder, chosen, 3)
+    assert np.array_equal(modes.decode(PayloadDecoder(encoder.get_compressed().tobytes()), 9, 13, 3), chosen)
+
+
+def test_modes_are_priced_at_their_frequency_in_the_image(monkeypatch):
+    """Pricing a mode at its bits moves blocks that gain little towards the image's common
+    mode: fewer non-base blocks, and what remains of them is what a mode-blind choice took."""
+    from vqpress.codec import modes
+
+    rng = np.random.default_rng(9)
+    base = rng.integers(40, 216, (64, 96, 3)).astype(np.float32)
+    soft = modes.predictor(base, np.full((8, 12), modes.SOFT, np.uint8))
+    mix = rng.random((64, 96, 1)) < 0.5  # pixels between the base and its softened self
+    photo = np.clip(np.round(np.where(mix, base, soft) + rng.normal(0, 2, base.shape)), 0, 255).astype(np.uint8)
+    monkeypatch.setattr(modes, "MODE_PRICE", 0.0)
+    blind, _ = modes.choose(photo, base, 12.0, 0.15, predictors=3)
+    monkeypatch.setattr(modes, "MODE_PRICE", 2.0)
+    priced, coefficients = modes.choose(photo, base, 12.0, 0.15, predictors=3)
+    assert 0 < (priced != modes.BASE).sum() < (blind != modes.BASE).sum()
+    assert np.all((priced == modes.BASE) | (priced == blind))
+    assert np.allclose(coefficients, detail.to_coefficients(photo - modes.predictor(base, priced)), atol=1e-2)

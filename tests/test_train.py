@@ -375,7 +375,8 @@ def test_a_detail_fit_drops_the_base_codecs_filter(folder, tmp_path):
 
 def test_keep_filter_carries_the_base_filter_onto_added_rungs(folder, tmp_path):
     """Rungs added after the base's get the filter's last bias and are skipped; the base's own
-    qualities keep its filter as it was; a ladder that does not continue the base's is refused."""
+    qualities keep its filter as it was (also with a third predictor added); a ladder that does
+    not continue the base's is refused."""
     from vqpress import weights
     from vqpress.codec.api import Codec
     from vqpress.codec.model import load_codec_file
@@ -384,9 +385,11 @@ def test_keep_filter_carries_the_base_filter_onto_added_rungs(folder, tmp_path):
     ladder = " ".join(r.spec() for r in base.ladder) + " 2+11@0.15"
     out = tmp_path / "weights"
     invoke("train", "detail", "--data", folder, "--model-id", "tiny-k", "--ladder", ladder, "--keep-filter",
-           "--out", out)
+           "--soft-from", "3", "--out", out)
     model = load_codec_file(out / "tiny-k.safetensors")
     n = len(base.ladder)
+    assert model.block_modes == (2, 2) + (3,) * (n - 1)
+    assert "(from quality 3 up also from the base softened)" in (out / "tiny-k.md").read_text()
     assert model.ladder[:n] == base.ladder and len(model.ladder) == n + 1
     bias, old_bias = model.postfilter_state["quality_bias"], base.postfilter_state["quality_bias"]
     assert np.array_equal(bias[:n], old_bias) and np.array_equal(bias[n], old_bias[-1])
@@ -399,7 +402,8 @@ def test_keep_filter_carries_the_base_filter_onto_added_rungs(folder, tmp_path):
     assert json.loads((out / "tiny-k.json").read_text())["postfilter"]["kept_by"] == expected
     assert f"kept from `{expected['model']}`" in (out / "tiny-k.md").read_text()
     for args, message in ((["--ladder", "1 2+60"], "must start with the base's"),
-                          (["--ladder", ladder, "--no-block-modes"], "block modes must be as in the base")):
+                          (["--ladder", ladder, "--no-block-modes"], "block modes must be as in the base"),
+                          (["--ladder", ladder, "--soft-from", "99"], "--soft-from 99: needs block modes")):
         bad = CliRunner().invoke(main, ["train", "detail", "--data", str(folder), "--model-id", "x", *args,
                                         "--keep-filter", "--out", str(tmp_path / "none")])
         assert bad.exit_code == 1 and message in bad.output and bad.output.count("\n") == 1, bad.output

@@ -62,48 +62,49 @@ def _bases(codec: Codec, path: Path, stage_counts: set[int]) -> tuple[np.ndarray
     return rgb, {stages: codec.pixels(symbols[:stages], h, w) for stages in stage_counts}
 
 
-def fit_tables(codec: Codec, paths: list[Path], ladder: list[Rung], block_modes: bool) -> np.ndarray:
+def fit_tables(codec: Codec, paths: list[Path], ladder: list[Rung], predictors: list[int]) -> np.ndarray:
     """Integer tables (rungs with a step, 3, GROUPS, CONTEXTS, SYMBOLS) of the levels the
-    encoder codes for the photos."""
-    rungs = [r for r in ladder if r.step is not None]
+    encoder codes for the photos, each block's predictor chosen among predictors[quality - 1]."""
+    rungs = [(q, r) for q, r in enumerate(ladder) if r.step is not None]
     counts = np.zeros((len(rungs), 3, detail.GROUPS, detail.CONTEXTS, detail.SYMBOLS))
     for path in tqdm(paths, desc="counting detail levels"):
-        rgb, bases = _bases(codec, path, {r.stages for r in rungs})
-        for k, rung in enumerate(rungs):
-            levels, _ = modes.levels_for(rgb, bases[rung.stages], rung.step, rung.offset, block_modes)
+        rgb, bases = _bases(codec, path, {r.stages for _, r in rungs})
+        for k, (q, rung) in enumerate(rungs):
+            levels, _ = modes.levels_for(rgb, bases[rung.stages], rung.step, rung.offset, predictors[q])
             detail.count(levels, counts[k])
     return np.stack([detail.table_from_counts(c) for c in counts])
 
 
 def validate(codec: Codec, paths: list[Path], ladder: list[Rung], tables, adaptive: bool,
-             block_modes: bool) -> dict:
+             predictors: list[int]) -> dict:
     """Mean detail-layer bits per pixel (the coded cross-entropy, modes included) and mean PSNR
     of base plus detail over whole photos, per rung with a step."""
-    rungs = [r for r in ladder if r.step is not None]
+    rungs = [(q, r) for q, r in enumerate(ladder) if r.step is not None]
     bpp, quality = np.zeros(len(rungs)), np.zeros(len(rungs))
     for path in tqdm(paths, desc="validating"):
-        rgb, bases = _bases(codec, path, {r.stages for r in rungs})
+        rgb, bases = _bases(codec, path, {r.stages for _, r in rungs})
         h, w = rgb.shape[:2]
-        for k, rung in enumerate(rungs):
+        for k, (q, rung) in enumerate(rungs):
             base = bases[rung.stages]
-            levels, chosen = modes.levels_for(rgb, base, rung.step, rung.offset, block_modes)
+            levels, chosen = modes.levels_for(rgb, base, rung.step, rung.offset, predictors[q])
             bits = detail.encode(new_encoder(), levels, tables[k], adaptive=adaptive)
-            bits += modes.encode(new_encoder(), chosen) if block_modes else 0
+            bits += modes.encode(new_encoder(), chosen, predictors[q]) if predictors[q] else 0
             bpp[k] += bits / (h * w) / len(paths)
             out = detail.add_detail(modes.predictor(base, chosen), levels, rung.step, rung.offset)
             quality[k] += psnr(out, rgb) / len(paths)
     return {rung.spec(): {"detail_bpp": round(float(b), 4), "psnr": round(float(p), 3)}
-            for rung, b, p in zip(rungs, bpp, quality)}
+            for (_, rung), b, p in zip(rungs, bpp, quality)}
 
 
 def kept_filter(model, ladder: list[Rung], block_modes: bool) -> tuple[dict[str, np.ndarray], dict]:
     """(tensors, config) of a codec model's reconstruction filter for a ladder that continues
     the model's own: each added quality gets the last quality's bias and is skipped, since the
-    filter was neither trained nor validated there."""
+    filter was neither trained nor validated there. A third predictor may be added (its blocks
+    are few and decode close to the others)."""
     old = model.ladder
     if model.postfilter_config is None:
         raise VQPressError("--keep-filter: the base codec has no reconstruction filter")
-    if block_modes != model.block_modes:  # the base's qualities would decode to other pixels
+    if block_modes != bool(model.block_modes):  # the base's qualities would decode to other pixels
         raise VQPressError("--keep-filter: block modes must be as in the base codec "
                            f"({'--block-modes' if model.block_modes else '--no-block-modes'})")
     if ladder[:len(old)] != old:
@@ -118,22 +119,28 @@ def kept_filter(model, ladder: list[Rung], block_modes: bool) -> tuple[dict[str,
 
 def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str, out: Path,
                   ladder_text: str = LADDER, limit: int | None = None, device: str = "cpu",
-                  adaptive: bool = True, block_modes: bool = True, keep_filter: bool = False) -> Path:
+                  adaptive: bool = True, block_modes: bool = True, soft_from: int | None = None,
+                  keep_filter: bool = False) -> Path:
     """Release <out>/<model_id>.safetensors: the networks and prior of `base_model` (a shipped
-    codec, or a codec file's path), with the ladder and detail tables fitted for it; with
-    keep_filter, also the base's reconstruction filter (`kept_filter`)."""
+    codec, or a codec file's path), with the ladder and detail tables fitted for it, its
+    encoder choosing each block's predictor (with block_modes: the base or its mean, and from
+    quality soft_from up the softened base too); with keep_filter, also the base's
+    reconstruction filter (`kept_filter`)."""
     base_path = Path(base_model) if base_model.endswith(".safetensors") else weights.verified(base_model)[0]
     codec = Codec(device=device, path=base_path)
     ladder = parse_ladder(ladder_text, codec.model.vqvae_config["num_stages"])
+    if soft_from is not None and not (block_modes and 1 <= soft_from <= len(ladder)):
+        raise VQPressError(f"--soft-from {soft_from}: needs block modes and a quality from 1 to {len(ladder)}")
+    predictors = [(3 if soft_from is not None and q >= soft_from else 2) * block_modes for q in range(1, len(ladder) + 1)]
     filter_state, filter_config = kept_filter(codec.model, ladder, block_modes) if keep_filter else ({}, None)
     train_paths = evenly_spread(image_paths(data), limit)
     start = time.time()
-    tables = fit_tables(codec, train_paths, ladder, block_modes)
+    tables = fit_tables(codec, train_paths, ladder, predictors)
     base_card = weights.metadata(base_path)["card"]
     card = {"model_id": model_id, **{k: v for k, v in base_card.items() if k not in ("model_id", "detail", "postfilter")},
             "detail": {"base_model": base_path.stem, "data": str(data), "valid": str(valid) if valid else None,
                        "train_images": len(train_paths), "ladder": [r.spec() for r in ladder],
-                       "deadzone": detail.DEADZONE, "adaptive": adaptive, "block_modes": block_modes,
+                       "deadzone": detail.DEADZONE, "adaptive": adaptive, "block_modes": block_modes, "soft_from": soft_from,
                        "fit_seconds": round(time.time() - start), "command": command_line(),
                        "hardware": hardware(device)}}
     if keep_filter:
@@ -142,7 +149,7 @@ def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str
         card["postfilter"] = {**section, "skip": filter_config["skip"], "kept_by": kept_by}
     if valid is not None:
         card["detail"]["validation"] = validate(codec, evenly_spread(image_paths(valid), limit), ladder, tables, adaptive,
-                                                block_modes)
+                                                predictors)
 
     def write(path):
         tensors = {k: v for k, v in load_file(str(base_path)).items() if not k.startswith(("detail.", "postfilter."))}
@@ -150,7 +157,8 @@ def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str
         tensors.update({f"postfilter.{k}": v for k, v in filter_state.items()})
         metadata = {"vqvae_config": json.dumps(codec.model.vqvae_config), "card": json.dumps(card),
                     "ladder": json.dumps([[r.stages, r.step, r.offset] for r in ladder]),
-                    "adaptive_detail": json.dumps(adaptive), "block_modes": json.dumps(block_modes)}
+                    "adaptive_detail": json.dumps(adaptive),
+                    "block_modes": json.dumps(predictors if soft_from is not None else block_modes)}
         if filter_config is not None:
             metadata["postfilter_config"] = json.dumps(filter_config)
         save_file(tensors, str(path), metadata=metadata)

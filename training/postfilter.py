@@ -31,14 +31,14 @@ def decoded(codec: Codec, rgb: np.ndarray) -> list[np.ndarray]:
     h, w = rgb.shape[:2]
     symbols = codec.symbols(rgb, max(r.stages for r in codec.ladder))
     bases, out = {}, []
-    for rung in codec.ladder:
+    for quality, rung in enumerate(codec.ladder, 1):
         if rung.stages not in bases:
             bases[rung.stages] = codec.pixels(symbols[:rung.stages], h, w)
         base = bases[rung.stages]
         if rung.step is None:
             out.append(base)
         else:
-            levels, chosen = modes.levels_for(rgb, base, rung.step, rung.offset, codec.model.block_modes)
+            levels, chosen = modes.levels_for(rgb, base, rung.step, rung.offset, codec.model.predictors(quality))
             out.append(detail.add_detail(modes.predictor(base, chosen), levels, rung.step, rung.offset))
     return out
 
