@@ -132,14 +132,27 @@ class Codec:
         """(levels, modes) the encoder codes at a quality with a detail layer."""
         rung = self.ladder[quality - 1]
         predictors = self.model.predictors(quality)
-        parts = [block_modes.coefficients_for(rgb[pixels], base[pixels], rung.step, rung.offset, predictors)
-                 for _, pixels in bands(-(-len(rgb) // BLOCK))]
-        coefficients = np.concatenate([p[0] for p in parts])
+        parts = list(bands(-(-len(rgb) // BLOCK)))
+        modes = None
+        if not predictors:
+            coefficients = np.concatenate([detail.residual_coefficients(rgb[p], base[p]) for _, p in parts])
+        else:  # the modes' prices depend on the whole image: costs of every band, then the choice
+            kept = []  # a single band's residuals are kept; more bands' are recomputed, to bound memory
+            costs = []
+            for _, pixels in parts:
+                residuals = block_modes.candidates(rgb[pixels], base[pixels], predictors)
+                costs.append(block_modes.costs_of(residuals, rung.step, rung.offset))
+                kept.append(residuals if len(parts) == 1 else None)
+            modes = block_modes.modes_for(np.concatenate(costs, axis=1), rung.step)
+            coefficients = np.concatenate([
+                block_modes.picked(residuals or block_modes.candidates(rgb[pixels], base[pixels], predictors),
+                                   modes[blocks], rgb[pixels], base[pixels])
+                for (blocks, pixels), residuals in zip(parts, kept)])
         levels = detail.quantise(coefficients, rung.step)
         if RDO_LAMBDA:
             levels = detail.rd_optimise(levels, coefficients, rung.step, rung.offset,
                                         self.model.detail_table(quality), RDO_LAMBDA)
-        return levels, (np.concatenate([p[1] for p in parts]) if predictors else None)
+        return levels, modes
 
     # -- bytes ------------------------------------------------------------------------------------
     def compress_detailed(self, image, quality: int, progress: bool = False,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .errors import VQPressError
 
-DEFAULT_MODEL = "rvq-dct-v8"
+DEFAULT_MODEL = "rvq-dct-v9"
 
 
 @dataclass(frozen=True)

@@ -90,37 +90,58 @@ def rd_cost(coefficients: np.ndarray, step: float, offset: float) -> np.ndarray:
     return cost.reshape(*cost.shape[:2], -1).sum(-1)
 
 
-def choose(rgb: np.ndarray, base: np.ndarray, step: float, offset: float,
-           predictors: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """(modes (bh, bw) uint8, the residual's coefficients against the chosen predictors), each
-    block's mode the cheapest of the first `predictors` (2: BASE, MEAN; 3: and SOFT)."""
+def candidates(rgb: np.ndarray, base: np.ndarray, predictors: int) -> list[np.ndarray]:
+    """The coefficients (bh, bw, 3, 64) of an image's residual against each of the first
+    `predictors` (2: BASE, MEAN; 3: and SOFT), in the order of their modes."""
     coefficients = to_coefficients(rgb)
     base_coefficients = to_coefficients(base)
-    on_base = coefficients - base_coefficients
-    candidates = [on_base]
+    out = [coefficients - base_coefficients]
     if predictors > 2:
-        candidates.append(coefficients - base_coefficients * SOFT_GAINS)
+        out.append(coefficients - base_coefficients * SOFT_GAINS)
     # minus a flat block's coefficients: its mean, in the DC coefficients only (in place)
     coefficients[..., 0] -= BLOCK * block_means(base) @ COLOR.T.astype(np.float32)
-    candidates.insert(MEAN, coefficients)
+    out.insert(MEAN, coefficients)
+    return out
+
+
+def costs_of(residuals: list[np.ndarray], step: float, offset: float) -> np.ndarray:
+    """(predictors, bh, bw): each block's D + lambda R against each predictor (`rd_cost`)."""
+    return np.stack([rd_cost(c, step, offset) for c in residuals])
+
+
+def modes_for(costs: np.ndarray, step: float) -> np.ndarray:
+    """Modes (bh, bw) uint8 from `costs_of` (of a whole image: the modes' prices depend on it)."""
     # Where the base block is flat already, the costs are equal but for rounding: keep the base
     # (mode 0) unless another is clearly cheaper, so that ties do not scatter modes.
-    costs = np.stack([rd_cost(c, step, offset) for c in candidates])
+    costs = costs.copy()
     costs[BASE] *= np.float32(1 - TIE)
     modes = costs.argmin(0)
     for _ in range(MODE_PASSES):  # price each mode at what it costs in this image
-        frequency = np.bincount(modes.ravel(), minlength=predictors) + 1.0
+        frequency = np.bincount(modes.ravel(), minlength=len(costs)) + 1.0
         bits = -np.log2(frequency / frequency.sum()).astype(np.float32)
         modes = (costs + np.float32(MODE_PRICE * LAMBDA * step * step) * bits[:, None, None]).argmin(0)
-    modes = modes.astype(np.uint8)
-    chosen = candidates[BASE]
-    for mode in range(1, predictors):
-        chosen = np.where(modes[..., None, None] == mode, candidates[mode], chosen)
+    return modes.astype(np.uint8)
+
+
+def picked(residuals: list[np.ndarray], modes: np.ndarray, rgb: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """The coefficients (bh, bw, 3, 64) against each block's chosen predictor."""
+    chosen = residuals[BASE]
+    for mode in range(1, len(residuals)):
+        chosen = np.where(modes[..., None, None] == mode, residuals[mode], chosen)
     if (rgb.shape[0] % BLOCK or rgb.shape[1] % BLOCK) and (modes == SOFT).any():
         # a softened partial block, cropped and padded again, is not the softened padded block:
         # code what the decoder will add to (the image's other blocks come out the same)
         chosen = to_coefficients(rgb - predictor(base, modes))
-    return modes, chosen
+    return chosen
+
+
+def choose(rgb: np.ndarray, base: np.ndarray, step: float, offset: float,
+           predictors: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """(modes (bh, bw) uint8, the residual's coefficients against the chosen predictors), each
+    block's mode the cheapest of the first `predictors` (2: BASE, MEAN; 3: and SOFT)."""
+    residuals = candidates(rgb, base, predictors)
+    modes = modes_for(costs_of(residuals, step, offset), step)
+    return modes, picked(residuals, modes, rgb, base)
 
 
 def _contexts(above: np.ndarray) -> np.ndarray:

@@ -389,7 +389,7 @@ def test_keep_filter_carries_the_base_filter_onto_added_rungs(folder, tmp_path):
     model = load_codec_file(out / "tiny-k.safetensors")
     n = len(base.ladder)
     assert model.block_modes == (2, 2) + (3,) * (n - 1)
-    assert "(from quality 3 up also from the base softened)" in (out / "tiny-k.md").read_text()
+    assert ", and from quality 3 up also from the base softened" in (out / "tiny-k.md").read_text()
     assert model.ladder[:n] == base.ladder and len(model.ladder) == n + 1
     bias, old_bias = model.postfilter_state["quality_bias"], base.postfilter_state["quality_bias"]
     assert np.array_equal(bias[:n], old_bias) and np.array_equal(bias[n], old_bias[-1])

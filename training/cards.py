@@ -58,7 +58,7 @@ def detail_lines(d: dict, ladder: list[Rung]) -> list[str]:
               "range-coded with integer context tables"
               + (", which adapt to each image as it is coded" if d.get("adaptive") else "")
               + ("; per 8x8 block the encoder predicts from the VQ base or its block mean"
-                 + (f" (from quality {d['soft_from']} up also from the base softened)" if d.get("soft_from") else "")
+                 + (f", and from quality {d['soft_from']} up also from the base softened" if d.get("soft_from") else "")
                  + " (`codec/modes.py`)." if d.get("block_modes") else ".")),
              "", f"- qualities: {rungs}",
              (f"- tables fitted (counted, no gradient descent) on `{d['data']}` "
