@@ -8,8 +8,9 @@ stages, the detail layer's step size (null where the quality has no detail layer
 levels' reconstruction offset, whether its tables adapt to each image as it is coded
 (`adaptive_detail`, `detail.Probabilities`) and whether the detail layer's predictor is chosen
 per block (`block_modes`, `codec.modes`: true for a choice of the first two predictors at every
-quality, or per quality how many it chooses from); the first models have neither. A model with a reconstruction filter (`vqpress.nets.postfilter`)
-holds its weights (`postfilter.*`, fp16) and its config in the metadata.
+quality, or per quality how many it chooses from); the first models have neither. A model with
+a reconstruction filter (`vqpress.nets.postfilter`) holds its weights (`postfilter.*`, fp16)
+and its config in the metadata.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ steps leave of that texture shows (a flat colour came back 20 levels off at the 
 The encoder picks, per block, the predictor with the lower D + lambda R (R estimated from the
 quantised levels) and codes its choice: one symbol per block, row by row, in the context of how
 many of the three blocks above did not take the base, with counts that adapt as the image is
-coded (integers: encoder and decoder compute the same probabilities). The mean and the softened block are computed from the
-decoder's own base pixels.
+coded (integers: encoder and decoder compute the same probabilities). The mean and the
+softened block are computed from the decoder's own base pixels.
 
 The softened base is for texture the base gets roughly right but too strong or too busy. On 12
 held-out training photos (steps 200 to 11), as a third predictor it saved 0.67% of the detail
