@@ -95,13 +95,7 @@ def study_curve(fit, test, predictors, price: float = 0.0) -> tuple[list[float],
     does with MODE_PRICE `price`, quantised as the encoder does."""
     def choose(photo, base, step):
         residuals = [photo - base * g for g in predictors]
-        costs = np.stack([modes.rd_cost(r, step, OFFSET) for r in residuals])
-        costs[0] *= 1 - modes.TIE
-        chosen = costs.argmin(0)
-        for _ in range(modes.MODE_PASSES if price else 0):
-            frequency = np.bincount(chosen.ravel(), minlength=len(predictors)) + 1.0
-            chosen = (costs - price * modes.LAMBDA * step * step
-                      * np.log2(frequency / frequency.sum())[:, None, None]).argmin(0)
+        chosen = modes.modes_for(modes.costs_of(residuals, step, OFFSET), step, price)
         return chosen, np.take_along_axis(np.stack(residuals), chosen[None, ..., None, None], 0)[0]
 
     rates, quality = [], []

@@ -145,7 +145,8 @@ class Codec:
                 kept.append(residuals if len(parts) == 1 else None)
             modes = block_modes.modes_for(np.concatenate(costs, axis=1), rung.step)
             coefficients = np.concatenate([
-                block_modes.picked(residuals or block_modes.candidates(rgb[pixels], base[pixels], predictors),
+                block_modes.picked(residuals if residuals is not None
+                                   else block_modes.candidates(rgb[pixels], base[pixels], predictors),
                                    modes[blocks], rgb[pixels], base[pixels])
                 for (blocks, pixels), residuals in zip(parts, kept)])
         levels = detail.quantise(coefficients, rung.step)

@@ -109,8 +109,10 @@ def costs_of(residuals: list[np.ndarray], step: float, offset: float) -> np.ndar
     return np.stack([rd_cost(c, step, offset) for c in residuals])
 
 
-def modes_for(costs: np.ndarray, step: float) -> np.ndarray:
-    """Modes (bh, bw) uint8 from `costs_of` (of a whole image: the modes' prices depend on it)."""
+def modes_for(costs: np.ndarray, step: float, price: float | None = None) -> np.ndarray:
+    """Modes (bh, bw) uint8 from `costs_of` (of a whole image: the modes' prices depend on it),
+    each mode priced at `price` (default MODE_PRICE; 0: not priced) times its bits."""
+    price = MODE_PRICE if price is None else price
     # Where the base block is flat already, the costs are equal but for rounding: keep the base
     # (mode 0) unless another is clearly cheaper, so that ties do not scatter modes.
     costs = costs.copy()
@@ -119,7 +121,7 @@ def modes_for(costs: np.ndarray, step: float) -> np.ndarray:
     for _ in range(MODE_PASSES):  # price each mode at what it costs in this image
         frequency = np.bincount(modes.ravel(), minlength=len(costs)) + 1.0
         bits = -np.log2(frequency / frequency.sum()).astype(np.float32)
-        modes = (costs + np.float32(MODE_PRICE * LAMBDA * step * step) * bits[:, None, None]).argmin(0)
+        modes = (costs + np.float32(price * LAMBDA * step * step) * bits[:, None, None]).argmin(0)
     return modes.astype(np.uint8)
 
 

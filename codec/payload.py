@@ -36,8 +36,9 @@ def encode_later(model: CodecModel, quality: int, indices: np.ndarray, detail_la
         bits = encode_symbols(model.prior, indices, encoder, bar)
         if model.ladder[quality - 1].step is not None:
             levels, modes = detail_layer()
-            if model.predictors(quality):
-                bits += block_modes.encode(encoder, modes, model.predictors(quality))
+            predictors = model.predictors(quality)
+            if predictors:
+                bits += block_modes.encode(encoder, modes, predictors)
             bits += detail.encode(encoder, levels, model.detail_table(quality), bar, model.adaptive_detail)
     return encoder.get_compressed().astype("<u4").tobytes(), bits
 

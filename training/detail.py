@@ -99,8 +99,8 @@ def validate(codec: Codec, paths: list[Path], ladder: list[Rung], tables, adapti
 def kept_filter(model, ladder: list[Rung], block_modes: bool) -> tuple[dict[str, np.ndarray], dict]:
     """(tensors, config) of a codec model's reconstruction filter for a ladder that continues
     the model's own: each added quality gets the last quality's bias and is skipped, since the
-    filter was neither trained nor validated there. A third predictor may be added (its blocks
-    are few and decode close to the others)."""
+    filter was neither trained nor validated there. A third predictor may be added: v8's filter
+    retrained on rvq-dct-v9's output gained nothing measurable (`docs/results/ablation.md`)."""
     old = model.ladder
     if model.postfilter_config is None:
         raise VQPressError("--keep-filter: the base codec has no reconstruction filter")
