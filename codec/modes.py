@@ -130,10 +130,15 @@ def picked(residuals: list[np.ndarray], modes: np.ndarray, rgb: np.ndarray, base
     chosen = residuals[BASE]
     for mode in range(1, len(residuals)):
         chosen = np.where(modes[..., None, None] == mode, residuals[mode], chosen)
-    if (rgb.shape[0] % BLOCK or rgb.shape[1] % BLOCK) and (modes == SOFT).any():
+    if (modes == SOFT).any():
         # a softened partial block, cropped and padded again, is not the softened padded block:
-        # code what the decoder will add to (the image's other blocks come out the same)
-        chosen = to_coefficients(rgb - predictor(base, modes))
+        # code what the decoder will add to in the last block row and column, where they are
+        if rgb.shape[0] % BLOCK:
+            r = (len(modes) - 1) * BLOCK
+            chosen[-1:] = to_coefficients(rgb[r:] - predictor(base[r:], modes[-1:]))
+        if rgb.shape[1] % BLOCK:
+            c = (modes.shape[1] - 1) * BLOCK
+            chosen[:, -1:] = to_coefficients(rgb[:, c:] - predictor(base[:, c:], modes[:, -1:]))
     return chosen
 
 
