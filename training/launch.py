@@ -7,6 +7,7 @@ import os
 import socket
 
 import torch
+import torch.distributed as dist
 
 from vqpress.codec.errors import VQPressError
 
@@ -14,7 +15,7 @@ from vqpress.codec.errors import VQPressError
 def launch(fn, *args, nproc: int = 1) -> None:
     """fn(*args) in this process, or in `nproc` ranks of a data-parallel run."""
     if nproc <= 1 or "WORLD_SIZE" in os.environ:  # one process, or torchrun started us
-        fn(*args)
+        _run_and_leave(fn, args)
         return
     with socket.socket() as s:  # a free port on loopback for the ranks to meet on
         s.bind(("127.0.0.1", 0))
@@ -32,4 +33,14 @@ def _rank(rank: int, fn, args, nproc: int, port: int) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(nproc))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))  # no oversubscribed cores
-    fn(*args)
+    _run_and_leave(fn, args)
+
+
+def _run_and_leave(fn, args) -> None:
+    """fn(*args), then close the process group it joined: a gloo group left to the interpreter's
+    exit can abort the process ("terminate called without an active exception")."""
+    try:
+        fn(*args)
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
