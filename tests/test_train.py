@@ -217,6 +217,25 @@ def test_data_parallel_training_keeps_the_replicas_identical(folder, tmp_path):
     assert "resuming" in text and torch.load(run / "ckpt.pt", weights_only=False)["step"] == 6
 
 
+def test_a_launched_run_leaves_no_process_group_behind(tmp_path, monkeypatch):
+    """A gloo group left to the interpreter's exit can abort the process after a successful
+    run (it did in CI), so launch closes the group the training function joined."""
+    import torch.distributed as dist
+
+    from vqpress.training.launch import launch
+
+    monkeypatch.setenv("WORLD_SIZE", "1")  # as torchrun sets it: launch runs fn in this process
+    monkeypatch.setenv("RANK", "0")
+    seen = []
+
+    def run():
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+        seen.append(dist.is_initialized())
+
+    launch(run, nproc=2)
+    assert seen == [True] and not dist.is_initialized()
+
+
 def test_postfilter_training_exports_a_codec_that_decodes_with_its_filter(folder, tmp_path, photo):
     from vqpress import weights
     from vqpress.codec.api import Codec
