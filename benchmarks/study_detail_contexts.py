@@ -8,15 +8,20 @@ shipped encoder makes them, into --cache; then fits tables on two thirds of the 
 measures the others, for context schemes on top of the shipped one (neighbours' magnitudes,
 their activity, earlier channels): each block's mode (`mode`), a class of its stage-1 or
 stage-2 VQ code (`vq1x4`: 4 classes, by the mean activity of the blocks with that code), the
-block's nonzero count per channel coded first (`nz`), or the mode moving the activity factor
-instead of adding rows (`shift1/0`: MEAN blocks one activity class up, SOFT ones not).
+block's nonzero count per channel coded first (`nz`), the mode moving the activity factor
+instead of adding rows (`shift1/0`: MEAN blocks one activity class up, SOFT ones not), the mode
+in place of the earlier channels' factor (`cross_to_mode`: tables of the shipped size), or
+two passes per block, the coefficients past the first K in zig-zag order coded in the context
+of the first K's magnitudes (`lf10`: K = 10, 5 classes).
 
 Measured with rvq-dct-v9 (120 photos; detail bits against the shipped contexts): mode -0.64%,
 vq1x4 -0.09%, vq1x8 +0.01%, vq2x4 -0.50%, mode+vq1x4 -0.69%, mode+vq1x4+vq2x2 -0.67%,
-nz +0.78%, nz+mode +0.62%, shift1/1 +0.94%, shift1/0 +1.50%, shift2/1 +2.39%. With the extra
+nz +0.78%, nz+mode +0.62%, shift1/1 +0.94%, shift1/0 +1.50%, shift2/1 +2.39%, cross_to_mode
+-0.04%, lf3 -0.39%, lf6 -0.72%, lf10 -0.85%, mode+lf10 -1.41%, mode+vq2x4+lf10 -1.58%. With the extra
 rows shrunk towards the pooled band group (as `detail.table_from_counts` does) instead of
 towards their shipped row, every scheme lost (mode +1.8% on 40 photos): the finer rows need
-the coarser one as their prior. None pays for a model whose tables are three times larger.
+the coarser one as their prior. The best, mode+lf10, needs 15 times v9's tables (5.9 MB of
+int32 per model): not worth it without a more compact table format.
 """
 
 from __future__ import annotations
@@ -95,6 +100,15 @@ def cells(d, q: int, scheme: dict, classes: dict) -> tuple[np.ndarray, int]:
             codes = d["symbols"][stage - 1][:bh, :bw].ravel()
             extra = extra + n * classes[(q, stage, k)][codes][:, None, None]
             n *= k
+    if scheme.get("cross_to_mode"):  # same table size: the mode replaces the earlier channels
+        ctx = ctx - ctx % detail.CROSS + d[f"modes{q}"].ravel()[:, None, None]
+    if scheme.get("lf"):  # coded in two passes: the first K in zig-zag order, then the rest
+        k = scheme["lf"]  # in the context of the block's own first K magnitudes (5 classes)
+        first_k = np.isin(np.arange(64), ZIGZAG[:k])
+        own = np.minimum(np.abs(levels.reshape(bh * bw, 3, 64))[..., first_k].sum(-1), 2**30)
+        lf = np.minimum(np.ceil(np.log2(1 + own)).astype(np.int64), 4)[:, :, None] * ~first_k
+        extra = extra + n * lf
+        n *= 5
     keep = np.ones(bh * bw * 3 * 64, bool)
     if scheme.get("nz"):  # the block's nonzero count per channel, coded first (`count_cells`)
         nonzero = (levels.reshape(bh * bw, 3, 64) != 0).sum(-1)
@@ -104,6 +118,9 @@ def cells(d, q: int, scheme: dict, classes: dict) -> tuple[np.ndarray, int]:
     first = (np.arange(3)[:, None] * detail.GROUPS + detail.BAND_GROUP[None, :]) * detail.CONTEXTS
     symbols = np.clip(levels.reshape(bh * bw, 3, 64), -detail.LIMIT, detail.LIMIT) + detail.LIMIT
     return (((first + ctx) * n + extra) * detail.SYMBOLS + symbols).ravel()[keep], n
+
+
+ZIGZAG = np.array(sorted(range(64), key=lambda b: (b // 8 + b % 8, b // 8)))
 
 
 def count_bin(c: np.ndarray) -> np.ndarray:
@@ -151,7 +168,9 @@ def main() -> None:
                "vq2x4": {"vq2": 4}, "mode+vq1x4": {"mode": 1, "vq1": 4},
                "mode+vq1x4+vq2x2": {"mode": 1, "vq1": 4, "vq2": 2}, "nz": {"nz": 1}, "nz+mode": {"nz": 1, "mode": 1},
                "shift1/1": {"shift": (1, 1)}, "shift2/1": {"shift": (2, 1)}, "shift1/0": {"shift": (1, 0)},
-               "shift2/2": {"shift": (2, 2)}, "shift3/1": {"shift": (3, 1)}}
+               "shift2/2": {"shift": (2, 2)}, "shift3/1": {"shift": (3, 1)},
+               "lf1": {"lf": 1}, "lf3": {"lf": 3}, "lf6": {"lf": 6}, "lf10": {"lf": 10}, "lf15": {"lf": 15},
+               "mode+lf10": {"mode": 1, "lf": 10}, "cross_to_mode": {"cross_to_mode": 1}, "mode+vq2x4+lf10": {"mode": 1, "vq2": 4, "lf": 10}}
     classes = {}
     for q in qualities:
         for stage in (1, 2):
