@@ -12,12 +12,14 @@ block's nonzero count per channel coded first (`nz`), the mode moving the activi
 instead of adding rows (`shift1/0`: MEAN blocks one activity class up, SOFT ones not), the mode
 in place of the earlier channels' factor (`cross_to_mode`: tables of the shipped size), or
 two passes per block, the coefficients past the first K in zig-zag order coded in the context
-of the first K's magnitudes (`lf10`: K = 10, 5 classes).
+of the first K's magnitudes (`lf10`: K = 10, 5 classes; `lf10x3`: 3 classes), optionally on
+fewer shipped contexts (`coarse`: NEAR 0..2 and ACTIVITY halved, 36 of the 120).
 
 Measured with rvq-dct-v9 (120 photos; detail bits against the shipped contexts): mode -0.64%,
 vq1x4 -0.09%, vq1x8 +0.01%, vq2x4 -0.50%, mode+vq1x4 -0.69%, mode+vq1x4+vq2x2 -0.67%,
 nz +0.78%, nz+mode +0.62%, shift1/1 +0.94%, shift1/0 +1.50%, shift2/1 +2.39%, cross_to_mode
--0.04%, lf3 -0.39%, lf6 -0.72%, lf10 -0.85%, mode+lf10 -1.41%, mode+vq2x4+lf10 -1.58%. With the extra
+-0.04%, lf3 -0.39%, lf6 -0.72%, lf10 -0.85%, mode+lf10 -1.41%, mode+vq2x4+lf10 -1.58%,
+mode+lf10x3 -0.89%, coarse+mode+lf10 -0.33%. With the extra
 rows shrunk towards the pooled band group (as `detail.table_from_counts` does) instead of
 towards their shipped row, every scheme lost (mode +1.8% on 40 photos): the finer rows need
 the coarser one as their prior. The best, mode+lf10, needs 15 times v9's tables (5.9 MB of
@@ -100,15 +102,19 @@ def cells(d, q: int, scheme: dict, classes: dict) -> tuple[np.ndarray, int]:
             codes = d["symbols"][stage - 1][:bh, :bw].ravel()
             extra = extra + n * classes[(q, stage, k)][codes][:, None, None]
             n *= k
+    if scheme.get("coarse"):  # fewer shipped contexts: NEAR 0..2, ACTIVITY halved (36 of 120 rows)
+        near, activity = ctx // (detail.ACTIVITY * detail.CROSS), (ctx // detail.CROSS) % detail.ACTIVITY
+        ctx = (np.minimum(near, 2) * detail.ACTIVITY + activity // 2) * detail.CROSS + ctx % detail.CROSS
     if scheme.get("cross_to_mode"):  # same table size: the mode replaces the earlier channels
         ctx = ctx - ctx % detail.CROSS + d[f"modes{q}"].ravel()[:, None, None]
     if scheme.get("lf"):  # coded in two passes: the first K in zig-zag order, then the rest
         k = scheme["lf"]  # in the context of the block's own first K magnitudes (5 classes)
         first_k = np.isin(np.arange(64), ZIGZAG[:k])
         own = np.minimum(np.abs(levels.reshape(bh * bw, 3, 64))[..., first_k].sum(-1), 2**30)
-        lf = np.minimum(np.ceil(np.log2(1 + own)).astype(np.int64), 4)[:, :, None] * ~first_k
+        classes_ = scheme.get("lf_classes", 5)
+        lf = np.minimum(np.ceil(np.log2(1 + own)).astype(np.int64), classes_ - 1)[:, :, None] * ~first_k
         extra = extra + n * lf
-        n *= 5
+        n *= classes_
     keep = np.ones(bh * bw * 3 * 64, bool)
     if scheme.get("nz"):  # the block's nonzero count per channel, coded first (`count_cells`)
         nonzero = (levels.reshape(bh * bw, 3, 64) != 0).sum(-1)
@@ -170,7 +176,8 @@ def main() -> None:
                "shift1/1": {"shift": (1, 1)}, "shift2/1": {"shift": (2, 1)}, "shift1/0": {"shift": (1, 0)},
                "shift2/2": {"shift": (2, 2)}, "shift3/1": {"shift": (3, 1)},
                "lf1": {"lf": 1}, "lf3": {"lf": 3}, "lf6": {"lf": 6}, "lf10": {"lf": 10}, "lf15": {"lf": 15},
-               "mode+lf10": {"mode": 1, "lf": 10}, "cross_to_mode": {"cross_to_mode": 1}, "mode+vq2x4+lf10": {"mode": 1, "vq2": 4, "lf": 10}}
+               "mode+lf10": {"mode": 1, "lf": 10}, "cross_to_mode": {"cross_to_mode": 1},
+               "coarse+mode+lf10": {"coarse": 1, "mode": 1, "lf": 10}, "mode+lf10x3": {"mode": 1, "lf": 10, "lf_classes": 3}, "mode+vq2x4+lf10": {"mode": 1, "vq2": 4, "lf": 10}}
     classes = {}
     for q in qualities:
         for stage in (1, 2):
