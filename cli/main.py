@@ -68,6 +68,11 @@ def frames_note(image) -> None:
         click.echo(f"note: only the first of the image's {frames} frames is used", err=True)
 
 
+def exif_note(image) -> None:
+    if image.info.get("exif_dropped"):
+        click.echo("note: the image's EXIF block is damaged and is left out (the pixels are kept)", err=True)
+
+
 device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                              show_default=True, help="Where the neural networks run.")
 force_option = click.option("--force", is_flag=True, help="Replace the output file if it exists.")
@@ -135,6 +140,8 @@ def compress_file(job, quality, targets, strip, force, device, progress) -> Done
     image = open_image(job.source)
     if progress:
         frames_note(image)
+        if not strip:
+            exif_note(image)
     model = api.load(device=device)
     if any(v is not None for v in targets.values()):
         data, quality = model.compress_to_target(image, strip=strip, **targets)
@@ -264,10 +271,12 @@ def _quality_meaning(header) -> str:
 @click.option("--reuse", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="An earlier run's output folder: its measurements of the same codecs (same "
                    "description: library version, settings, model) on the same images are reused.")
+@click.option("--force", is_flag=True, help="Write into an output folder that holds files already "
+              "(an earlier vqpress rd run's results there are removed first).")
 @device_option
 @friendly_errors
 def rd(folder: Path, specs: tuple[str, ...], grids: tuple[str, ...], output: Path, reuse: Path | None,
-       device: str):
+       force: bool, device: str):
     """Rate-distortion of codecs on a folder of images: JSON, CSV, BD-rates and plots."""
     from vqpress.measure import baselines
     from vqpress.measure import rd as study
@@ -287,8 +296,19 @@ def rd(folder: Path, specs: tuple[str, ...], grids: tuple[str, ...], output: Pat
         if codec.levels_only and not set(overrides[codec.name]) <= set(codec.qualities):
             raise VQPressError(f"--quality {item!r}: {name} has the levels "
                                f"{', '.join(map(str, codec.qualities))}")
+        if not all(codec.accepts(q) for q in overrides[codec.name]):
+            lo, hi, whole = codec.quality_range
+            raise VQPressError(f"--quality {item!r}: {name} takes {'whole numbers' if whole else 'numbers'} "
+                               f"from {lo:g} to {hi:g}")
     if reuse is not None and not (reuse / "per_image.csv").is_file():
         raise VQPressError(f"--reuse {reuse}: not the output folder of a vqpress rd run (no per_image.csv)")
+    if output.resolve() == folder.resolve() or folder.resolve() in output.resolve().parents:
+        raise VQPressError(f"{output}: the output folder must not be inside the image folder "
+                           "(its plots would be measured as images next time)")
+    if output.is_dir() and any(output.iterdir()):
+        if not force:
+            raise VQPressError(f"{output} holds files already (use --force to write there, or choose another -o)")
+        study.remove_results(output)  # an earlier run's codecs that this one does not measure
     result = study.run(list(codecs.values()), folder, output, overrides, reuse)
     click.echo(study.bd_markdown([r for r in result["bd"] if r["test"].startswith("vqpress")]))
     click.echo(f"wrote {output}/: per-codec JSON, per_image.csv, bd_rate.csv/.md, rd.png, crops.png")
@@ -330,6 +350,8 @@ def inpaint(input_path, mask_path, box, output, steps, force, device):
     image = open_image(input_path)
     mask = open_image(mask_path) if mask_path else _box_mask(image, box)
     check_image_output(input_path, output, force)
+    if mask_path is not None and output.resolve() == mask_path.resolve():
+        raise VQPressError(f"{output}: refusing to overwrite the mask file")
     frames_note(image)
     save_image(restore.inpaint(image, mask, steps=steps, device=device), output)
     click.echo(f"{output}: inpainted")
@@ -337,7 +359,7 @@ def inpaint(input_path, mask_path, box, output, steps, force, device):
 
 @main.command(name="restore")
 @click.argument("input_path", metavar="IMG", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--task", type=click.Choice(["denoise", "sr", "deblur"]), required=True)
+@click.option("--task", type=click.Choice(["denoise", "sr", "deblur"]), help="denoise, sr or deblur (required).")
 @click.option("--sigma", type=float, default=25.0, show_default=True,
               help="denoise: noise standard deviation in 8-bit units.")
 @click.option("--scale", type=int, default=4, show_default=True, help="sr: 2, 3 or 4.")
@@ -346,6 +368,8 @@ def inpaint(input_path, mask_path, box, output, steps, force, device):
 @restoration_options
 def restore_command(input_path, task, sigma, scale, blur_sigma, output, steps, force, device):
     """Denoise, super-resolve (the output is SCALE times larger) or deblur an image."""
+    if task is None:
+        raise VQPressError("give --task: denoise, sr or deblur")
     from vqpress import restore
     from vqpress.codec.imageio import open_image, save_image
 

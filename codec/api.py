@@ -21,7 +21,7 @@ from .blocks import BLOCK, DOWNSCALE
 from .errors import VQPressError
 from . import alpha as alpha_plane
 from .container import GRAY_MODES, MODE_LA, MODE_RGBA
-from .imageio import as_image, from_rgb8, to_planes
+from .imageio import as_image, exif_bytes, from_rgb8, to_planes
 from .ladder import DEFAULT_MODEL, check_quality
 from .model import load_codec_file
 from .postfilter import OnnxPostFilter
@@ -196,9 +196,12 @@ class Codec:
         (and, for psnr, decodes) instead of one per level."""
         if sum(t is not None for t in (max_bytes, bpp, psnr)) != 1:
             raise VQPressError("give exactly one target: max_bytes, bpp or psnr")
+        for name, value in (("max_bytes", max_bytes), ("bpp", bpp), ("psnr", psnr)):
+            if value is not None and not (isinstance(value, (int, float, np.number)) and np.isfinite(value) and value > 0):
+                raise VQPressError(f"{name} must be a positive number, got {value!r}")
         image = as_image(image)
         rgb = to_planes(image)[0]
-        budget = max_bytes if max_bytes is not None else (bpp * rgb.shape[0] * rgb.shape[1] / 8 if bpp else None)
+        budget = max_bytes if max_bytes is not None else (bpp * rgb.shape[0] * rgb.shape[1] / 8 if bpp is not None else None)
 
         def good(q: int, data: bytes) -> bool:
             if budget is not None:
@@ -222,7 +225,7 @@ class Codec:
         return best
 
     def decompress(self, data: bytes, progress: bool = False) -> Image.Image:
-        return self.decode(*container.unpack(data), progress=progress)
+        return self.decode(*container.unpack(as_bytes(data)), progress=progress)
 
     def decode(self, header: container.Header, data: bytes, progress: bool = False) -> Image.Image:
         """The image of an unpacked file."""
@@ -245,6 +248,16 @@ class Codec:
         return with_extensions(from_rgb8(rgb, header.mode), header)
 
 
+def as_bytes(data) -> bytes:
+    """A file's bytes from bytes, bytearray or memoryview; a path or anything else is an error
+    that says what to pass."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, (str, Path)):
+        raise VQPressError("decompress takes the file's bytes, not its path: open(path, 'rb').read()")
+    raise VQPressError(f"decompress takes bytes, got {type(data).__name__}")
+
+
 def bands(block_rows: int):
     """(block rows, pixel rows) slices of horizontal bands of BAND_BLOCKS block rows: the
     detail layer is added (and chosen) band by band, so its float temporaries stay small on
@@ -262,9 +275,9 @@ def extensions(image, alpha, strip: bool) -> dict[str, bytes]:
         return out
     if image.info.get("icc_profile"):
         out["ICCP"] = bytes(image.info["icc_profile"])
-    exif = image.getexif()
-    if len(exif):
-        out["EXIF"] = exif.tobytes()
+    exif = exif_bytes(image)
+    if exif:
+        out["EXIF"] = exif
     return out
 
 
@@ -334,7 +347,7 @@ def compress(image, quality: int = 6, device: str = "auto", strip: bool = False)
 def decompress(data: bytes, device: str = "auto", progress: bool = False) -> Image.Image:
     """Decode .vqp bytes to a PIL image (grayscale sources come back grayscale), with the
     shipped model the file names, so files made by earlier weights still decode."""
-    header, data_ = container.unpack(data)
+    header, data_ = container.unpack(as_bytes(data))
     if not weights.is_shipped(header.model_id):
         raise VQPressError(f"file was made with model {header.model_id}, "
                            "which this vqpress does not ship")

@@ -8,6 +8,7 @@ replicated to three channels (and restored on decode); 16-bit and float images a
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 import threading
 import warnings
@@ -23,6 +24,10 @@ from .container import (GRAY_MODES, MODE_COMPOSITED, MODE_GRAY, MODE_GRAY16, MOD
 from .errors import VQPressError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".gif"}
+ORIENTATION = 0x0112  # the EXIF tag
+# What Pillow raises on an EXIF block it cannot parse or write back (files with such blocks
+# exist, and Pillow opens them without complaint)
+EXIF_ERRORS = (SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error, OSError)
 
 
 class ImageError(VQPressError):
@@ -38,14 +43,18 @@ def image_paths(folder: str | os.PathLike) -> list[Path]:
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """The first frame of an image file, EXIF orientation applied. Its size is checked against
+    """The first frame of an image file, upright (`upright`). Its size is checked against
     `codec.limits` before any pixel is decoded; `frames` in its info says how many it had."""
     try:
         with _own_size_limits(), Image.open(path) as im:
             limits.check_size(*im.size, f"{path}")
             frames = getattr(im, "n_frames", 1)
             im.load()
-            image = ImageOps.exif_transpose(im)
+            image = upright(im)
+            if image is im:  # closing the file would free its pixels
+                image = im.copy()
+    except limits.LimitError:
+        raise
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -62,9 +71,12 @@ _PILLOW_LIMIT = threading.Lock()
 @contextmanager
 def _own_size_limits():
     """Pillow's decompression-bomb check off while a file is opened: `codec.limits` apply
-    instead, before any pixel is decoded, with a message that says how to raise them."""
+    instead, before any pixel is decoded, with a message that says how to raise them. Pillow's
+    warnings about damaged metadata it skips are not shown either (`upright` drops an EXIF
+    block it cannot use)."""
     with _PILLOW_LIMIT, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", UserWarning)
         saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
             yield
@@ -72,13 +84,41 @@ def _own_size_limits():
             Image.MAX_IMAGE_PIXELS = saved
 
 
+def upright(image: Image.Image) -> Image.Image:
+    """The image with its EXIF orientation applied (itself if there is none). A damaged EXIF
+    block, one Pillow cannot parse or write back, is left out of a copy instead, which says so
+    in its info (`exif_dropped`): the pixels are what matter."""
+    try:
+        with warnings.catch_warnings():  # Pillow warns of each damaged tag it skips
+            warnings.simplefilter("ignore", UserWarning)
+            exif = image.getexif()
+            exif.tobytes()
+            if image.info.get("exif"):  # a JPEG file's reader forgives what a copy would not parse
+                Image.Exif().load(image.info["exif"])
+            return ImageOps.exif_transpose(image) if exif.get(ORIENTATION, 1) != 1 else image
+    except EXIF_ERRORS:
+        clean = image.copy()  # a new object: Pillow keeps the parsed EXIF on the old one
+        clean.info.pop("exif", None)
+        clean.info["exif_dropped"] = True
+        return clean
+
+
+def exif_bytes(image: Image.Image) -> bytes:
+    """The image's EXIF block as Pillow writes it (b"" if none); for an image from `upright`,
+    whose EXIF Pillow can write back."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        exif = image.getexif()
+        return exif.tobytes() if len(exif) else b""
+
+
 def as_image(image) -> Image.Image | np.ndarray:
-    """What the APIs take as an image: a PIL image (EXIF orientation applied), an array, or a
-    path to a file (opened with `open_image`)."""
+    """What the APIs take as an image: a PIL image (`upright`), an array, or a path to a file
+    (opened with `open_image`)."""
     if isinstance(image, (str, os.PathLike)):
         return open_image(image)
     if isinstance(image, Image.Image):
-        return ImageOps.exif_transpose(image) if image.getexif().get(0x0112, 1) != 1 else image
+        return upright(image)
     if isinstance(image, np.ndarray):
         return image
     raise ImageError(f"expected a PIL image, an array or a path, got {type(image).__name__}")
@@ -91,7 +131,10 @@ def to_rgb8(image: Image.Image | np.ndarray) -> tuple[np.ndarray, int]:
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         a = np.asarray(image).astype(np.float64)
-        peak = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
+        if not np.isfinite(a).all():
+            raise ImageError("the image has pixels that are not numbers (NaN or infinite)")
+        # float images in 0..1 are scaled as float arrays are; wider ones as 8 or 16 bits
+        peak = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 1.0 if mode == "F" and a.max() <= 1 else 255.0
         gray = np.clip(np.round(a / peak * 255), 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2), MODE_GRAY16
     if mode in ("L", "1"):
@@ -181,7 +224,7 @@ def save_image(image: Image.Image, path: str | os.PathLike) -> None:
     def write(f):
         try:
             image.save(f, format=fmt, **options)
-        except (KeyError, ValueError, OSError) as e:
+        except EXIF_ERRORS as e:  # OSError too: Pillow's "cannot write mode ..."
             raise ImageError(f"{path}: cannot write this image as {fmt} ({e})") from None
 
     write_atomically(path, write)

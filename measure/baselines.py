@@ -8,6 +8,7 @@ and run with compressai's own entropy coder, so their sizes are real bitstreams 
 from __future__ import annotations
 
 import io
+import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,16 @@ class RDCodec:
     encode: Callable[[np.ndarray, object], bytes]
     decode: Callable[[bytes], np.ndarray]
     levels_only: bool = False  # True: only the default grid's levels exist (learned models)
+    quality_range: tuple[float, float, bool] | None = None  # (lowest, highest, whole numbers only)
+
+    def accepts(self, quality) -> bool:
+        """Whether `quality` is a setting the codec takes (one of its levels, or in its range)."""
+        if self.levels_only:
+            return quality in self.qualities
+        if self.quality_range is None:
+            return True
+        lo, hi, whole = self.quality_range
+        return math.isfinite(quality) and lo <= quality <= hi and (not whole or float(quality).is_integer())
 
 
 def _pillow(fmt: str, **fixed) -> tuple[Callable, Callable]:
@@ -51,13 +62,13 @@ def _pillow_quality(fmt: str, quality) -> dict:
 def jpeg() -> RDCodec:
     return RDCodec("JPEG", f"Pillow JPEG (libjpeg {features.version('jpg')}), default settings (4:2:0)",
                    [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95],
-                   *_pillow("JPEG"))
+                   *_pillow("JPEG"), quality_range=(0, 100, True))
 
 
 def webp() -> RDCodec:
     return RDCodec("WebP", f"Pillow WebP (libwebp {features.version('webp')}), lossy, method 6 (its best)",
                    [0, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 4, 5, 7, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95],
-                   *_pillow("WEBP", method=6))
+                   *_pillow("WEBP", method=6), quality_range=(0, 100, False))
 
 
 def avif() -> RDCodec:
@@ -65,14 +76,14 @@ def avif() -> RDCodec:
         raise VQPressError("this Pillow has no AVIF support")
     return RDCodec("AVIF", f"Pillow AVIF (libavif {features.version('avif')}), speed 4, 4:2:0",
                    [0, 3, 6, 8, 10, 12, 14, 16, 18, 20, 25, 30, 40, 50, 60, 70, 80, 90],
-                   *_pillow("AVIF", speed=4))
+                   *_pillow("AVIF", speed=4), quality_range=(0, 100, True))
 
 
 def jpeg2000() -> RDCodec:
     return RDCodec("JPEG 2000", f"Pillow JPEG 2000 (OpenJPEG {features.version('jpg_2000')}), "
                    "rate mode (quality = compression ratio)",
                    [1000, 800, 600, 500, 400, 320, 250, 200, 160, 130, 100, 70, 50, 35, 25, 16, 10],
-                   *_pillow("JPEG2000"))
+                   *_pillow("JPEG2000"), quality_range=(1, 1e6, False))
 
 
 def jxl() -> RDCodec:
@@ -82,7 +93,8 @@ def jxl() -> RDCodec:
         raise VQPressError("JPEG XL needs the optional pillow-jxl-plugin "
                            "(pip install 'vqpress[jxl]')") from None
     return RDCodec("JPEG XL", "pillow-jxl-plugin, lossy",
-                   [0, 1, 2, 3, 4, 5, 7, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90], *_pillow("JXL"))
+                   [0, 1, 2, 3, 4, 5, 7, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90], *_pillow("JXL"),
+                   quality_range=(0, 100, False))
 
 
 def vqpress(device: str = "cpu", model_id: str | None = None) -> RDCodec:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from vqpress.codec.errors import VQPressError
 from vqpress.codec.imageio import image_paths, open_image, to_rgb8
 
 from .baselines import RDCodec
@@ -65,14 +66,17 @@ def measure(codecs: list[RDCodec], grids: dict[str, list], folder: Path,
 def read_rows(folder: Path) -> list[dict]:
     """The rows of an earlier run's `per_image.csv`, typed as `measure` makes them."""
     rows = []
-    with open(folder / "per_image.csv", newline="") as f:
-        for r in csv.DictReader(f):
-            row = {k: (r[k] if k in ("codec", "image") else float(r[k])) for k in FIELDS}
-            for k in ("width", "height", "bytes"):
-                row[k] = int(row[k])
-            if row["quality"].is_integer():
-                row["quality"] = int(row["quality"])
-            rows.append(row)
+    try:
+        with open(folder / "per_image.csv", newline="") as f:
+            for r in csv.DictReader(f):
+                row = {k: (r[k] if k in ("codec", "image") else float(r[k])) for k in FIELDS}
+                for k in ("width", "height", "bytes"):
+                    row[k] = int(row[k])
+                if row["quality"].is_integer():
+                    row["quality"] = int(row["quality"])
+                rows.append(row)
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error) as e:
+        raise VQPressError(f"{folder / 'per_image.csv'} is not a vqpress rd table ({type(e).__name__}: {e})") from None
     return rows
 
 
@@ -181,6 +185,19 @@ def plot_crops(codecs: list[RDCodec], rows: list[dict], folder: Path, path: Path
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def remove_results(out: Path) -> None:
+    """Delete what `run` writes from a folder: its tables, plots and per-codec JSON files
+    (JSON files in the CompressAI layout only; nothing else there is touched)."""
+    for name in ("per_image.csv", "bd_rate.csv", "bd_rate.md", "rd.png", "crops.png"):
+        (out / name).unlink(missing_ok=True)
+    for path in out.glob("*.json"):
+        try:
+            if set(json.loads(path.read_text())) == {"name", "description", "results"}:
+                path.unlink()
+        except (ValueError, TypeError, UnicodeDecodeError, OSError):  # not such a file: kept
+            pass
 
 
 def run(codecs: list[RDCodec], folder: Path, out: Path, grids: dict[str, list] | None = None,

@@ -8,6 +8,7 @@ classical last step that refines the latent MAP estimate.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -21,7 +22,7 @@ from vqpress.codec import limits
 from vqpress.codec.blocks import DOWNSCALE
 from vqpress.codec.errors import VQPressError
 from vqpress.codec.container import MODE_GRAY, MODE_GRAY16
-from vqpress.codec.imageio import as_image, has_alpha, to_rgb8
+from vqpress.codec.imageio import as_image, has_alpha, open_image, to_rgb8
 from vqpress.nets.device import resolve_device, to_uint8
 
 from . import local_wiener, operators
@@ -79,6 +80,10 @@ def sr_problem(y: torch.Tensor, prior: LatentPrior, scale: int = 4, **_) -> Prob
 def deblur_problem(y: torch.Tensor, prior: LatentPrior, blur_sigma: float = 2.0, **_) -> Problem:
     if not 0 < blur_sigma <= 10:
         raise VQPressError("--blur-sigma must be in (0, 10]")
+    radius = len(operators.gaussian_1d(blur_sigma)) // 2
+    if min(y.shape[-2:]) < radius + 2:  # the blur's reflect padding needs a side over its radius
+        raise VQPressError(f"--blur-sigma {blur_sigma:g} is too wide for this image: deblurring it "
+                           f"needs sides of at least {radius + 2} px")
     op = operators.gaussian_blur(blur_sigma).to(y.device)
     return Problem(*y.shape[-2:], 1, whole_image(y, op, lambda v: v), {"blur": blur_sigma}, 1 / 255,
                    lambda x: local_wiener.deblur(y, op.kernel[0, 0], x, 1 / 255))
@@ -172,6 +177,8 @@ class Planes:
 
 def _run(task: str, planes: Planes, steps: int | None, device: str, last_step: bool, **settings) -> Image.Image:
     spec = TASKS[task]
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0):
+        raise VQPressError(f"steps must be a whole number of at least 0, got {steps!r}")
     prior, dev = _prior(device, spec.restorer)
     y = planes.tensor(dev)
     if "known" in settings:
@@ -191,10 +198,18 @@ def inpaint(image, mask, steps: int | None = None, device: str = "auto", last_st
     array of the same size. Ends with `local_wiener.inpaint`, which takes the latent MAP
     estimate as its pilot (last_step=False returns the latent MAP estimate itself)."""
     planes = Planes.of(image)
+    if isinstance(mask, (str, os.PathLike)):
+        mask = open_image(mask)
+    if not isinstance(mask, (Image.Image, np.ndarray)):
+        raise VQPressError(f"expected the mask as a PIL image, an array or a path, got {type(mask).__name__}")
     missing = np.asarray(mask.convert("L") if isinstance(mask, Image.Image) else mask)
+    if missing.dtype != bool and missing.dtype.kind not in "uif":
+        raise VQPressError(f"unsupported mask dtype {missing.dtype}")
     missing = missing if missing.dtype == bool else missing > 127
     if missing.ndim == 3:
         missing = missing.any(axis=2)
+    if missing.ndim != 2:
+        raise VQPressError(f"expected an HxW mask, got shape {missing.shape}")
     if missing.shape != planes.rgb.shape[:2]:
         raise VQPressError(f"mask is {missing.shape[1]}x{missing.shape[0]}, "
                            f"image is {planes.rgb.shape[1]}x{planes.rgb.shape[0]}")
@@ -214,5 +229,7 @@ def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: f
     estimate itself)."""
     if task not in TASKS or task == "inpaint":
         raise VQPressError(f"unknown task {task!r} (choose from denoise, sr, deblur; or use inpaint)")
+    if task == "sr" and (isinstance(scale, bool) or not isinstance(scale, (int, np.integer))):
+        raise VQPressError(f"scale must be an integer (2, 3 or 4), got {scale!r}")
     return _run(task, Planes.of(image), steps, device, last_step, sigma=sigma, scale=scale,
                 blur_sigma=blur_sigma)

@@ -71,3 +71,13 @@ def test_save_by_extension_and_no_partial_file(tmp_path, photo):
     with pytest.raises(ImageError, match="cannot write"):
         save_image(image, tmp_path / "out.notaformat")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bmp", "out.jpg", "out.png", "out.webp"]
+
+
+def test_float_images_in_0_to_1_are_scaled_like_float_arrays():
+    ramp = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    rgb, _ = to_rgb8(Image.fromarray(ramp, "F"))
+    assert rgb[0, 0, 0] == 0 and rgb[-1, -1, 0] == 255 and abs(rgb.mean() - 127.5) < 0.5
+    assert to_rgb8(Image.fromarray(ramp * 255, "F"))[0][-1, -1, 0] == 255  # 0..255 stays as it is
+    ramp[3, 3] = np.nan
+    with pytest.raises(ImageError, match="not numbers"):
+        to_rgb8(Image.fromarray(ramp, "F"))

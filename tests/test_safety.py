@@ -213,3 +213,109 @@ def test_restoration_keeps_alpha_and_gray(photo):
     assert restore.restore(gray, task="sr", scale=2, device="cpu").mode == "L"
     up = restore.restore(image, task="sr", scale=2, device="cpu")
     assert up.mode == "RGBA" and up.size == (2 * photo.shape[1], 2 * photo.shape[0])
+
+
+# -- found by a hostile-input review (2026-12-04) --------------------------------------------------
+def jpeg_with_exif(path, exif: bytes) -> None:
+    Image.fromarray(np.full((16, 24, 3), 120, np.uint8)).save(path, "JPEG", exif=exif)
+
+
+def test_a_damaged_exif_block_is_left_out_not_a_crash(tmp_path, model):
+    """Pillow opens such JPEGs; its EXIF reader then failed on a copy (garbage after the header)
+    or its writer on a tag of the wrong type (orientation as text)."""
+    orientation_text = (b"II*\x00" + struct.pack("<IH", 8, 1) + struct.pack("<HHI4s", 0x0112, 2, 4, b"abc\x00")
+                        + struct.pack("<I", 0))
+    for name, exif in [("garbage.jpg", b"Exif\x00\x00U\x8b" + bytes(range(40, 68))),
+                       ("text.jpg", b"Exif\x00\x00" + orientation_text)]:
+        src = tmp_path / name
+        jpeg_with_exif(src, exif)
+        r = run("compress", src)
+        assert r.exit_code == 0 and "EXIF block is damaged and is left out" in r.output, r.output
+        assert "EXIF" not in container.unpack(src.with_suffix(".vqp").read_bytes())[0].extensions
+        assert run("decompress", src.with_suffix(".vqp"), "-o", tmp_path / f"{name}.tif").exit_code == 0
+        assert model.decompress(model.compress(src, 3)).size == (24, 16)
+    good = Image.Exif()
+    good[0x0112] = 6  # rotated: still applied
+    jpeg_with_exif(tmp_path / "good.jpg", good.tobytes())
+    r = run("compress", tmp_path / "good.jpg")
+    assert r.exit_code == 0 and "EXIF" not in r.output
+    assert model.decompress((tmp_path / "good.vqp").read_bytes()).size == (16, 24)
+
+
+def test_inputs_over_the_size_limit_say_so(tmp_path, monkeypatch):
+    for name in ("MAX_IMAGE_PIXELS", "MAX_SIDE"):  # --max-pixels sets them for the process
+        monkeypatch.setattr(limits, name, getattr(limits, name))
+    Image.new("RGB", (40, 30)).save(tmp_path / "a.png")
+    r = run("compress", tmp_path / "a.png", "--max-pixels", 100)
+    one_line_error(r, "over vqpress's limit")
+    assert "not an image Pillow can read" not in r.output
+
+
+def test_inpainting_never_overwrites_its_mask(tmp_path, photo):
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    mask = np.zeros(photo.shape[:2], np.uint8)
+    mask[10:20, 10:20] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    before = (tmp_path / "m.png").read_bytes()
+    one_line_error(run("inpaint", tmp_path / "p.png", "--mask", tmp_path / "m.png", "-o", tmp_path / "m.png",
+                       "--force"), "refusing to overwrite the mask file")
+    assert (tmp_path / "m.png").read_bytes() == before
+
+
+def test_deblurring_with_a_blur_wider_than_the_image_is_a_one_line_error(tmp_path):
+    Image.new("RGB", (64, 8), (90, 120, 30)).save(tmp_path / "thin.png")
+    one_line_error(run("restore", tmp_path / "thin.png", "--task", "deblur", "--blur-sigma", 3,
+                       "-o", tmp_path / "o.png"), "--blur-sigma 3 is too wide for this image")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_rd_checks_peer_qualities_reused_tables_and_its_output_folder(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (16, 16)).save(images / "a.png")
+    out = tmp_path / "out"
+    for grid, text in [("jpeg=nan", "jpeg takes whole numbers from 0 to 100"),
+                       ("jpeg=-5,50", "jpeg takes whole numbers from 0 to 100"),
+                       ("jpeg=50.5", "jpeg takes whole numbers from 0 to 100"),
+                       ("webp=200", "webp takes numbers from 0 to 100")]:
+        one_line_error(run("rd", images, "--codec", "jpeg", "--codec", "webp", "--quality", grid, "-o", out), text)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "per_image.csv").write_text("foo,bar\n1,2\n")
+    one_line_error(run("rd", images, "--codec", "jpeg", "--reuse", bad, "-o", out), "is not a vqpress rd table")
+    one_line_error(run("rd", images, "--codec", "jpeg", "-o", images / "rd"), "must not be inside the image folder")
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    one_line_error(run("rd", images, "--codec", "jpeg", "-o", out), "holds files already")
+    (out / "old.json").write_text('{"name": "X", "description": "", "results": {}}')
+    r = run("rd", images, "--codec", "jpeg", "--quality", "jpeg=10,50,90", "-o", out, "--force")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["bd_rate.csv", "bd_rate.md", "crops.png", "jpeg.json",
+                                                     "notes.txt", "per_image.csv", "rd.png"]
+
+
+def test_api_arguments_get_clear_errors(tmp_path, model, photo):
+    from vqpress import restore
+
+    with pytest.raises(codec.VQPressError, match="bpp must be a positive number"):
+        model.compress_to_target(photo, bpp=0)
+    with pytest.raises(codec.VQPressError, match="max_bytes must be a positive number"):
+        model.compress_to_target(photo, max_bytes=-1)
+    data = model.compress(photo, 2)
+    assert codec.decompress(memoryview(data)).size == codec.decompress(bytearray(data)).size
+    with pytest.raises(codec.VQPressError, match="not its path"):
+        codec.decompress(str(tmp_path / "photo.vqp"))
+    with pytest.raises(codec.VQPressError, match="takes bytes, got ndarray"):
+        codec.decompress(np.frombuffer(data, np.uint8))
+    for mask, text in [(None, "expected the mask as a PIL image"), (np.ones(5, bool), "expected an HxW mask")]:
+        with pytest.raises(codec.VQPressError, match=text):
+            restore.inpaint(photo, mask)
+    with pytest.raises(codec.VQPressError, match="scale must be an integer"):
+        restore.restore(photo, "sr", scale=2.0)
+    with pytest.raises(codec.VQPressError, match="steps must be a whole number"):
+        restore.restore(photo, "denoise", steps=-1)
+
+
+def test_restore_without_a_task_is_one_line(tmp_path, photo):
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    one_line_error(run("restore", tmp_path / "p.png", "-o", tmp_path / "o.png"), "give --task: denoise, sr or deblur")
