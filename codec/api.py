@@ -220,7 +220,8 @@ class Codec:
             else:
                 lo, hi = (lo, q - 1) if budget is not None else (q + 1, hi)
         if best is None:
-            target = f"{budget:.0f} bytes" if budget is not None else f"{psnr} dB PSNR"
+            target = (f"{max_bytes} bytes" if max_bytes is not None else f"{bpp:g} bpp ({budget:.0f} bytes)"
+                      if bpp is not None else f"{psnr:g} dB PSNR")
             raise VQPressError(f"no quality of {self.model_id} meets {target}")
         return best
 

@@ -155,6 +155,7 @@ class Planes:
         elif isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 4:
             alpha, image = to_rgb8(image[..., 3])[0][..., 0], image[..., :3]
         rgb, mode = to_rgb8(image)
+        limits.check_size(rgb.shape[1], rgb.shape[0], "the image")
         return cls(rgb, alpha, mode in (MODE_GRAY, MODE_GRAY16))
 
     def tensor(self, device) -> torch.Tensor:
