@@ -9,6 +9,7 @@ is replaced only with --force.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -169,6 +170,16 @@ def decompress_file(job, force, device, progress) -> Done:
     return Done(len(data), job.target.stat().st_size, f"{job.target}: {image.width}x{image.height} {image.mode}")
 
 
+def output_path(ctx, param, value):
+    """-o as a Path. One written with a trailing slash must be an existing folder: Path drops
+    the slash, and the output would have been a file of the folder's name."""
+    if value is None:
+        return None
+    if value.endswith(("/", os.sep)) and not Path(value).is_dir():
+        raise click.BadParameter(f"{value}: no such folder")
+    return Path(value)
+
+
 inputs_argument = click.argument("inputs", metavar="IN...", nargs=-1, required=True,
                                  type=click.Path(path_type=Path))
 jobs_option = click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
@@ -177,7 +188,7 @@ jobs_option = click.option("-j", "--jobs", type=click.IntRange(min=1), default=1
 
 @main.command()
 @inputs_argument
-@click.option("-o", "--output", type=click.Path(path_type=Path),
+@click.option("-o", "--output", type=click.Path(), callback=output_path,
               help="Output .vqp file, or for several inputs a folder [default: beside each input].")
 @click.option("-q", "--quality", type=int, default=6, show_default=True,
               help="Quality level, 1 (smallest file) to 13 (best picture) with the default model.")
@@ -207,7 +218,7 @@ def compress(inputs, output, quality, max_bytes, target_bpp, target_psnr, strip,
 
 @main.command()
 @inputs_argument
-@click.option("-o", "--output", type=click.Path(path_type=Path),
+@click.option("-o", "--output", type=click.Path(), callback=output_path,
               help="Output image (the format follows the extension), or for several inputs a "
                    "folder [default: beside each input, .png].")
 @jobs_option

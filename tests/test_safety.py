@@ -319,3 +319,12 @@ def test_api_arguments_get_clear_errors(tmp_path, model, photo):
 def test_restore_without_a_task_is_one_line(tmp_path, photo):
     Image.fromarray(photo).save(tmp_path / "p.png")
     one_line_error(run("restore", tmp_path / "p.png", "-o", tmp_path / "o.png"), "give --task: denoise, sr or deblur")
+
+
+def test_an_output_with_a_trailing_slash_is_a_folder(tmp_path, photo):
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    one_line_error(run("compress", tmp_path / "p.png", "-o", f"{tmp_path / 'new'}/"), "no such folder", code=2)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "new").mkdir()
+    assert run("compress", tmp_path / "p.png", "-o", f"{tmp_path / 'new'}/").exit_code == 0
+    assert (tmp_path / "new" / "p.vqp").is_file()
