@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from vqpress.codec import limits
 from vqpress.codec.errors import VQPressError
 
 
@@ -44,7 +45,7 @@ def plan(inputs: tuple[Path, ...], output: Path | None, suffix: str,
             jobs += [Job(f, (output / f.relative_to(item) if output else f).with_suffix(suffix)) for f in found]
         else:
             jobs.append(Job(item, (output / item.name if output else item).with_suffix(suffix)))
-    if len({j.target for j in jobs}) < len(jobs):
+    if len({j.target.resolve() for j in jobs}) < len(jobs):  # resolved: two spellings of one file
         raise VQPressError("two inputs would write the same output file; give them different names")
     return jobs
 
@@ -79,12 +80,18 @@ def run(jobs: list[Job], work: Callable[[Job], Done], processes: int) -> None:
         raise SystemExit(1)
 
 
+def _set_limits(max_pixels: int | None, max_side: int | None) -> None:
+    limits.MAX_IMAGE_PIXELS, limits.MAX_SIDE = max_pixels, max_side
+
+
 def _pool(processes: int):
     """Worker processes (spawned: they load the model once each, and share no state), or the
     calling thread alone for --jobs 1."""
     import concurrent.futures
     import multiprocessing
 
-    if processes > 1:
-        return concurrent.futures.ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+    if processes > 1:  # spawned workers start with the default size limits: pass on --max-pixels
+        return concurrent.futures.ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                                      initializer=_set_limits,
+                                                      initargs=(limits.MAX_IMAGE_PIXELS, limits.MAX_SIDE))
     return concurrent.futures.ThreadPoolExecutor(1)

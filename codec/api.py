@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -197,7 +198,7 @@ class Codec:
         if sum(t is not None for t in (max_bytes, bpp, psnr)) != 1:
             raise VQPressError("give exactly one target: max_bytes, bpp or psnr")
         for name, value in (("max_bytes", max_bytes), ("bpp", bpp), ("psnr", psnr)):
-            if value is not None and not (isinstance(value, (int, float, np.number)) and np.isfinite(value) and value > 0):
+            if value is not None and not positive_number(value):
                 raise VQPressError(f"{name} must be a positive number, got {value!r}")
         image = as_image(image)
         rgb = to_planes(image)[0]
@@ -247,6 +248,16 @@ class Codec:
             if filtered:
                 rgb = self.postfilter(rgb, header.quality, bar)
         return with_extensions(from_rgb8(rgb, header.mode), header)
+
+
+def positive_number(value) -> bool:
+    """Whether value is a finite number above 0 (an int of any size; not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    try:
+        return math.isfinite(float(value)) and value > 0
+    except OverflowError:  # an int beyond float's range: finite, and positive if above 0
+        return value > 0
 
 
 def as_bytes(data) -> bytes:

@@ -75,7 +75,7 @@ def read_rows(folder: Path) -> list[dict]:
                 if row["quality"].is_integer():
                     row["quality"] = int(row["quality"])
                 rows.append(row)
-    except (KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error) as e:
+    except (KeyError, ValueError, TypeError, OverflowError, UnicodeDecodeError, csv.Error) as e:
         raise VQPressError(f"{folder / 'per_image.csv'} is not a vqpress rd table ({type(e).__name__}: {e})") from None
     return rows
 
@@ -86,8 +86,11 @@ def reusable(folder: Path) -> dict:
     and the image's name and size."""
     descriptions = {}
     for path in folder.glob("*.json"):
-        entry = json.loads(path.read_text())
-        if isinstance(entry, dict) and "description" in entry:
+        try:
+            entry = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError, OSError) as e:  # JSONDecodeError is a ValueError
+            raise VQPressError(f"{path} is not a vqpress rd result ({type(e).__name__}: {e})") from None
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str) and "description" in entry:
             descriptions[entry["name"]] = entry["description"]
     return {(descriptions[r["codec"]], float(r["quality"]), r["image"], r["width"], r["height"]): r
             for r in read_rows(folder) if r["codec"] in descriptions}
@@ -201,8 +204,9 @@ def remove_results(out: Path) -> None:
 
 
 def run(codecs: list[RDCodec], folder: Path, out: Path, grids: dict[str, list] | None = None,
-        reuse: Path | None = None) -> dict:
-    earlier = reusable(reuse) if reuse is not None else None
+        earlier: dict | None = None) -> dict:
+    """Measure, then write the results into the folder `out` (made if needed); `earlier`: an
+    earlier run's rows to reuse (`reusable`)."""
     out.mkdir(parents=True, exist_ok=True)
     rows = measure(codecs, grids or {}, folder, earlier)
     with open(out / "per_image.csv", "w", newline="") as f:

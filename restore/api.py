@@ -82,8 +82,9 @@ def deblur_problem(y: torch.Tensor, prior: LatentPrior, blur_sigma: float = 2.0,
         raise VQPressError("--blur-sigma must be in (0, 10]")
     radius = len(operators.gaussian_1d(blur_sigma)) // 2
     if min(y.shape[-2:]) < radius + 2:  # the blur's reflect padding needs a side over its radius
+        shortest = -(-(radius + 2) // DOWNSCALE) * DOWNSCALE - DOWNSCALE + 1  # y's sides are padded to multiples
         raise VQPressError(f"--blur-sigma {blur_sigma:g} is too wide for this image: deblurring it "
-                           f"needs sides of at least {radius + 2} px")
+                           f"needs sides of at least {shortest} px")
     op = operators.gaussian_blur(blur_sigma).to(y.device)
     return Problem(*y.shape[-2:], 1, whole_image(y, op, lambda v: v), {"blur": blur_sigma}, 1 / 255,
                    lambda x: local_wiener.deblur(y, op.kernel[0, 0], x, 1 / 255))
@@ -228,8 +229,11 @@ def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: f
     (Gaussian blur of std `blur_sigma` pixels). Every task ends with `local_wiener`, which
     takes the latent MAP estimate as its pilot (last_step=False returns the latent MAP
     estimate itself)."""
-    if task not in TASKS or task == "inpaint":
+    if not isinstance(task, str) or task not in TASKS or task == "inpaint":
         raise VQPressError(f"unknown task {task!r} (choose from denoise, sr, deblur; or use inpaint)")
+    for name, value in (("sigma", sigma), ("blur_sigma", blur_sigma)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise VQPressError(f"{name} must be a number, got {value!r}")
     if task == "sr" and (isinstance(scale, bool) or not isinstance(scale, (int, np.integer))):
         raise VQPressError(f"scale must be an integer (2, 3 or 4), got {scale!r}")
     return _run(task, Planes.of(image), steps, device, last_step, sigma=sigma, scale=scale,

@@ -328,3 +328,52 @@ def test_an_output_with_a_trailing_slash_is_a_folder(tmp_path, photo):
     (tmp_path / "new").mkdir()
     assert run("compress", tmp_path / "p.png", "-o", f"{tmp_path / 'new'}/").exit_code == 0
     assert (tmp_path / "new" / "p.vqp").is_file()
+
+
+def test_second_review_rd_reuse_and_batch_outputs(tmp_path, photo):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(photo).save(images / "a.png")
+    first = tmp_path / "first"
+    assert run("rd", images, "--codec", "jpeg", "--quality", "jpeg=20,50,80", "-o", first).exit_code == 0
+    kept = (first / "per_image.csv").read_bytes()
+    one_line_error(run("rd", images, "--codec", "jpeg", "--quality", "jpeg=20,50,80", "--reuse", first,
+                       "-o", first, "--force"), "--reuse and -o must be different folders")
+    assert (first / "per_image.csv").read_bytes() == kept and (first / "jpeg.json").is_file()
+    (first / "jpeg.json").write_text("{bad")
+    one_line_error(run("rd", images, "--codec", "jpeg", "--reuse", first, "-o", tmp_path / "second"),
+                   "is not a vqpress rd result")
+    # a file where an output subfolder must go: that file fails on one line, the others are written
+    (images / "sub").mkdir()
+    Image.fromarray(photo).save(images / "sub" / "b.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").write_text("in the way")
+    r = run("compress", images, "-o", out, "-q", 1)
+    assert r.exit_code == 1 and "cannot create the folder" in r.output and "Traceback" not in r.output
+    assert "1 of 2 files done, 1 failed" in r.output and (out / "a.vqp").is_file()
+    # one output file spelled two ways
+    one_line_error(run("compress", images / "a.png", tmp_path / "images" / ".." / "images" / "a.png", "-o", out),
+                   "two inputs would write the same output file")
+
+
+def test_size_limits_reach_worker_processes(tmp_path, photo, monkeypatch):
+    for name in ("MAX_IMAGE_PIXELS", "MAX_SIDE"):
+        monkeypatch.setattr(limits, name, getattr(limits, name))
+    for k in range(2):
+        Image.fromarray(photo).save(tmp_path / f"{k}.png")
+    r = run("compress", tmp_path / "0.png", tmp_path / "1.png", "-o", tmp_path / "out", "-j", 2, "--max-pixels", 100)
+    assert r.exit_code == 1 and "0 of 2 files done, 2 failed" in r.output, r.output
+    assert r.output.count("over vqpress's limit") == 2
+
+
+def test_second_review_api_arguments(model, photo):
+    from vqpress import restore
+
+    data, quality = model.compress_to_target(photo, max_bytes=10**30)  # beyond float64: still a size
+    assert quality == model.qualities[-1] and model.decompress(data).size == (photo.shape[1], photo.shape[0])
+    for kwargs, text in [(dict(task="denoise", sigma="25"), "sigma must be a number"),
+                         (dict(task="deblur", blur_sigma=None), "blur_sigma must be a number"),
+                         (dict(task=["sr"]), "unknown task")]:
+        with pytest.raises(codec.VQPressError, match=text):
+            restore.restore(photo, **kwargs)

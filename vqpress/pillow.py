@@ -7,6 +7,10 @@
     >>> im.save("copy.vqp", quality=6)        # or max_bytes=..., bpp=..., psnr=..., strip=True
 
 Decoding uses the shipped model the file names, as `vqpress.codec.decompress` does.
+
+Pillow opens (and so empties) an existing file before a plugin runs, and deletes it after a
+failed save only if it made it: a save that fails (a bad quality or target) over an existing
+file leaves it empty. Save to a new name, or write `vqpress.codec.compress`'s bytes yourself.
 """
 
 from __future__ import annotations
