@@ -57,6 +57,11 @@ def check_image_output(input_path: Path, output: Path, force: bool) -> None:
     output_format(output)
 
 
+def given(name: str) -> bool:
+    """Whether the running command's option `name` was given on the command line."""
+    return click.get_current_context().get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+
 def make_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -216,6 +221,8 @@ def compress(inputs, output, quality, max_bytes, target_bpp, target_psnr, strip,
     targets = {"max_bytes": max_bytes, "bpp": target_bpp, "psnr": target_psnr}
     if sum(v is not None for v in targets.values()) > 1:
         raise VQPressError("give at most one of --max-bytes, --target-bpp, --target-psnr")
+    if any(v is not None for v in targets.values()) and given("quality"):
+        raise VQPressError("give -q or a target (--max-bytes, --target-bpp, --target-psnr), not both")
     todo = batch.plan(inputs, output, ".vqp", image_paths)
     check_quality(quality, ladder_from_metadata(weights.metadata(weights.verified(DEFAULT_MODEL)[0])))
     work = functools.partial(compress_file, quality=quality, targets=targets, strip=strip, force=force,
@@ -249,7 +256,10 @@ def info(input_path: Path):
     data = _read(input_path)
     from vqpress.codec.container import MODE_NAMES, unpack
 
-    header, payload = unpack(data)
+    try:
+        header, payload = unpack(data)
+    except VQPressError as e:
+        raise VQPressError(f"{input_path}: {e}") from None
     pixels = header.width * header.height
     click.echo(f"file:     {input_path} ({len(data)} bytes, {len(data) * 8 / pixels:.4f} bpp)")
     click.echo(f"image:    {header.width}x{header.height}, source {MODE_NAMES[header.mode]}")
@@ -392,6 +402,10 @@ def restore_command(input_path, task, sigma, scale, blur_sigma, output, steps, f
     """Denoise, super-resolve (the output is SCALE times larger) or deblur an image."""
     if task is None:
         raise VQPressError("give --task: denoise, sr or deblur")
+    for option, name, owner in (("--sigma", "sigma", "denoise"), ("--scale", "scale", "sr"),
+                                ("--blur-sigma", "blur_sigma", "deblur")):
+        if given(name) and task != owner:
+            raise VQPressError(f"{option} is for --task {owner}, not {task}")
     from vqpress import restore
     from vqpress.codec.imageio import open_image, save_image
 

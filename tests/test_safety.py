@@ -377,3 +377,13 @@ def test_second_review_api_arguments(model, photo):
                          (dict(task=["sr"]), "unknown task")]:
         with pytest.raises(codec.VQPressError, match=text):
             restore.restore(photo, **kwargs)
+
+
+def test_options_that_would_be_ignored_are_refused(tmp_path, photo):
+    src = tmp_path / "p.png"
+    Image.fromarray(photo).save(src)
+    one_line_error(run("compress", src, "-q", 3, "--max-bytes", 5000), "give -q or a target")
+    one_line_error(run("restore", src, "--task", "sr", "--sigma", 5, "-o", tmp_path / "o.png"),
+                   "--sigma is for --task denoise, not sr")
+    one_line_error(run("info", src), f"{src}: not a .vqp file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]
