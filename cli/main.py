@@ -418,9 +418,21 @@ def restore_command(input_path, task, sigma, scale, blur_sigma, output, steps, f
     click.echo(f"{output}: {out.width}x{out.height}, {task}")
 
 
+MAX_FILE_BYTES = 2**30  # no .vqp within the size limits comes near (a 64 MP photo is tens of MB)
+
+
 def _read(path: Path) -> bytes:
+    """A file's bytes; one over MAX_FILE_BYTES (a device such as /dev/zero never ends) is
+    refused unless --max-pixels 0 lifted the size limits."""
+    from vqpress.codec import limits
+
+    cap = None if limits.MAX_IMAGE_PIXELS is None else MAX_FILE_BYTES
     try:
-        return path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read() if cap is None else f.read(cap + 1)
+        if cap is not None and len(data) > cap:
+            raise VQPressError(f"{path}: over {cap >> 20} MB, larger than any .vqp within the size limits")
+        return data
     except FileNotFoundError:
         raise VQPressError(f"{path}: no such file") from None
     except OSError as e:

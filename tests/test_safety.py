@@ -387,3 +387,12 @@ def test_options_that_would_be_ignored_are_refused(tmp_path, photo):
                    "--sigma is for --task denoise, not sr")
     one_line_error(run("info", src), f"{src}: not a .vqp file")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]
+
+
+def test_reading_a_file_stops_at_a_bound(tmp_path, monkeypatch):
+    """`vqpress info /dev/zero` read until memory ran out."""
+    from vqpress.cli import main as cli_main
+
+    monkeypatch.setattr(cli_main, "MAX_FILE_BYTES", 1000)
+    (tmp_path / "big.vqp").write_bytes(bytes(2000))
+    one_line_error(run("info", tmp_path / "big.vqp"), "larger than any .vqp within the size limits")
