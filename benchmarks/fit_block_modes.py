@@ -23,7 +23,7 @@ import numpy as np
 
 from vqpress.codec import detail, modes
 from vqpress.codec.api import Codec
-from vqpress.codec.blocks import to_coefficients, to_pixels
+from vqpress.codec.blocks import ZIGZAG, to_coefficients, to_pixels
 from vqpress.codec.imageio import image_paths, open_image, to_rgb8
 from vqpress.measure.metrics import bd_rate, psnr
 
@@ -70,9 +70,8 @@ def curve(fit, test, lam) -> tuple[list[float], list[float]]:
 
 def gains(ac: float, keep: int = 1) -> np.ndarray:
     """(3, 64) gains on the base's coefficients: 1 for the first `keep` in zig-zag order, `ac` past them."""
-    by_zigzag = sorted(range(64), key=lambda b: (b // 8 + b % 8, b // 8))
     g = np.full(64, ac, np.float32)
-    g[by_zigzag[:keep]] = 1
+    g[ZIGZAG[:keep]] = 1
     return np.broadcast_to(g, (3, 64))
 
 

@@ -35,6 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vqpress.codec import detail
+from vqpress.codec.blocks import ZIGZAG
 from vqpress.codec.api import ECVQ_LAMBDA, Codec
 from vqpress.codec.imageio import open_image, to_rgb8
 from vqpress.training.data import evenly_spread, image_paths
@@ -124,9 +125,6 @@ def cells(d, q: int, scheme: dict, classes: dict) -> tuple[np.ndarray, int]:
     first = (np.arange(3)[:, None] * detail.GROUPS + detail.BAND_GROUP[None, :]) * detail.CONTEXTS
     symbols = np.clip(levels.reshape(bh * bw, 3, 64), -detail.LIMIT, detail.LIMIT) + detail.LIMIT
     return (((first + ctx) * n + extra) * detail.SYMBOLS + symbols).ravel()[keep], n
-
-
-ZIGZAG = np.array(sorted(range(64), key=lambda b: (b // 8 + b % 8, b // 8)))
 
 
 def count_bin(c: np.ndarray) -> np.ndarray:

@@ -22,6 +22,9 @@ def _orthonormal_rows(m: np.ndarray) -> np.ndarray:
 COLOR = _orthonormal_rows(np.array([[1.0, 1, 1], [1, 0, -1], [1, -2, 1]]))  # luma, two differences
 _k = np.arange(BLOCK)
 DCT = _orthonormal_rows(np.cos(np.pi * (2 * _k[None] + 1) * _k[:, None] / (2 * BLOCK)))
+# A block's 64 coefficients (raster order) from low to high frequency: anti-diagonal by
+# anti-diagonal, top row first within each
+ZIGZAG = np.array(sorted(range(BLOCK * BLOCK), key=lambda b: (b // BLOCK + b % BLOCK, b // BLOCK)))
 
 
 # One block's pixels (8, 8, 3), flattened, times this (192, 192) matrix: its coefficients

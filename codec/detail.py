@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .blocks import BLOCK, to_coefficients, to_pixels
+from .blocks import BLOCK, ZIGZAG, to_coefficients, to_pixels
 from .entropy import CATEGORICAL, UNIFORM
 
 LIMIT = 15  # symbols code q in -LIMIT..LIMIT; the two end symbols mean "this far or further"
@@ -35,9 +35,8 @@ ADAPT_PRIOR = 32  # in an adaptive model, the static table counts as this many l
 
 def _band_groups() -> np.ndarray:
     """Group of each coefficient (raster order in the block): zig-zag position, binned."""
-    zigzag = sorted(range(BLOCK * BLOCK), key=lambda b: (b // BLOCK + b % BLOCK, b // BLOCK))
     position = np.empty(64, dtype=np.int64)
-    position[zigzag] = np.arange(64)
+    position[ZIGZAG] = np.arange(64)
     return np.searchsorted([1, 2, 3, 4, 6, 10, 15, 21, 28, 36, 49], position, side="right")
 
 

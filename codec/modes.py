@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import detail
-from .blocks import BLOCK, COLOR, low_pass, padded_blocks, to_coefficients
+from .blocks import BLOCK, COLOR, ZIGZAG, low_pass, padded_blocks, to_coefficients
 from .entropy import CATEGORICAL
 
 # lambda = LAMBDA step^2 per estimated bit; the estimate is 4 bits per nonzero level plus 2 per
@@ -43,9 +43,8 @@ BASE, MEAN, SOFT = 0, 1, 2  # the predictors, in the order of their mode numbers
 def _soft_gains() -> np.ndarray:
     """(3, 64) gains of the softened base's coefficients (raster order): 1 for the first six
     in zig-zag order, 0.5 past them."""
-    by_zigzag = sorted(range(BLOCK * BLOCK), key=lambda b: (b // BLOCK + b % BLOCK, b // BLOCK))
     gains = np.full(BLOCK * BLOCK, 0.5, np.float32)
-    gains[by_zigzag[:6]] = 1
+    gains[ZIGZAG[:6]] = 1
     return np.broadcast_to(gains, (3, BLOCK * BLOCK)).copy()
 
 
