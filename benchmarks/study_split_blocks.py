@@ -28,26 +28,27 @@ from tqdm import tqdm
 
 from vqpress.codec import detail, modes as block_modes
 from vqpress.codec.api import ECVQ_LAMBDA, Codec
-from vqpress.codec.blocks import COLOR, _BLOCK_TRANSFORM
+from vqpress.codec.blocks import COLOR
 from vqpress.codec.imageio import open_image, to_rgb8
 from vqpress.training.data import evenly_spread, image_paths
 
 
-def split_transform() -> np.ndarray:
-    """(192, 192): a block's pixels (8, 8, 3) flattened -> four 4x4 DCTs' coefficients (3, 64)."""
-    k = np.arange(4)
-    dct4 = np.cos(np.pi * (2 * k[None] + 1) * k[:, None] / 8)
-    dct4 /= np.linalg.norm(dct4, axis=1, keepdims=True)
+def block_transform(side: int) -> np.ndarray:
+    """(192, 192): a block's pixels (8, 8, 3) flattened -> the coefficients (3, 64) of its
+    (8 / side)^2 sub-blocks' side x side DCTs, interleaved (side 8: the codec's own transform)."""
+    k = np.arange(side)
+    dct = np.cos(np.pi * (2 * k[None] + 1) * k[:, None] / (2 * side))
+    dct /= np.linalg.norm(dct, axis=1, keepdims=True)
+    n = 8 // side
     t = np.zeros((8, 8, 3, 3, 8, 8))
-    for a in range(2):
-        for b in range(2):
-            part = np.einsum("uy,vx,dc->yxcduv", dct4, dct4, COLOR)  # (4, 4, 3, 3, 4, 4)
-            t[4 * a:4 * a + 4, 4 * b:4 * b + 4, :, :, a::2, b::2] = part
+    for a in range(n):
+        for b in range(n):
+            t[side * a:side * (a + 1), side * b:side * (b + 1), :, :, a::n, b::n] = \
+                np.einsum("uy,vx,dc->yxcduv", dct, dct, COLOR)
     return t.reshape(192, 192)
 
 
-SPLIT = split_transform()
-EIGHT_TO_SPLIT = _BLOCK_TRANSFORM.T @ SPLIT  # 8x8 coefficients -> split coefficients
+EIGHT_TO_SPLIT = block_transform(8).T @ block_transform(4)  # 8x8 coefficients -> split coefficients
 
 
 def block_cost(c: np.ndarray, q: np.ndarray, step: float, offset: float) -> np.ndarray:
