@@ -177,9 +177,15 @@ class Planes:
         return out
 
 
+def _is_number(value, whole: bool = False) -> bool:
+    """An int (or with whole=False a float), numpy's included; not a bool."""
+    kinds = (int, np.integer) if whole else (int, float, np.integer, np.floating)
+    return isinstance(value, kinds) and not isinstance(value, bool)
+
+
 def _run(task: str, planes: Planes, steps: int | None, device: str, last_step: bool, **settings) -> Image.Image:
     spec = TASKS[task]
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0):
+    if steps is not None and not (_is_number(steps, whole=True) and steps >= 0):
         raise VQPressError(f"steps must be a whole number of at least 0, got {steps!r}")
     prior, dev = _prior(device, spec.restorer)
     y = planes.tensor(dev)
@@ -232,9 +238,9 @@ def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: f
     if not isinstance(task, str) or task not in TASKS or task == "inpaint":
         raise VQPressError(f"unknown task {task!r} (choose from denoise, sr, deblur; or use inpaint)")
     for name, value in (("sigma", sigma), ("blur_sigma", blur_sigma)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        if not _is_number(value):
             raise VQPressError(f"{name} must be a number, got {value!r}")
-    if task == "sr" and (isinstance(scale, bool) or not isinstance(scale, (int, np.integer))):
+    if task == "sr" and not _is_number(scale, whole=True):
         raise VQPressError(f"scale must be an integer (2, 3 or 4), got {scale!r}")
     return _run(task, Planes.of(image), steps, device, last_step, sigma=sigma, scale=scale,
                 blur_sigma=blur_sigma)
