@@ -62,13 +62,6 @@ def given(name: str) -> bool:
     return click.get_current_context().get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
 
 
-def make_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise VQPressError(f"{folder}: cannot create the folder ({e.strerror or e})") from None
-
-
 def image_paths(folder: Path) -> list[Path]:
     from vqpress.codec.imageio import image_paths as listing  # numpy and Pillow: only when needed
 
@@ -145,6 +138,8 @@ def compress_file(job, quality, targets, strip, force, device, progress) -> Done
     """Compress one file (a job of `cli.batch`): the work of `vqpress compress`. A single file
     shows its progress; in a batch, the output folders are made as needed."""
     if not progress:
+        from vqpress.codec.imageio import make_folder
+
         make_folder(job.target.parent)
     check_output(job.source, job.target, force)
     from vqpress.codec import api
@@ -172,6 +167,8 @@ def decompress_file(job, force, device, progress) -> Done:
     data = _read(job.source)
     unpack(data)  # a file that is not .vqp, or damaged, is said before anything heavy is imported
     if not progress:
+        from vqpress.codec.imageio import make_folder
+
         make_folder(job.target.parent)
     check_image_output(job.source, job.target, force)
     from vqpress.codec import api
@@ -328,19 +325,7 @@ def rd(folder: Path, specs: tuple[str, ...], grids: tuple[str, ...], output: Pat
             lo, hi, whole = codec.quality_range
             raise VQPressError(f"--quality {item!r}: {name} takes {'whole numbers' if whole else 'numbers'} "
                                f"from {lo:g} to {hi:g}")
-    if reuse is not None and not (reuse / "per_image.csv").is_file():
-        raise VQPressError(f"--reuse {reuse}: not the output folder of a vqpress rd run (no per_image.csv)")
-    if output.resolve() == folder.resolve() or folder.resolve() in output.resolve().parents:
-        raise VQPressError(f"{output}: the output folder must not be inside the image folder "
-                           "(its plots would be measured as images next time)")
-    if reuse is not None and reuse.resolve() == output.resolve():
-        raise VQPressError("--reuse and -o must be different folders (the new results replace the old)")
-    if output.is_dir() and any(output.iterdir()) and not force:
-        raise VQPressError(f"{output} holds files already (use --force to write there, or choose another -o)")
-    earlier = study.reusable(reuse) if reuse is not None else None  # its errors before anything is written
-    if output.is_dir():
-        study.remove_results(output)  # an earlier run's codecs that this one does not measure
-    make_folder(output)
+    earlier = study.prepare(folder, output, reuse, force)
     result = study.run(list(codecs.values()), folder, output, overrides, earlier)
     click.echo(study.bd_markdown([r for r in result["bd"] if r["test"].startswith("vqpress")]))
     click.echo(f"wrote {output}/: per-codec JSON, per_image.csv, bd_rate.csv/.md, rd.png, crops.png")

@@ -239,6 +239,14 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file; mkstemp's is 0o600
 
 
+def make_folder(folder: str | os.PathLike) -> None:
+    """Create a folder and its parents if missing; a failure is a one-line VQPressError."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VQPressError(f"{folder}: cannot create the folder ({e.strerror or e})") from None
+
+
 def write_atomically(path: str | os.PathLike, write) -> None:
     """Call write(file) on a new temporary file beside `path` (a random name, created
     exclusively: no link is followed), then rename it to `path`; on failure nothing is left.

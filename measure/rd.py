@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vqpress.codec.errors import VQPressError
-from vqpress.codec.imageio import image_paths, open_image, to_rgb8
+from vqpress.codec.imageio import image_paths, make_folder, open_image, to_rgb8
 
 from .baselines import RDCodec
 from .metrics import bd_rate, ms_ssim, ms_ssim_db, points_in_overlap, psnr
@@ -190,7 +190,28 @@ def plot_crops(codecs: list[RDCodec], rows: list[dict], folder: Path, path: Path
     plt.close(fig)
 
 
-def remove_results(out: Path) -> None:
+def prepare(folder: Path, out: Path, reuse: Path | None = None, force: bool = False) -> dict | None:
+    """Check where a run on the images in `folder` may write, and make `out` ready: refused
+    inside the image folder (its plots would be measured as images next time), or when it
+    holds files (unless force: then an earlier run's results there are removed). Returns the
+    rows of `reuse`, an earlier run's folder (`reusable`), read before anything is written."""
+    if reuse is not None and not (reuse / "per_image.csv").is_file():
+        raise VQPressError(f"--reuse {reuse}: not the output folder of a vqpress rd run (no per_image.csv)")
+    if out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents:
+        raise VQPressError(f"{out}: the output folder must not be inside the image folder "
+                           "(its plots would be measured as images next time)")
+    if reuse is not None and reuse.resolve() == out.resolve():
+        raise VQPressError("--reuse and -o must be different folders (the new results replace the old)")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise VQPressError(f"{out} holds files already (use --force to write there, or choose another -o)")
+    earlier = reusable(reuse) if reuse is not None else None
+    if out.is_dir():
+        _remove_results(out)  # an earlier run's codecs that this one does not measure
+    make_folder(out)
+    return earlier
+
+
+def _remove_results(out: Path) -> None:
     """Delete what `run` writes from a folder: its tables, plots and per-codec JSON files
     (JSON files in the CompressAI layout only; nothing else there is touched)."""
     for name in ("per_image.csv", "bd_rate.csv", "bd_rate.md", "rd.png", "crops.png"):
