@@ -162,10 +162,8 @@ def compress_file(job, quality, targets, strip, force, device, progress) -> Done
 
 def decompress_file(job, force, device, progress) -> Done:
     """Decode one file (a job of `cli.batch`): the work of `vqpress decompress`."""
-    from vqpress.codec.container import unpack
-
     data = _read(job.source)
-    unpack(data)  # a file that is not .vqp, or damaged, is said before anything heavy is imported
+    _unpack(job.source, data)  # a file that is not .vqp, or damaged, is said before anything heavy is imported
     if not progress:
         from vqpress.codec.imageio import make_folder
 
@@ -251,12 +249,9 @@ def decompress(inputs, output, jobs, force, device):
 def info(input_path: Path):
     """Show a .vqp file's header (checks its CRC, decodes nothing)."""
     data = _read(input_path)
-    from vqpress.codec.container import MODE_NAMES, unpack
+    from vqpress.codec.container import MODE_NAMES
 
-    try:
-        header, payload = unpack(data)
-    except VQPressError as e:
-        raise VQPressError(f"{input_path}: {e}") from None
+    header, payload = _unpack(input_path, data)
     pixels = header.width * header.height
     click.echo(f"file:     {input_path} ({len(data)} bytes, {len(data) * 8 / pixels:.4f} bpp)")
     click.echo(f"image:    {header.width}x{header.height}, source {MODE_NAMES[header.mode]}")
@@ -404,6 +399,16 @@ def restore_command(input_path, task, sigma, scale, blur_sigma, output, steps, f
 
 
 MAX_FILE_BYTES = 2**30  # no .vqp within the size limits comes near (a 64 MP photo is tens of MB)
+
+
+def _unpack(path: Path, data: bytes):
+    """container.unpack, its errors naming the file."""
+    from vqpress.codec.container import unpack
+
+    try:
+        return unpack(data)
+    except VQPressError as e:
+        raise VQPressError(f"{path}: {e}") from None
 
 
 def _read(path: Path) -> bytes:

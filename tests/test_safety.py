@@ -386,6 +386,7 @@ def test_options_that_would_be_ignored_are_refused(tmp_path, photo):
     one_line_error(run("restore", src, "--task", "sr", "--sigma", 5, "-o", tmp_path / "o.png"),
                    "--sigma is for --task denoise, not sr")
     one_line_error(run("info", src), f"{src}: not a .vqp file")
+    one_line_error(run("decompress", src, "-o", tmp_path / "x.png"), f"{src}: not a .vqp file")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]
 
 
