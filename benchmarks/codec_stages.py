@@ -6,8 +6,9 @@ On a 768x512 photo (the bundled sample, resized), the median time of each stage 
 model run on its own (in `Codec.compress` and `Codec.decompress` some of them overlap in two
 threads), and the multiply-accumulates of the two transforms as the torch networks define them,
 with the rate ONNX Runtime reaches on them: what the transforms alone cost, whatever the rest of
-the codec does. (The run time's synthesis graph computes the transposed convolutions in sub-pixel
-form, `training.graphs.SubPixelDeconv`, whose zero taps add 44% to those layers' products.)
+the codec does. (The run time's synthesis graph computes the 3-output transposed convolution in
+sub-pixel form, `training.graphs.SubPixelDeconv`, whose zero taps add 44% to its products; the
+96-output ones per phase, `PhaseDeconv`, with no zero taps.)
 """
 
 from __future__ import annotations

@@ -229,12 +229,13 @@ def test_onnx_runtime_transforms_match_the_torch_networks(model, tmp_path):
     import onnxruntime as ort
 
     state = model.model.vqvae_state
-    names = [k[len("encoder."):] for k in state if k.startswith("encoder.")]
-    values = [ort.OrtValue.ortvalue_from_numpy(state["encoder." + n].astype(np.float32)) for n in names]
-    options = ort.SessionOptions()
-    options.add_external_initializers(names, values)
-    session = ort.InferenceSession(exported[0].read_bytes(), options)
-    assert np.abs(session.run(None, {"x": x})[0] - z).max() < 1e-4
+    for graph, prefix, inputs, outputs in ((exported[0], "encoder.", x, z), (exported[1], "decoder.", z, y)):
+        names = [k[len(prefix):] for k in state if k.startswith(prefix)]
+        values = [ort.OrtValue.ortvalue_from_numpy(state[prefix + n].astype(np.float32)) for n in names]
+        options = ort.SessionOptions()
+        options.add_external_initializers(names, values)
+        session = ort.InferenceSession(graph.read_bytes(), options)
+        assert np.abs(session.run(None, {"x": inputs})[0] - outputs).max() < 1e-4
 
 
 @pytest.mark.parametrize("channels, layers", [(32, 5), (48, 6)])  # the shipped graphs
