@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,10 +27,12 @@ from .imageio import as_image, exif_bytes, from_rgb8, to_planes
 from .ladder import DEFAULT_MODEL, check_quality
 from .model import load_codec_file
 from .postfilter import OnnxPostFilter
+from .prior import one_blas_thread
 from .transforms import OnnxTransforms, TorchTransforms
 
 PROGRESS_DELAY = 1.0  # seconds before a progress bar shows: quick runs stay quiet
-BAND_BLOCKS = 64  # block rows the decoder adds the detail layer to at a time
+BAND_BLOCKS = 16  # block rows the detail layer is chosen and added in at a time (`bands`)
+KEPT_BLOCKS = 64  # images of at most this many block rows keep their candidate residuals (36 bytes a pixel)
 # Encoder-only choices (any setting makes files every decoder reads), measured with
 # `python benchmarks/fit_encoder.py ../shared/corpus/train --photos 16 --variants
 # 0.25:0,0.25:0.1,0.25:0.1:0.1,0.25:0.1:0.3,0.25:0.1:1` (16 training photos, every quality,
@@ -53,7 +56,7 @@ class Codec:
                  path=None):
         """device: "auto" or "cpu" runs the transforms with ONNX Runtime on the CPU (no torch
         import), "cuda" with torch on a CUDA GPU. threads: ONNX Runtime's (0: its default, the
-        physical cores). path: a codec file that is not shipped (training's work in progress);
+        physical cores), and the encoder's for the prior (0: one per CPU). path: a codec file that is not shipped (training's work in progress);
         its model id is its file name's stem."""
         if device not in ("auto", "cpu", "cuda"):
             raise VQPressError(f"unknown device {device!r} (use auto, cpu or cuda)")
@@ -63,6 +66,7 @@ class Codec:
             path, digest = Path(path), weights.sha256_file(path)
             model_id = path.stem
         self.model_id, self.weights_hash = model_id, bytes.fromhex(digest)[:4]
+        self.workers = threads or os.cpu_count() or 1
         self.model = load_codec_file(path)
         self.prior, self.ladder = self.model.prior, self.model.ladder
         config, state = self.model.vqvae_config, self.model.vqvae_state
@@ -86,7 +90,10 @@ class Codec:
         choice (`codec.ecvq`)."""
         z = self.transforms.latents(rgb, bar)
         nearest = self.transforms.quantise(z, stages)
-        return ecvq.choose(z, nearest, self.transforms.codebooks, self.prior, lam) if lam else nearest
+        if not lam:
+            return nearest
+        with one_blas_thread(), ThreadPoolExecutor(self.workers) as pool:
+            return ecvq.choose(z, nearest, self.transforms.codebooks, self.prior, lam, map=pool.map)
 
     def pixels(self, indices, height: int, width: int, bar=None):
         return self.transforms.pixels(indices, height, width, bar)
@@ -109,7 +116,9 @@ class Codec:
                 self.model, quality, data, height, width, bar,
                 on_symbols=lambda idx: base.append(pool.submit(self.pixels, idx, height, width, bar)))
             prepared.result()  # its error (a damaged graph file), if any, before the pixels' own
-            return self.with_detail(quality, base[0].result(), levels, modes)
+            base = base[0].result()
+        with ThreadPoolExecutor(self.workers) as helpers:
+            return self.with_detail(quality, base, levels, modes, helpers.map)
 
     def prepare_decoder(self, quality: int) -> None:
         """Make the sessions that decoding a quality runs, if not made yet."""
@@ -117,43 +126,55 @@ class Codec:
         if self.postfilter is not None and self.postfilter.applies(quality):
             self.postfilter.prepare()
 
-    def with_detail(self, quality: int, base, levels, modes):
-        """The VQ base plus the detail layer, if the quality has one."""
+    def with_detail(self, quality: int, base, levels, modes, map=map):
+        """The VQ base plus the detail layer, if the quality has one; bands of block rows run
+        through `map` (a thread pool's: numpy releases the GIL in their products)."""
         rung = self.ladder[quality - 1]
         if levels is None:
             return base
         out = np.empty_like(base)
-        for blocks, pixels in bands(len(levels)):
+
+        def add(band) -> None:
+            blocks, pixels = band
             band_modes = None if modes is None else modes[blocks]
             out[pixels] = detail.add_detail(block_modes.predictor(base[pixels], band_modes),
                                             levels[blocks], rung.step, rung.offset)
+
+        for _ in map(add, bands(len(levels))):
+            pass
         return out
 
-    def detail_levels(self, rgb, base, quality: int):
-        """(levels, modes) the encoder codes at a quality with a detail layer."""
+    def detail_levels(self, rgb, base, quality: int, map=map):
+        """(levels, modes) the encoder codes at a quality with a detail layer. Bands of block
+        rows run through `map`, as in `with_detail`."""
         rung = self.ladder[quality - 1]
         predictors = self.model.predictors(quality)
         parts = list(bands(-(-len(rgb) // BLOCK)))
         modes = None
         if not predictors:
-            coefficients = np.concatenate([detail.residual_coefficients(rgb[p], base[p]) for _, p in parts])
+            coefficients = np.concatenate(list(map(lambda part: detail.residual_coefficients(
+                rgb[part[1]], base[part[1]]), parts)))
         else:  # the modes' prices depend on the whole image: costs of every band, then the choice
-            kept = []  # a single band's residuals are kept; more bands' are recomputed, to bound memory
-            costs = []
-            for _, pixels in parts:
-                residuals = block_modes.candidates(rgb[pixels], base[pixels], predictors)
-                costs.append(block_modes.costs_of(residuals, rung.step, rung.offset))
-                kept.append(residuals if len(parts) == 1 else None)
-            modes = block_modes.modes_for(np.concatenate(costs, axis=1), rung.step)
-            coefficients = np.concatenate([
-                block_modes.picked(residuals if residuals is not None
-                                   else block_modes.candidates(rgb[pixels], base[pixels], predictors),
-                                   modes[blocks], rgb[pixels], base[pixels])
-                for (blocks, pixels), residuals in zip(parts, kept)])
+            keep = len(rgb) <= KEPT_BLOCKS * BLOCK  # else the residuals are computed again, to bound memory
+
+            def costs(part):
+                residuals = block_modes.candidates(rgb[part[1]], base[part[1]], predictors)
+                return block_modes.costs_of(residuals, rung.step, rung.offset), residuals if keep else None
+
+            computed = list(map(costs, parts))
+            modes = block_modes.modes_for(np.concatenate([c for c, _ in computed], axis=1), rung.step)
+
+            def picked(part, residuals):
+                blocks, pixels = part
+                if residuals is None:
+                    residuals = block_modes.candidates(rgb[pixels], base[pixels], predictors)
+                return block_modes.picked(residuals, modes[blocks], rgb[pixels], base[pixels])
+
+            coefficients = np.concatenate(list(map(picked, parts, [r for _, r in computed])))
         levels = detail.quantise(coefficients, rung.step)
         if RDO_LAMBDA:
             levels = detail.rd_optimise(levels, coefficients, rung.step, rung.offset,
-                                        self.model.detail_table(quality), RDO_LAMBDA)
+                                        self.model.detail_table(quality), RDO_LAMBDA, map=map)
         return levels, modes
 
     # -- bytes ------------------------------------------------------------------------------------
@@ -170,11 +191,11 @@ class Codec:
         rung = self.ladder[quality - 1]
         has_detail = rung.step is not None
         with progress_bar(progress, "compress", h, w, rung.stages + 1 + 4 * has_detail) as bar, \
-                ThreadPoolExecutor(1) as pool:
+                ThreadPoolExecutor(1) as pool, ThreadPoolExecutor(self.workers) as helpers:
             indices = self.symbols(rgb, rung.stages, bar, ECVQ_LAMBDA)
 
             def detail_layer():  # the VQ base's synthesis and the levels: in a worker thread
-                levels, modes = self.detail_levels(rgb, self.pixels(indices, h, w, bar), quality)
+                levels, modes = self.detail_levels(rgb, self.pixels(indices, h, w, bar), quality, helpers.map)
                 if mode in GRAY_MODES:  # decoded as gray: the colour differences are not kept
                     levels[:, :, 1:] = 0
                 return levels, modes
@@ -272,8 +293,8 @@ def as_bytes(data) -> bytes:
 
 def bands(block_rows: int):
     """(block rows, pixel rows) slices of horizontal bands of BAND_BLOCKS block rows: the
-    detail layer is added (and chosen) band by band, so its float temporaries stay small on
-    big photos (each block depends only on its own pixels)."""
+    detail layer is added (and chosen) band by band, in parallel, and its float temporaries
+    stay small on big photos (each block depends only on its own pixels)."""
     for r0 in range(0, block_rows, BAND_BLOCKS):
         yield slice(r0, r0 + BAND_BLOCKS), slice(r0 * BLOCK, (r0 + BAND_BLOCKS) * BLOCK)
 

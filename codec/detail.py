@@ -83,16 +83,19 @@ def quantise(coefficients: np.ndarray, step: float) -> np.ndarray:
 
 
 def rd_optimise(levels: np.ndarray, coefficients: np.ndarray, step: float, offset: float,
-                weights: np.ndarray, lam: float, chunk: int = 32) -> np.ndarray:
+                weights: np.ndarray, lam: float, chunk: int = 16, map=map) -> np.ndarray:
     """Levels with each nonzero magnitude lowered by one where that lowers D + lam step^2 R,
     R being the bits under the static table `weights` (3, GROUPS, CONTEXTS, SYMBOLS) in the
     contexts of the first quantisation (an estimate: lowering a level changes its neighbours'
-    contexts, and adaptive tables drift from the static one). Encoder only: any levels decode."""
+    contexts, and adaptive tables drift from the static one). Encoder only: any levels decode.
+    Chunks of block rows are independent (they read the first quantisation's contexts), so they
+    run through `map` (a thread pool's)."""
     bits = -np.log2(weights / weights.sum(-1, keepdims=True)).astype(np.float32).reshape(-1, SYMBOLS)
     magnitudes = padded_magnitudes(levels)
     out = levels.copy()
     price = np.float32(lam * step * step)
-    for r0 in range(0, len(levels), chunk):  # block rows at a time: small temporaries
+
+    def lower_where_it_pays(r0: int) -> None:  # block rows r0..r0 + chunk: small temporaries
         block_rows = out[r0:r0 + chunk]  # a view: q below too, written in place
         rows, cols = (a.ravel() for a in np.indices(block_rows.shape[:2]))
         q = block_rows.reshape(-1, 3, 64)
@@ -105,6 +108,9 @@ def rd_optimise(levels: np.ndarray, coefficients: np.ndarray, step: float, offse
         c = coefficients[r0:r0 + chunk].reshape(-1, 3, 64)[nonzero]
         added = np.square(c - dequantise(lower, step, offset)) - np.square(c - dequantise(q_nonzero, step, offset))
         q[nonzero] = np.where(added < price * rate, lower, q_nonzero)
+
+    for _ in map(lower_where_it_pays, range(0, len(levels), chunk)):
+        pass
     return out
 
 

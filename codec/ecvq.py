@@ -19,15 +19,17 @@ from .prior import FixedPointPrior
 
 
 def choose(z: np.ndarray, nearest: np.ndarray, codebooks: np.ndarray, prior: FixedPointPrior,
-           lam: float, chunk: int = 4096) -> np.ndarray:
+           lam: float, chunk: int = 1024, map=map) -> np.ndarray:
     """Symbol maps (stages, h, w) for a latent z (latent, h, w), given its nearest-code maps
-    and the codebooks (all stages, codes, latent)."""
+    and the codebooks (all stages, codes, latent). Chunks of positions run through `map` (a
+    thread pool's: they are independent, and numpy releases the GIL in their products)."""
     stages, h, w = nearest.shape
-    features = prior.all_features(prior.token_map(nearest)).reshape(h * w, -1)
+    features = prior.all_features(prior.token_map(nearest), map=map).reshape(h * w, -1)
     residual = np.ascontiguousarray(z.reshape(len(z), -1).T)
     norms = np.square(codebooks).sum(-1)
     out = np.empty((stages, h * w), dtype=np.int64)
-    for i in range(0, h * w, chunk):  # positions at a time: (positions, codes) arrays stay small
+
+    def choose_chunk(i: int) -> None:  # positions i..i + chunk: the (positions, codes) arrays stay small
         part, f = residual[i:i + chunk], features[i:i + chunk]
         earlier = np.zeros_like(f)
         for s in range(stages):
@@ -36,4 +38,7 @@ def choose(z: np.ndarray, nearest: np.ndarray, codebooks: np.ndarray, prior: Fix
             out[s, i:i + chunk] = chosen
             part -= codebooks[s][chosen]
             earlier = earlier + prior.same_position[s][chosen]
+
+    for _ in map(choose_chunk, range(0, h * w, chunk)):
+        pass
     return out.reshape(stages, h, w)

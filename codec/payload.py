@@ -9,14 +9,7 @@ from . import detail, modes as block_modes
 from .entropy import CorruptStream, PayloadDecoder, decode_symbols, encode_symbols, new_encoder
 from .errors import VQPressError
 from .model import CodecModel
-
-
-def one_blas_thread():
-    """The prior's products are small (tens of rows): BLAS threads cost more than they give
-    (measured: 0.8 ms for one product on one thread, 3.8 ms on two)."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1, user_api="blas")
+from .prior import one_blas_thread
 
 
 def encode(model: CodecModel, quality: int, indices: np.ndarray, levels: np.ndarray | None,

@@ -185,6 +185,8 @@ def test_the_detail_layer_in_bands_gives_the_same_bytes_and_pixels(model, photo,
     monkeypatch.setattr(api, "BAND_BLOCKS", 3)  # the photo's 9 block rows -> 3 bands
     assert model.compress(photo, top) == whole
     assert np.array_equal(np.asarray(model.decompress(whole)), image)
+    monkeypatch.setattr(api, "KEPT_BLOCKS", 3)  # and each band's candidates computed twice
+    assert model.compress(photo, top) == whole
 
 
 @pytest.mark.parametrize("junk", [b"\xff" * 64, bytes(range(256)) * 4, b"\x00" * 8])
