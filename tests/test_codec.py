@@ -174,6 +174,24 @@ def test_entropy_constrained_symbols_trade_latent_error_for_bits(model, photo):
     assert np.array_equal(model.decode_payload(1, data, *photo.shape[:2])[0], chosen[:1])
 
 
+def test_the_encoders_prior_work_in_a_thread_pool_gives_what_one_thread_gives(model, photo):
+    """ECVQ and the whole map's prior features run in chunks through a thread pool: small
+    chunks on two threads choose the same symbols, from the same features, as one pass."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vqpress.codec import ecvq
+
+    z = model.transforms.latents(photo)
+    nearest = model.transforms.quantise(z, 2)
+    tokens = model.prior.token_map(nearest)
+    alone = ecvq.choose(z, nearest, model.transforms.codebooks, model.prior, 1.0, chunk=z[0].size)
+    with ThreadPoolExecutor(2) as pool:
+        assert np.array_equal(model.prior.all_features(tokens, chunk=7, map=pool.map),
+                              model.prior.all_features(tokens, chunk=tokens.size))
+        pooled = ecvq.choose(z, nearest, model.transforms.codebooks, model.prior, 1.0, chunk=7, map=pool.map)
+    assert np.array_equal(pooled, alone) and (alone != nearest).any()
+
+
 def test_the_detail_layer_in_bands_gives_the_same_bytes_and_pixels(model, photo, monkeypatch):
     """Big photos get their detail layer chosen and added in bands of block rows, so its float
     temporaries stay small; bands change neither the file nor the image."""
