@@ -46,6 +46,34 @@ def transform_macs(config: dict, height: int, width: int) -> dict[str, float]:
     return counts
 
 
+def stage_times(codec, repeat: int, rgb, q: int, map, stages: list[str]) -> list[float | None]:
+    """Median milliseconds of each stage at quality q (None where it does not run), chunked
+    work through `map`."""
+    from vqpress.codec import ecvq, payload
+    from vqpress.codec.api import ECVQ_LAMBDA
+
+    h, w = rgb.shape[:2]
+    rung = codec.ladder[q - 1]
+    row = {}
+    row["analysis"], z = median_ms(repeat, codec.transforms.latents, rgb)
+    row["nearest codes"], nearest = median_ms(repeat, codec.transforms.quantise, z, rung.stages)
+    row["ECVQ"], indices = median_ms(repeat, lambda: ecvq.choose(z, nearest, codec.transforms.codebooks,
+                                                                codec.prior, ECVQ_LAMBDA, map=map))
+    row["synthesis"], base = median_ms(repeat, codec.pixels, indices, h, w)
+    levels = modes = None
+    if rung.step is not None:
+        row["detail levels"], (levels, modes) = median_ms(repeat, codec.detail_levels, rgb, base, q, map)
+    row["payload encode"], (data, _) = median_ms(repeat, payload.encode, codec.model, q, indices,
+                                                 levels, None, modes)
+    row["payload decode"], _ = median_ms(repeat, payload.decode, codec.model, q, data, h, w)
+    out = base
+    if levels is not None:
+        row["base + detail"], out = median_ms(repeat, codec.with_detail, q, base, levels, modes, map)
+    if codec.postfilter is not None and codec.postfilter.applies(q):
+        row["filter"], _ = median_ms(repeat, codec.postfilter, out, q)
+    return [row.get(s) for s in stages]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default=str(ROOT / "samples" / "coffee.png"))
@@ -55,43 +83,26 @@ def main():
     args = parser.parse_args()
     from PIL import Image
 
-    from vqpress.codec import ecvq, payload
-    from vqpress.codec.api import ECVQ_LAMBDA, Codec
+    from vqpress.codec.api import Codec
     from vqpress.codec.imageio import to_planes
-    from vqpress.codec.prior import one_blas_thread
+    from vqpress.codec.parallel import one_blas_thread
 
     image = Image.open(args.image).convert("RGB").resize((768, 512), Image.LANCZOS)
     rgb = to_planes(image)[0]
     h, w = rgb.shape[:2]
     codec = Codec(device="cpu", threads=args.threads)
     codec.compress(image, codec.qualities[-1])  # warm-up
-    pool = ThreadPoolExecutor(codec.workers)  # the pool the codec gives its chunked numpy work
     stages = ["analysis", "nearest codes", "ECVQ", "synthesis", "detail levels", "payload encode",
               "payload decode", "base + detail", "filter"]
     print(f"768x512, {args.threads} threads, median of {args.repeat}, milliseconds\n")
     print("| quality | " + " | ".join(stages) + " |\n|---:|" + "---:|" * len(stages))
-    for q in (int(x) for x in args.qualities.split(",")):
-        rung = codec.ladder[q - 1]
-        row = {}
-        row["analysis"], z = median_ms(args.repeat, codec.transforms.latents, rgb)
-        row["nearest codes"], nearest = median_ms(args.repeat, codec.transforms.quantise, z, rung.stages)
-        with one_blas_thread():  # as `Codec.symbols` runs it
-            row["ECVQ"], indices = median_ms(args.repeat, ecvq.choose, z, nearest, codec.transforms.codebooks,
-                                             codec.prior, ECVQ_LAMBDA, 1024, pool.map)
-        row["synthesis"], base = median_ms(args.repeat, codec.pixels, indices, h, w)
-        levels = modes = None
-        if rung.step is not None:
-            row["detail levels"], (levels, modes) = median_ms(args.repeat, codec.detail_levels, rgb, base, q, pool.map)
-        row["payload encode"], (data, _) = median_ms(args.repeat, payload.encode, codec.model, q, indices,
-                                                     levels, None, modes)
-        row["payload decode"], _ = median_ms(args.repeat, payload.decode, codec.model, q, data, h, w)
-        out = base
-        if levels is not None:
-            row["base + detail"], out = median_ms(args.repeat, codec.with_detail, q, base, levels, modes, pool.map)
-        if codec.postfilter is not None and codec.postfilter.applies(q):
-            row["filter"], _ = median_ms(args.repeat, codec.postfilter, out, q)
-        print(f"| {q} | " + " | ".join(f"{row[s]:.0f}" if s in row else "-" for s in stages) + " |")
+    # as compress and decompress run them: one BLAS thread, chunked work on the codec's pool
+    with one_blas_thread(), ThreadPoolExecutor(codec.workers) as pool:
+        for q in (int(x) for x in args.qualities.split(",")):
+            print(f"| {q} | " + " | ".join(f"{ms:.0f}" if ms is not None else "-" for ms in
+                                          stage_times(codec, args.repeat, rgb, q, pool.map, stages)) + " |")
     macs = transform_macs(codec.model.vqvae_config, h, w)
+    indices = codec.symbols(rgb, codec.ladder[-1].stages)  # the synthesis's time does not depend on them
     print()
     for name, fn, arg in (("analysis", codec.transforms.latents, rgb), ("synthesis", codec.pixels, indices)):
         ms, _ = median_ms(args.repeat, fn, *((arg,) if name == "analysis" else (arg, h, w)))

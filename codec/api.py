@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,7 @@ from .imageio import as_image, exif_bytes, from_rgb8, to_planes
 from .ladder import DEFAULT_MODEL, check_quality
 from .model import load_codec_file
 from .postfilter import OnnxPostFilter
-from .prior import one_blas_thread
+from .parallel import one_blas_thread, run_all, workers
 from .transforms import OnnxTransforms, TorchTransforms
 
 PROGRESS_DELAY = 1.0  # seconds before a progress bar shows: quick runs stay quiet
@@ -56,17 +55,20 @@ class Codec:
                  path=None):
         """device: "auto" or "cpu" runs the transforms with ONNX Runtime on the CPU (no torch
         import), "cuda" with torch on a CUDA GPU. threads: ONNX Runtime's (0: its default, the
-        physical cores), and the encoder's for the prior (0: one per CPU). path: a codec file that is not shipped (training's work in progress);
-        its model id is its file name's stem."""
+        physical cores), and those of the pool that runs the codec's numpy work in chunks
+        (`codec.parallel`; 0: the CPUs available, at most 4). path: a codec file that is not
+        shipped (training's work in progress); its model id is its file name's stem."""
         if device not in ("auto", "cpu", "cuda"):
             raise VQPressError(f"unknown device {device!r} (use auto, cpu or cuda)")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise VQPressError(f"threads must be a whole number, 0 or more, got {threads!r}")
         if path is None:
             path, digest = weights.verified(model_id)
         else:
             path, digest = Path(path), weights.sha256_file(path)
             model_id = path.stem
         self.model_id, self.weights_hash = model_id, bytes.fromhex(digest)[:4]
-        self.workers = threads or os.cpu_count() or 1
+        self.workers = workers(threads)
         self.model = load_codec_file(path)
         self.prior, self.ladder = self.model.prior, self.model.ladder
         config, state = self.model.vqvae_config, self.model.vqvae_state
@@ -109,16 +111,14 @@ class Codec:
         while the detail layer is still being range-decoded (ONNX Runtime releases the GIL;
         the detail layer never reads the base's pixels, only its reconstruction does). The
         worker first builds the ONNX Runtime sessions that a fresh process has not made yet."""
-        with ThreadPoolExecutor(1) as pool:
+        with one_blas_thread(), ThreadPoolExecutor(1) as pool, ThreadPoolExecutor(self.workers) as helpers:
             prepared = pool.submit(self.prepare_decoder, quality)
             base = []
             indices, levels, modes = payload.decode(
                 self.model, quality, data, height, width, bar,
                 on_symbols=lambda idx: base.append(pool.submit(self.pixels, idx, height, width, bar)))
             prepared.result()  # its error (a damaged graph file), if any, before the pixels' own
-            base = base[0].result()
-        with ThreadPoolExecutor(self.workers) as helpers:
-            return self.with_detail(quality, base, levels, modes, helpers.map)
+            return self.with_detail(quality, base[0].result(), levels, modes, helpers.map)
 
     def prepare_decoder(self, quality: int) -> None:
         """Make the sessions that decoding a quality runs, if not made yet."""
@@ -140,8 +140,7 @@ class Codec:
             out[pixels] = detail.add_detail(block_modes.predictor(base[pixels], band_modes),
                                             levels[blocks], rung.step, rung.offset)
 
-        for _ in map(add, bands(len(levels))):
-            pass
+        run_all(map, add, bands(len(levels)))
         return out
 
     def detail_levels(self, rgb, base, quality: int, map=map):
@@ -191,7 +190,7 @@ class Codec:
         rung = self.ladder[quality - 1]
         has_detail = rung.step is not None
         with progress_bar(progress, "compress", h, w, rung.stages + 1 + 4 * has_detail) as bar, \
-                ThreadPoolExecutor(1) as pool, ThreadPoolExecutor(self.workers) as helpers:
+                one_blas_thread(), ThreadPoolExecutor(1) as pool, ThreadPoolExecutor(self.workers) as helpers:
             indices = self.symbols(rgb, rung.stages, bar, ECVQ_LAMBDA)
 
             def detail_layer():  # the VQ base's synthesis and the levels: in a worker thread
@@ -293,8 +292,8 @@ def as_bytes(data) -> bytes:
 
 def bands(block_rows: int):
     """(block rows, pixel rows) slices of horizontal bands of BAND_BLOCKS block rows: the
-    detail layer is added (and chosen) band by band, in parallel, and its float temporaries
-    stay small on big photos (each block depends only on its own pixels)."""
+    detail layer is added (and chosen) band by band, a band per pool thread, so its float
+    temporaries stay small on big photos (each block depends only on its own pixels)."""
     for r0 in range(0, block_rows, BAND_BLOCKS):
         yield slice(r0, r0 + BAND_BLOCKS), slice(r0 * BLOCK, (r0 + BAND_BLOCKS) * BLOCK)
 

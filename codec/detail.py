@@ -23,6 +23,7 @@ import numpy as np
 
 from .blocks import BLOCK, ZIGZAG, to_coefficients, to_pixels
 from .entropy import CATEGORICAL, UNIFORM
+from .parallel import run_all
 
 LIMIT = 15  # symbols code q in -LIMIT..LIMIT; the two end symbols mean "this far or further"
 SYMBOLS = 2 * LIMIT + 1
@@ -109,8 +110,7 @@ def rd_optimise(levels: np.ndarray, coefficients: np.ndarray, step: float, offse
         added = np.square(c - dequantise(lower, step, offset)) - np.square(c - dequantise(q_nonzero, step, offset))
         q[nonzero] = np.where(added < price * rate, lower, q_nonzero)
 
-    for _ in map(lower_where_it_pays, range(0, len(levels), chunk)):
-        pass
+    run_all(map, lower_where_it_pays, range(0, len(levels), chunk))
     return out
 
 

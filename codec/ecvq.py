@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .parallel import run_all
 from .prior import FixedPointPrior
 
 
@@ -39,6 +40,5 @@ def choose(z: np.ndarray, nearest: np.ndarray, codebooks: np.ndarray, prior: Fix
             part -= codebooks[s][chosen]
             earlier = earlier + prior.same_position[s][chosen]
 
-    for _ in map(choose_chunk, range(0, h * w, chunk)):
-        pass
+    run_all(map, choose_chunk, range(0, h * w, chunk))
     return out.reshape(stages, h, w)

@@ -9,7 +9,7 @@ from . import detail, modes as block_modes
 from .entropy import CorruptStream, PayloadDecoder, decode_symbols, encode_symbols, new_encoder
 from .errors import VQPressError
 from .model import CodecModel
-from .prior import one_blas_thread
+from .parallel import one_blas_thread
 
 
 def encode(model: CodecModel, quality: int, indices: np.ndarray, levels: np.ndarray | None,

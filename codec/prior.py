@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .errors import VQPressError
+from .parallel import run_all
 
 ACT_BITS = 8  # activations are integers at scale 2**ACT_BITS
 WEIGHT_MAX = 2**12  # largest integer weight magnitude
@@ -176,9 +177,8 @@ class FixedPointPrior:
         rows, cols = (a.ravel() for a in np.indices((height, width)))
         self.set_symbols(state, rows, cols, tokens.reshape(-1, self.config.num_stages))
         at = self._positions(state, rows, cols)
-        for k in range(len(self.layers)):
-            for _ in map(lambda start: self._layer_at(state, k, at[start:start + chunk]), range(0, len(at), chunk)):
-                pass  # every chunk of layer k before layer k + 1 (and its error, if any, here)
+        for k in range(len(self.layers)):  # every chunk of layer k before layer k + 1
+            run_all(map, lambda start: self._layer_at(state, k, at[start:start + chunk]), range(0, len(at), chunk))
         return state["hidden"][-1].reshape(height + 2, width + 4, -1)[2:, 2:-2]
 
     def _first_at(self, state: dict, at: np.ndarray) -> np.ndarray:
@@ -202,16 +202,6 @@ class FixedPointPrior:
         patches = np.take(hidden[k - 1], at[:, None] + state["taps"][k], axis=0)  # (n, taps, C)
         g = self._gate(self._rescale(patches.reshape(len(at), -1) @ weight + bias, shift))
         hidden[k][at] = clamp(np.take(hidden[k - 1], at, axis=0) + g, -ACT_CLIP, ACT_CLIP)
-
-
-def one_blas_thread():
-    """The prior's products are small (hundreds of rows at most): BLAS threads cost more than
-    they give (measured: 0.8 ms for one product on one thread, 3.8 ms on two; the whole map's
-    features of a 768x512 image in 43 ms on one, 51 ms on two), so parallel work runs in
-    Python threads over chunks instead."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1, user_api="blas")
 
 
 def clamp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:

@@ -53,6 +53,19 @@ def test_quality_out_of_range_is_an_error(model, photo):
             model.compress(photo, q)
 
 
+@pytest.mark.parametrize("threads", [-1, 1.5, "2", True])
+def test_a_bad_thread_count_is_a_clear_error(threads):
+    with pytest.raises(codec.VQPressError, match="threads must be a whole number"):
+        codec.load(device="cpu", threads=threads)
+
+
+def test_the_default_pool_has_a_thread_per_available_cpu_up_to_a_ceiling():
+    from vqpress.codec import parallel
+
+    assert 1 <= parallel.workers(0) <= parallel.MAX_WORKERS
+    assert parallel.workers(3) == 3
+
+
 def test_file_from_other_weights_is_rejected(model, photo):
     from vqpress.codec import container
 
@@ -205,6 +218,16 @@ def test_the_detail_layer_in_bands_gives_the_same_bytes_and_pixels(model, photo,
     assert np.array_equal(np.asarray(model.decompress(whole)), image)
     monkeypatch.setattr(api, "KEPT_BLOCKS", 3)  # and each band's candidates computed twice
     assert model.compress(photo, top) == whole
+    from concurrent.futures import ThreadPoolExecutor
+
+    indices = model.decode_payload(top, unpack(whole)[1], *photo.shape[:2])[0]
+    base = model.pixels(indices, *photo.shape[:2])
+    levels, modes = model.detail_levels(photo, base, top)  # one band after the other
+    with ThreadPoolExecutor(2) as pool:  # the bands on two threads, whatever the machine has
+        pooled_levels, pooled_modes = model.detail_levels(photo, base, top, pool.map)
+        assert np.array_equal(pooled_levels, levels) and np.array_equal(pooled_modes, modes)
+        assert np.array_equal(model.with_detail(top, base, levels, modes, pool.map),
+                              model.with_detail(top, base, levels, modes))
 
 
 @pytest.mark.parametrize("junk", [b"\xff" * 64, bytes(range(256)) * 4, b"\x00" * 8])

@@ -120,6 +120,11 @@ def test_rd_optimisation_only_lowers_levels_where_the_table_says_it_pays():
     error = lambda q: np.square(coefficients - detail.dequantise(q, step, offset))  # noqa: E731
     assert (error(lowered)[moved] > error(levels)[moved]).all()  # what it gives up is error...
     assert np.abs(lowered[moved]).max() < detail.LIMIT  # ...for bits, which escapes would not save
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:  # chunks of block rows on two threads: the same choice
+        pooled = detail.rd_optimise(levels, coefficients, step, offset, table, 0.3, chunk=2, map=pool.map)
+    assert np.array_equal(pooled, lowered)
 
 
 def test_levels_are_reconstructed_with_the_rung_offset():
