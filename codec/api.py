@@ -25,8 +25,8 @@ from .container import GRAY_MODES, MODE_LA, MODE_RGBA
 from .imageio import as_image, exif_bytes, from_rgb8, to_planes
 from .ladder import DEFAULT_MODEL, check_quality
 from .model import load_codec_file
-from .postfilter import OnnxPostFilter
 from .parallel import one_blas_thread, run_all, workers
+from .postfilter import OnnxPostFilter
 from .transforms import OnnxTransforms, TorchTransforms
 
 PROGRESS_DELAY = 1.0  # seconds before a progress bar shows: quick runs stay quiet
