@@ -50,10 +50,10 @@ def timed(repeat, fn, *args):
     return statistics.median(times), result
 
 
-def vqpress_times(image, repeat, threads):
+def vqpress_times(image, repeat, threads, int8_analysis=True):
     from vqpress.codec.api import Codec
 
-    model = Codec(device="cpu", threads=threads)
+    model = Codec(device="cpu", threads=threads, int8_analysis=int8_analysis)
     model.compress(image, model.qualities[-1])  # warm-up
     rows = []
     for q in model.qualities:
@@ -151,12 +151,15 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--float-analysis", action="store_true",
+                        help="In process, encode with the float analysis graph, not the model's 8-bit one.")
     args = parser.parse_args()
     from PIL import Image
 
     image = Image.open(args.image).convert("RGB").resize((768, 512), Image.LANCZOS)
-    ours = vqpress_times(image, args.repeat, args.threads)
-    print(f"768x512, {args.threads} threads, median of {args.repeat}\n")
+    ours = vqpress_times(image, args.repeat, args.threads, not args.float_analysis)
+    print(f"768x512, {args.threads} threads, median of {args.repeat}"
+          f"{', float analysis' if args.float_analysis else ''}\n")
     print("| vqpress quality | bpp | encode (s) | decode (s) |\n|---:|---:|---:|---:|")
     for q, enc, dec, bpp in ours:
         print(f"| {q} | {bpp:.3f} | {enc:.3f} | {dec:.3f} |")

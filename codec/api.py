@@ -27,7 +27,7 @@ from .ladder import DEFAULT_MODEL, check_quality
 from .model import load_codec_file
 from .parallel import one_blas_thread, run_all, workers
 from .postfilter import OnnxPostFilter
-from .transforms import OnnxTransforms, TorchTransforms
+from .transforms import OnnxTransforms, TorchTransforms, int8_analysis_graph
 
 PROGRESS_DELAY = 1.0  # seconds before a progress bar shows: quick runs stay quiet
 BAND_BLOCKS = 16  # block rows the detail layer is chosen and added in at a time (`bands`)
@@ -52,17 +52,22 @@ class Codec:
     """A loaded model. `compress` and `decompress` are safe to call repeatedly."""
 
     def __init__(self, model_id: str = DEFAULT_MODEL, device: str = "auto", threads: int = 0,
-                 path=None):
+                 path=None, int8_analysis: bool = True):
         """device: "auto" or "cpu" runs the transforms with ONNX Runtime on the CPU (no torch
         import), "cuda" with torch on a CUDA GPU. threads: ONNX Runtime's (0: its default, the
         physical cores), and those of the pool that runs the codec's numpy work in chunks
         (`codec.parallel`; 0: the CPUs available, at most 4). path: a codec file that is not
-        shipped (training's work in progress); its model id is its file name's stem."""
+        shipped (training's work in progress); its model id is its file name's stem.
+        int8_analysis: on the CPU, encode with the model's 8-bit analysis graph where one is
+        shipped (half the analysis's time; the files differ from the float analysis's by a
+        few tenths of a percent, see the model card); False: the float graph. Decoding never
+        runs the analysis."""
         if device not in ("auto", "cpu", "cuda"):
             raise VQPressError(f"unknown device {device!r} (use auto, cpu or cuda)")
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
             raise VQPressError(f"threads must be a whole number, 0 or more, got {threads!r}")
-        if path is None:
+        shipped = path is None
+        if shipped:
             path, digest = weights.verified(model_id)
         else:
             path, digest = Path(path), weights.sha256_file(path)
@@ -72,8 +77,9 @@ class Codec:
         self.model = load_codec_file(path)
         self.prior, self.ladder = self.model.prior, self.model.ladder
         config, state = self.model.vqvae_config, self.model.vqvae_state
-        self.transforms = (TorchTransforms(config, state, device) if device == "cuda"
-                           else OnnxTransforms(config, state, threads))
+        int8 = int8_analysis_graph(model_id) if shipped and int8_analysis else None
+        self.transforms = (TorchTransforms(config, state, device) if device == "cuda" else OnnxTransforms(
+            config, state, threads, int8 if int8 in weights.checksums() else None))
         self.postfilter = None
         if self.model.postfilter_config is not None:
             self.postfilter = OnnxPostFilter(self.model.postfilter_config, self.model.postfilter_state, threads)

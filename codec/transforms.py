@@ -47,6 +47,11 @@ def graph_id(config: dict) -> str:
     return f"gdn-c{config['channels']}-l{config['latent_dim']}"
 
 
+def int8_analysis_graph(model_id: str) -> str:
+    """The file name of a model's 8-bit analysis graph (`vqpress.training.quantise`)."""
+    return f"{model_id}.analysis-int8.onnx"
+
+
 class Transforms:
     """What both backends share: the tiling, and the residual VQ in numpy."""
 
@@ -114,14 +119,18 @@ class Transforms:
 
 class OnnxTransforms(Transforms):
     """The transforms on ONNX Runtime's CPU provider: the architecture's graphs (shipped in
-    weights/, checksummed like the models) fed the model's own weights."""
+    weights/, checksummed like the models) fed the model's own weights; or, for the analysis,
+    a model's own 8-bit graph (`int8_analysis`: its file name), which holds its weights."""
 
-    def __init__(self, config: dict, state: dict[str, np.ndarray], threads: int = 0):
+    def __init__(self, config: dict, state: dict[str, np.ndarray], threads: int = 0,
+                 int8_analysis: str | None = None):
         super().__init__(config, state)
-        self.config, self.state, self.threads = config, state, threads
+        self.config, self.state, self.threads, self.int8_analysis = config, state, threads, int8_analysis
 
     @cached_property
     def analysis_session(self) -> OnnxSession:  # made on first use: a decoder never needs it
+        if self.int8_analysis is not None:
+            return OnnxSession(self.int8_analysis, {}, "", self.threads)
         return OnnxSession(f"{graph_id(self.config)}.analysis.onnx", self.state, "encoder.", self.threads)
 
     @cached_property
@@ -140,7 +149,8 @@ class OnnxTransforms(Transforms):
 
 class OnnxSession:
     """An ONNX Runtime session of a shipped graph whose weights are the tensors of `state`
-    under `prefix` (held here: the session reads them without copying)."""
+    under `prefix` (held here: the session reads them without copying), or, with an empty
+    `state`, in the graph itself."""
 
     def __init__(self, graph: str, state: dict[str, np.ndarray], prefix: str, threads: int):
         import onnxruntime as ort
@@ -154,7 +164,8 @@ class OnnxSession:
         names = [k[len(prefix):] for k in state if k.startswith(prefix)]
         self.values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(state[prefix + n], dtype=np.float32))
                        for n in names]
-        options.add_external_initializers(names, self.values)
+        if names:
+            options.add_external_initializers(names, self.values)
         self.session = ort.InferenceSession(path.read_bytes(), options, providers=["CPUExecutionProvider"])
 
     def run(self, **inputs: np.ndarray) -> np.ndarray:

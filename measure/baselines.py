@@ -113,7 +113,8 @@ def vqpress(device: str = "cpu", model_id: str | None = None) -> RDCodec:
         return np.asarray(model.decompress(data).convert("RGB"))
 
     name = "vqpress" if model_id is None else f"vqpress-{model_id}"
-    settings = f"encoder: RDO lambda {api.RDO_LAMBDA:g}, ECVQ lambda {api.ECVQ_LAMBDA:g}"
+    analysis = "8-bit" if getattr(model.transforms, "int8_analysis", None) else "float"
+    settings = f"encoder: RDO lambda {api.RDO_LAMBDA:g}, ECVQ lambda {api.ECVQ_LAMBDA:g}, {analysis} analysis"
     # the weights' hash too: a retrained model under the same id must not reuse old rows
     return RDCodec(name, f"vqpress {__version__} {model.model_id} (weights {model.weights_hash.hex()}; "
                          f"VQ-VAE + PixelCNN prior; {settings}), .vqp with header",

@@ -263,7 +263,9 @@ def test_onnx_runtime_transforms_match_the_torch_networks(model, tmp_path):
     reference = TorchTransforms(model.model.vqvae_config, model.model.vqvae_state, "cpu")
     x = np.random.default_rng(0).random((1, 3, 48, 64), dtype=np.float32)
     z = reference.analysis(x)
-    assert np.abs(model.transforms.analysis(x) - z).max() < 1e-4
+    float_analysis = codec.Codec(device="cpu", int8_analysis=False).transforms
+    assert float_analysis.int8_analysis is None
+    assert np.abs(float_analysis.analysis(x) - z).max() < 1e-4
     y = reference.synthesis(z)
     assert np.abs(model.transforms.synthesis(z) - y).max() < 1e-4
     exported = export_graphs(model.model.vqvae_config, tmp_path)
@@ -279,6 +281,43 @@ def test_onnx_runtime_transforms_match_the_torch_networks(model, tmp_path):
         options.add_external_initializers(names, values)
         session = ort.InferenceSession(graph.read_bytes(), options)
         assert np.abs(session.run(None, {"x": inputs})[0] - outputs).max() < 1e-4
+
+
+def test_the_8_bit_analysis_picks_nearly_the_float_analysis_codes(model, tmp_path):
+    """The shipped 8-bit analysis graph (the CPU encoder's default), and one made afresh by
+    `training.quantise` from a few calibration crops, stay within a few percent of the float
+    latent and pick mostly the same first-stage codes."""
+    from skimage import data as skdata
+
+    from vqpress.codec.transforms import int8_analysis_graph
+    from vqpress.training.quantise import centre_crops, export_quantised_analysis, quantised_analysis
+
+    assert model.transforms.int8_analysis == int8_analysis_graph(model.model_id)
+    rgb = skdata.coffee()[:256, :384]
+    float_codec = codec.Codec(device="cpu", int8_analysis=False)
+    z = float_codec.transforms.latents(rgb)
+    import onnxruntime as ort
+
+    fresh = ort.InferenceSession(quantised_analysis(model.model, centre_crops([skdata.astronaut(), skdata.chelsea()])))
+    x = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], np.float32) / 255  # one tile: 256x384
+    for latent in (model.transforms.latents(rgb), fresh.run(None, {"x": x})[0][0]):
+        assert np.sqrt(np.mean((latent - z) ** 2) / np.mean(z**2)) < 0.05
+        same = model.transforms.quantise(latent, 1) == float_codec.transforms.quantise(z, 1)
+        assert same.mean() > 0.9
+    with pytest.raises(ValueError, match="8x8"):  # no calibration image big enough
+        export_quantised_analysis("x", model.model, [rgb[:7]], tmp_path)
+
+
+def test_files_of_the_8_bit_analysis_are_as_good_as_the_float_ones(model):
+    from skimage import data as skdata
+
+    rgb = skdata.coffee()[:256, :384]
+    float_codec = codec.Codec(device="cpu", int8_analysis=False)
+    for q in (2, 9):
+        fast, exact = model.compress(rgb, q), float_codec.compress(rgb, q)
+        assert fast != exact  # the analysis did change
+        assert abs(len(fast) / len(exact) - 1) < 0.03
+        assert abs(psnr(rgb, np.asarray(model.decompress(fast))) - psnr(rgb, np.asarray(model.decompress(exact)))) < 0.1
 
 
 @pytest.mark.parametrize("channels, layers", [(32, 5), (48, 6)])  # the shipped graphs

@@ -29,6 +29,8 @@ def codec_sections(card: dict, ladder: list[Rung] | None = None) -> list[tuple[s
         sections.append(("detail layer", detail_lines(card["detail"], ladder)))
     if "postfilter" in card:
         sections.append(("reconstruction filter", filter_lines(card["postfilter"])))
+    if "int8_analysis" in card:
+        sections.append(("8-bit analysis graph", int8_analysis_lines(card["int8_analysis"])))
     return sections
 
 
@@ -93,3 +95,15 @@ def filter_lines(c: dict) -> list[str]:
                      "qualities; it is not applied at the qualities added after them, where it was "
                      "neither trained nor validated")
     return lines
+
+
+def int8_analysis_lines(c: dict) -> list[str]:
+    return [f"The encoder's analysis transform with these weights as an ONNX graph, `{c['file']}` (sha256 "
+            f"`{c['sha256']}`), its heaviest convolutions on 8-bit integers (`training/quantise.py`): "
+            "what the CPU encoder runs (`Codec(int8_analysis=False)` runs the float graph). Decoding "
+            "never runs it.",
+            "",
+            f"- in 8 bits (weights per output channel, inputs uint8): {', '.join(f'`{n}`' for n in c['layers'])}",
+            f"- input ranges (min-max) from the centre squares (at most {c['crop']} px a side) of {c['images']} "
+            f"images of `{c['data']}`",
+            f"- command: `{c['command']}`"]

@@ -48,7 +48,8 @@ def record_checksum(sums: Path, filename: str, digest: str) -> None:
     """Add or replace one file's line in a SHA256SUMS file (sorted by file name)."""
     lines = [line for line in (sums.read_text().splitlines() if sums.exists() else [])
              if not line.endswith(f"  {filename}")]
-    sums.write_text("\n".join(sorted(lines + [f"{digest}  {filename}"])) + "\n")
+    lines = sorted(lines + [f"{digest}  {filename}"], key=lambda line: line.split(maxsplit=1)[1])
+    sums.write_text("\n".join(lines) + "\n")
 
 
 def is_shipped(model_id: str) -> bool:
