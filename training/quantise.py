@@ -50,10 +50,10 @@ def float_analysis(model: CodecModel) -> bytes:
     return buf.getvalue()
 
 
-def quantised_analysis(model: CodecModel, calibration: list[np.ndarray]) -> bytes:
-    """The 8-bit analysis graph: the INT8_LAYERS' weights per output channel in int8, their
-    inputs in uint8 over the range the calibration images (H, W, 3 uint8, all one size) take
-    there (min-max)."""
+def quantised_analysis(model: CodecModel, calibration: list[np.ndarray], layers=INT8_LAYERS) -> bytes:
+    """The 8-bit analysis graph: the `layers`' weights per output channel in int8, their
+    inputs in uint8 over the range the calibration images (H, W, 3 uint8) take there
+    (min-max)."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
@@ -68,7 +68,7 @@ def quantised_analysis(model: CodecModel, calibration: list[np.ndarray]) -> byte
     import onnx
 
     graph = float_analysis(model)
-    missing = set(INT8_LAYERS) - {node.name for node in onnx.load_from_string(graph).graph.node}
+    missing = set(layers) - {node.name for node in onnx.load_from_string(graph).graph.node}
     if missing:  # the exporter named the layers differently
         raise RuntimeError(f"the analysis graph has no layers {sorted(missing)}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,7 +76,7 @@ def quantised_analysis(model: CodecModel, calibration: list[np.ndarray]) -> byte
         source.write_bytes(graph)
         quantize_static(source, target, Crops(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_quantize=list(INT8_LAYERS), calibrate_method=CalibrationMethod.MinMax)
+                        nodes_to_quantize=list(layers), calibrate_method=CalibrationMethod.MinMax)
         return target.read_bytes()
 
 
