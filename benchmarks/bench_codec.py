@@ -3,8 +3,10 @@
     python benchmarks/bench_codec.py [--image PHOTO] [--repeat 5] [--threads 2] [--skip-memory]
 
 - In process, a 768x512 photo: median encode and decode time at every quality of the default
-  model; in the same run, compressai's bmshj2018-hyperprior and mbt2018 (random weights: the
-  time does not depend on them) and Pillow's WebP (method 6) and AVIF (speed 4), as ratios.
+  model, over --repeat rounds that each take every quality once (a slow spell of a shared
+  machine then falls on all qualities, not on a few); in the same run, compressai's
+  bmshj2018-hyperprior and mbt2018 (random weights: the time does not depend on them) and
+  Pillow's WebP (method 6) and AVIF (speed 4), as ratios.
 - From the command line, each in a fresh process: `vqpress compress` and `vqpress decompress`
   of that photo (process start to file written), and two errors (a missing file, a bad
   quality), medians of --repeat runs.
@@ -55,12 +57,15 @@ def vqpress_times(image, repeat, threads, int8_analysis=True):
 
     model = Codec(device="cpu", threads=threads, int8_analysis=int8_analysis)
     model.compress(image, model.qualities[-1])  # warm-up
-    rows = []
-    for q in model.qualities:
-        enc, data = timed(repeat, model.compress, image, q)
-        dec, _ = timed(repeat, model.decompress, data)
-        rows.append((q, enc, dec, len(data) * 8 / (image.width * image.height)))
-    return rows
+    encodes, decodes, sizes = ({q: [] for q in model.qualities} for _ in range(3))
+    for _ in range(repeat):  # rounds over every quality: a slow spell of the machine is shared out
+        for q in model.qualities:
+            seconds, data = timed(1, model.compress, image, q)
+            encodes[q].append(seconds)
+            decodes[q].append(timed(1, model.decompress, data)[0])
+            sizes[q] = len(data)
+    return [(q, statistics.median(encodes[q]), statistics.median(decodes[q]), sizes[q] * 8 / (image.width * image.height))
+            for q in model.qualities]
 
 
 def peer_times(image, repeat, threads):
