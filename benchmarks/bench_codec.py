@@ -56,16 +56,18 @@ def vqpress_times(image, repeat, threads, int8_analysis=True):
     from vqpress.codec.api import Codec
 
     model = Codec(device="cpu", threads=threads, int8_analysis=int8_analysis)
-    model.compress(image, model.qualities[-1])  # warm-up
-    encodes, decodes, sizes = ({q: [] for q in model.qualities} for _ in range(3))
+    model.decompress(model.compress(image, 1))  # warm-up: every session made (the filter's too)
+    model.compress(image, model.qualities[-1])
+    encodes, decodes = ({q: [] for q in model.qualities} for _ in range(2))
+    sizes = {}
     for _ in range(repeat):  # rounds over every quality: a slow spell of the machine is shared out
         for q in model.qualities:
             seconds, data = timed(1, model.compress, image, q)
             encodes[q].append(seconds)
             decodes[q].append(timed(1, model.decompress, data)[0])
             sizes[q] = len(data)
-    return [(q, statistics.median(encodes[q]), statistics.median(decodes[q]), sizes[q] * 8 / (image.width * image.height))
-            for q in model.qualities]
+    return [(q, statistics.median(encodes[q]), statistics.median(decodes[q]),
+             sizes[q] * 8 / (image.width * image.height)) for q in model.qualities]
 
 
 def peer_times(image, repeat, threads):

@@ -59,9 +59,9 @@ class Codec:
         (`codec.parallel`; 0: the CPUs available, at most 4). path: a codec file that is not
         shipped (training's work in progress); its model id is its file name's stem.
         int8_analysis: on the CPU, encode with the model's 8-bit analysis graph where one is
-        shipped (half the analysis's time; the files differ from the float analysis's by a
-        few tenths of a percent, see the model card); False: the float graph. Decoding never
-        runs the analysis."""
+        shipped (at 768x512 the analysis takes 68 ms instead of 108; the files take about 0.1%
+        more bits, see the model card); False: the float graph. Decoding never runs the
+        analysis."""
         if device not in ("auto", "cpu", "cuda"):
             raise VQPressError(f"unknown device {device!r} (use auto, cpu or cuda)")
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
@@ -77,7 +77,7 @@ class Codec:
         self.model = load_codec_file(path)
         self.prior, self.ladder = self.model.prior, self.model.ladder
         config, state = self.model.vqvae_config, self.model.vqvae_state
-        int8 = int8_analysis_graph(model_id) if shipped and int8_analysis else None
+        int8 = int8_analysis_graph(model_id, digest) if shipped and int8_analysis else None
         self.transforms = (TorchTransforms(config, state, device) if device == "cuda" else OnnxTransforms(
             config, state, threads, int8 if int8 in weights.checksums() else None))
         self.postfilter = None

@@ -47,13 +47,17 @@ def graph_id(config: dict) -> str:
     return f"gdn-c{config['channels']}-l{config['latent_dim']}"
 
 
-def int8_analysis_graph(model_id: str) -> str:
-    """The file name of a model's 8-bit analysis graph (`vqpress.training.quantise`)."""
-    return f"{model_id}.analysis-int8.onnx"
+def int8_analysis_graph(model_id: str, model_sha256: str) -> str:
+    """The file name of a model's 8-bit analysis graph (`vqpress.training.quantise`). It names
+    the model file's sha256 too: a model exported again under the same id never picks up the
+    graph of the weights it replaced."""
+    return f"{model_id}.{model_sha256[:8]}.analysis-int8.onnx"
 
 
 class Transforms:
     """What both backends share: the tiling, and the residual VQ in numpy."""
+
+    int8_analysis: str | None = None  # the 8-bit analysis graph's file name, where one runs
 
     def __init__(self, config: dict, state: dict[str, np.ndarray]):
         stages = range(config["num_stages"])

@@ -113,8 +113,9 @@ def vqpress(device: str = "cpu", model_id: str | None = None) -> RDCodec:
         return np.asarray(model.decompress(data).convert("RGB"))
 
     name = "vqpress" if model_id is None else f"vqpress-{model_id}"
-    analysis = "8-bit" if getattr(model.transforms, "int8_analysis", None) else "float"
-    settings = f"encoder: RDO lambda {api.RDO_LAMBDA:g}, ECVQ lambda {api.ECVQ_LAMBDA:g}, {analysis} analysis"
+    graph = model.transforms.int8_analysis  # named with its own checksum: a new graph never reuses old rows
+    analysis = f"8-bit analysis {weights.checksums()[graph][:8]}" if graph else "float analysis"
+    settings = f"encoder: RDO lambda {api.RDO_LAMBDA:g}, ECVQ lambda {api.ECVQ_LAMBDA:g}, {analysis}"
     # the weights' hash too: a retrained model under the same id must not reuse old rows
     return RDCodec(name, f"vqpress {__version__} {model.model_id} (weights {model.weights_hash.hex()}; "
                          f"VQ-VAE + PixelCNN prior; {settings}), .vqp with header",

@@ -283,18 +283,20 @@ def test_onnx_runtime_transforms_match_the_torch_networks(model, tmp_path):
         assert np.abs(session.run(None, {"x": inputs})[0] - outputs).max() < 1e-4
 
 
-def test_the_8_bit_analysis_picks_nearly_the_float_analysis_codes(model, tmp_path):
+def test_the_8_bit_analysis_picks_nearly_the_float_analysis_codes(model):
     """The shipped 8-bit analysis graph (the CPU encoder's default), and one made afresh by
-    `training.quantise` from a few calibration crops, stay within a few percent of the float
+    `training.quantise` from two calibration crops, stay within a few percent of the float
     latent and pick mostly the same first-stage codes."""
     from skimage import data as skdata
 
+    from vqpress import weights
     from vqpress.codec.transforms import int8_analysis_graph
-    from vqpress.training.quantise import centre_crops, export_quantised_analysis, quantised_analysis
+    from vqpress.training.quantise import centre_crops, quantised_analysis
 
-    assert model.transforms.int8_analysis == int8_analysis_graph(model.model_id)
+    assert model.transforms.int8_analysis == int8_analysis_graph(model.model_id, weights.verified(model.model_id)[1])
     rgb = skdata.coffee()[:256, :384]
     float_codec = codec.Codec(device="cpu", int8_analysis=False)
+    assert float_codec.transforms.int8_analysis is None
     z = float_codec.transforms.latents(rgb)
     import onnxruntime as ort
 
@@ -304,8 +306,31 @@ def test_the_8_bit_analysis_picks_nearly_the_float_analysis_codes(model, tmp_pat
         assert np.sqrt(np.mean((latent - z) ** 2) / np.mean(z**2)) < 0.05
         same = model.transforms.quantise(latent, 1) == float_codec.transforms.quantise(z, 1)
         assert same.mean() > 0.9
+
+
+def test_an_8_bit_analysis_belongs_to_one_model_file(tmp_path):
+    """The graph is named by its model file's sha256 and added to that file's card; a codec
+    file passed by path (not shipped) never runs a shipped graph."""
+    import json
+    import shutil
+
+    from skimage import data as skdata
+
+    from vqpress import weights
+    from vqpress.training.quantise import export_quantised_analysis
+
+    shipped, digest = weights.verified("rvq-dct-v9")
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(shipped.with_suffix(suffix), tmp_path)
+    graph, carded = export_quantised_analysis(tmp_path / "rvq-dct-v9.safetensors", [skdata.astronaut()], tmp_path)
+    assert graph.name == f"rvq-dct-v9.{digest[:8]}.analysis-int8.onnx" and carded
+    card = json.loads((tmp_path / "rvq-dct-v9.json").read_text())
+    assert card["int8_analysis"]["sha256"] == weights.sha256_file(graph)
+    assert f"`{graph.name}`" in (tmp_path / "rvq-dct-v9.md").read_text()
+    assert weights.checksums(tmp_path / weights.CHECKSUMS) == {graph.name: weights.sha256_file(graph)}
+    assert codec.Codec(device="cpu", path=tmp_path / "rvq-dct-v9.safetensors").transforms.int8_analysis is None
     with pytest.raises(ValueError, match="8x8"):  # no calibration image big enough
-        export_quantised_analysis("x", model.model, [rgb[:7]], tmp_path)
+        export_quantised_analysis(tmp_path / "rvq-dct-v9.safetensors", [skdata.astronaut()[:7]], tmp_path / "x")
 
 
 def test_files_of_the_8_bit_analysis_are_as_good_as_the_float_ones(model):

@@ -444,3 +444,13 @@ def test_a_rank_that_dies_gives_a_one_line_error():
 
     with pytest.raises(VQPressError, match="a training process died: process 1 terminated with signal SIGABRT"):
         launch(_abort_on_rank_one, nproc=2)
+
+
+def test_checksum_lines_are_replaced_and_sorted_by_file_name(tmp_path):
+    from vqpress import weights
+
+    sums = tmp_path / weights.CHECKSUMS
+    sums.write_text("ff  a.onnx\n\n00  c.safetensors\n")  # a blank line, as an editor may leave
+    weights.record_checksum(sums, "b.json", "11")
+    weights.record_checksum(sums, "a.onnx", "22")
+    assert sums.read_text() == "22  a.onnx\n11  b.json\n00  c.safetensors\n"

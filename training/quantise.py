@@ -7,7 +7,11 @@ synthesis makes the pixels the detail layer is added to, so its errors would be 
 image's.
 
 The graph holds the model's own weights (those of INT8_LAYERS in 8 bits, per output channel;
-the rest in float32), so it belongs to one model: `<model id>.analysis-int8.onnx`.
+the rest in float32), so it belongs to one model file: `<model id>.<its sha256 prefix>.analysis-int8.onnx`.
+
+Measured on an x86 CPU with AVX-512 VNNI. ONNX Runtime warns that its uint8 x int8 kernels for
+x86 CPUs without VNNI can saturate (its `reduce_range` option trades a bit of precision for
+safety there); on such CPUs the files may cost more bits than measured here. Not measured.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 
 from vqpress import weights
 from vqpress.codec.blocks import DOWNSCALE
-from vqpress.codec.model import CodecModel
+from vqpress.codec.model import CodecModel, load_codec_file
 from vqpress.codec.transforms import GRAPH_INPUT, GRAPH_OUTPUT, int8_analysis_graph
 from vqpress.nets.vqvae import VQVAE, VQVAEConfig
 
@@ -33,7 +37,7 @@ CROP = 256  # calibration crops' side, at most
 # The convolutions that run in 8 bits, named as the ONNX export names the layers of
 # `nets.transforms.analysis_transform`: the second 5x5 stride-2 one (56% of the transform's
 # products) and the residual block's two (whose errors the block's skip path dilutes). On 16
-# held-out training photos (qualities 1-13) the analysis takes 68 instead of 108 ms at 768x512
+# held-out training photos (10 qualities from 1 to 13) the analysis takes 68 instead of 108 ms at 768x512
 # and costs +0.09% BD-rate; the second only, 74 ms, +0.06%; it and the third, 68 ms, +0.23%;
 # every convolution, 54 ms, +0.48% (the GDNs' then run between 8-bit islands).
 INT8_LAYERS = ("/2/Conv", "/6/conv1/Conv", "/6/conv2/Conv")
@@ -93,26 +97,29 @@ def centre_crops(images: list[np.ndarray], size: int = CROP) -> list[np.ndarray]
     return out
 
 
-def export_quantised_analysis(model_id: str, model: CodecModel, images: list[np.ndarray], out: Path,
-                              data: str = "", command: str = "") -> Path:
-    """Write <out>/<model id>.analysis-int8.onnx, calibrated on the images' centre crops (from
-    the folder `data`), and its SHA256SUMS line; where <out> holds the model's card, add the
-    graph to it (with `command`)."""
+def export_quantised_analysis(model_path: Path, images: list[np.ndarray], out: Path, data: str = "",
+                              command: str = "") -> tuple[Path, bool]:
+    """Write the 8-bit analysis graph of the codec file `model_path` to <out> (named by its
+    model id and sha256: `int8_analysis_graph`), calibrated on the images' centre crops (from
+    the folder `data`), and its SHA256SUMS line. Where <out> holds that very file and its card,
+    add the graph to the card (with `command`). Returns (the graph's path, whether the card
+    was updated)."""
     crops = centre_crops(images)
     if not crops:
         raise ValueError("no calibration image is 8x8 or larger")
-    path = out / int8_analysis_graph(model_id)
+    model_id, model_digest, model = model_path.stem, weights.sha256_file(model_path), load_codec_file(model_path)
+    path = out / int8_analysis_graph(model_id, model_digest)
     out.mkdir(parents=True, exist_ok=True)
     path.write_bytes(quantised_analysis(model, crops))
     digest = weights.sha256_file(path)
     weights.record_checksum(out / weights.CHECKSUMS, path.name, digest)
-    card_path, model_path = out / f"{model_id}.json", out / f"{model_id}.safetensors"
-    if card_path.is_file() and model_path.is_file():
-        card = json.loads(card_path.read_text())
-        card["int8_analysis"] = {"file": path.name, "sha256": digest, "layers": list(INT8_LAYERS), "crop": CROP,
-                                 "images": len(crops), "data": data, "command": command}
-        card_path.write_text(json.dumps(card, indent=2) + "\n")
-        ladder = model.ladder if any(r.step is not None for r in model.ladder) else None
-        (out / f"{model_id}.md").write_text(render_card(model_id, weights.sha256_file(model_path), CODEC_INTRO,
-                                                        codec_sections(card, ladder)))
-    return path
+    card_path, released = out / f"{model_id}.json", out / f"{model_id}.safetensors"
+    if not (card_path.is_file() and released.is_file() and weights.sha256_file(released) == model_digest):
+        return path, False
+    card = json.loads(card_path.read_text())
+    card["int8_analysis"] = {"file": path.name, "sha256": digest, "layers": list(INT8_LAYERS), "crop": CROP,
+                             "images": len(crops), "data": data, "command": command}
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    sections = codec_sections(card, model.ladder if "detail" in card else None)
+    (out / f"{model_id}.md").write_text(render_card(model_id, model_digest, CODEC_INTRO, sections))
+    return path, True

@@ -47,7 +47,7 @@ def checksums(sums: Path | None = None) -> dict[str, str]:
 def record_checksum(sums: Path, filename: str, digest: str) -> None:
     """Add or replace one file's line in a SHA256SUMS file (sorted by file name)."""
     lines = [line for line in (sums.read_text().splitlines() if sums.exists() else [])
-             if not line.endswith(f"  {filename}")]
+             if line.strip() and not line.endswith(f"  {filename}")]
     lines = sorted(lines + [f"{digest}  {filename}"], key=lambda line: line.split(maxsplit=1)[1])
     sums.write_text("\n".join(lines) + "\n")
 
