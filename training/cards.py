@@ -99,14 +99,13 @@ def filter_lines(c: dict) -> list[str]:
 
 def int8_analysis_lines(c: dict) -> list[str]:
     return [f"The encoder's analysis transform with these weights as an ONNX graph, `{c['file']}` (sha256 "
-            f"`{c['sha256']}`), its heaviest convolutions on 8-bit integers (`training/quantise.py`): "
+            f"`{c['sha256']}`), its heaviest convolutions on integers (`training/quantise.py`): "
             "what the CPU encoder runs (`Codec(int8_analysis=False)` runs the float graph). Decoding "
             "never runs it.",
             "",
-            f"- in 8 bits (weights per output channel, inputs uint8): {', '.join(f'`{n}`' for n in c['layers'])}",
+            f"- on integers (weights 7-bit per output channel, inputs uint8): {', '.join(f'`{n}`' for n in c['layers'])}",
             f"- input ranges (min-max) from the centre squares (at most {c['crop']} px a side) of {c['images']} "
             f"images of `{c['data']}`",
             f"- command: `{c['command']}`",
-            "- measured (speed and rate) on an x86 CPU with AVX-512 VNNI; ONNX Runtime's documentation warns "
-            "that its 8-bit kernels for CPUs without VNNI can saturate, which would cost more bits there: "
-            "not measured"]
+            "- 7-bit weights (`reduce_range`) because ONNX Runtime's 8-bit kernels for x86 CPUs without VNNI "
+            "can saturate on 8-bit ones; speed and rate measured on a CPU with AVX-512 VNNI"]
