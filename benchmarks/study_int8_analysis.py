@@ -14,10 +14,9 @@ the rest. The encodes run at qualities 1-7, 9, 11 and 13 with the default model.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
+from bench_codec import timed
 
 DEFAULT_VARIANTS = ";".join([
     "/2/Conv",
@@ -29,13 +28,8 @@ QUALITIES = (1, 2, 3, 4, 5, 6, 7, 9, 11, 13)
 
 
 def analysis_ms(session, x: np.ndarray, repeat: int = 9) -> float:
-    session.run(None, {"x": x})
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        session.run(None, {"x": x})
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+    session.run(None, {"x": x})  # warm-up
+    return 1000 * timed(repeat, session.run, None, {"x": x})[0]
 
 
 def rd_curve(codec, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +59,8 @@ def main():
     from vqpress.codec.imageio import image_paths, open_image, to_rgb8
     from vqpress.measure.metrics import bd_rate
     from vqpress.training.data import evenly_spread
-    from vqpress.training.quantise import centre_crops, quantised_analysis
+    from vqpress.training.data import center_crops
+    from vqpress.training.quantise import CROP, quantised_analysis
 
     paths = image_paths(args.folder)
     calibration = evenly_spread(paths, args.calibrate)
@@ -73,7 +68,7 @@ def main():
     tests = evenly_spread([p for p in paths if p not in taken], args.photos)
     if not tests:
         raise SystemExit(f"{args.folder} has no photos left for testing after {len(calibration)} for calibration")
-    crops = centre_crops([to_rgb8(open_image(p))[0] for p in calibration])
+    crops = center_crops([to_rgb8(open_image(p))[0] for p in calibration], CROP)
     images = [to_rgb8(open_image(p))[0] for p in tests]
     codec = Codec(device="cpu", threads=2, int8_analysis=False)
     x = np.random.default_rng(0).random((1, 3, 512, 768), dtype=np.float32)

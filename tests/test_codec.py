@@ -291,7 +291,8 @@ def test_the_8_bit_analysis_picks_nearly_the_float_analysis_codes(model):
 
     from vqpress import weights
     from vqpress.codec.transforms import int8_analysis_graph
-    from vqpress.training.quantise import centre_crops, quantised_analysis
+    from vqpress.training.data import center_crops
+    from vqpress.training.quantise import CROP, quantised_analysis
 
     assert model.transforms.int8_analysis == int8_analysis_graph(model.model_id, weights.verified(model.model_id)[1])
     rgb = skdata.coffee()[:256, :384]
@@ -300,7 +301,7 @@ def test_the_8_bit_analysis_picks_nearly_the_float_analysis_codes(model):
     z = float_codec.transforms.latents(rgb)
     import onnxruntime as ort
 
-    fresh = ort.InferenceSession(quantised_analysis(model.model, centre_crops([skdata.astronaut(), skdata.chelsea()])))
+    fresh = ort.InferenceSession(quantised_analysis(model.model, center_crops([skdata.astronaut(), skdata.chelsea()], CROP)))
     x = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], np.float32) / 255  # one tile: 256x384
     for latent in (model.transforms.latents(rgb), fresh.run(None, {"x": x})[0][0]):
         assert np.sqrt(np.mean((latent - z) ** 2) / np.mean(z**2)) < 0.05

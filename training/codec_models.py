@@ -139,7 +139,12 @@ def codec_vqvae(model_id: str) -> VQVAE:
     from vqpress.codec.model import load_codec_file
     from vqpress.weights import verified
 
-    model = load_codec_file(verified(model_id)[0])
+    return vqvae_of(load_codec_file(verified(model_id)[0]))
+
+
+def vqvae_of(model) -> VQVAE:
+    """The VQ-VAE of a loaded codec file (`codec.model.CodecModel`), as a torch module (eval
+    mode, on the CPU)."""
     vqvae = VQVAE(VQVAEConfig(**model.vqvae_config))
     vqvae.load_state_dict({k: torch.from_numpy(v.astype(np.float32) if v.dtype == np.float16 else v)
                            for k, v in model.vqvae_state.items()})

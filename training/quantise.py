@@ -27,12 +27,12 @@ import numpy as np
 import torch
 
 from vqpress import weights
-from vqpress.codec.blocks import DOWNSCALE
 from vqpress.codec.model import CodecModel, load_codec_file
 from vqpress.codec.transforms import GRAPH_INPUT, GRAPH_OUTPUT, int8_analysis_graph
-from vqpress.nets.vqvae import VQVAE, VQVAEConfig
 
 from .cards import CODEC_INTRO, codec_sections
+from .codec_models import vqvae_of
+from .data import center_crops
 from .release import render_card
 
 CROP = 256  # calibration crops' side, at most
@@ -47,26 +47,23 @@ INT8_LAYERS = ("/2/Conv", "/6/conv1/Conv", "/6/conv2/Conv")
 
 def float_analysis(model: CodecModel) -> bytes:
     """The model's encoder as an ONNX graph with its weights inside (float32)."""
-    net = VQVAE(VQVAEConfig(**model.vqvae_config)).eval()
-    net.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in model.vqvae_state.items()})
     buf = io.BytesIO()
-    torch.onnx.export(net.encoder, (torch.zeros(1, 3, 64, 64),), buf, input_names=[GRAPH_INPUT],
+    torch.onnx.export(vqvae_of(model).encoder, (torch.zeros(1, 3, 64, 64),), buf, input_names=[GRAPH_INPUT],
                       output_names=[GRAPH_OUTPUT], opset_version=17, dynamo=False,
                       dynamic_axes={GRAPH_INPUT: {2: "height", 3: "width"}, GRAPH_OUTPUT: {2: "height", 3: "width"}})
     return buf.getvalue()
 
 
-def quantised_analysis(model: CodecModel, calibration: list[np.ndarray], layers=INT8_LAYERS) -> bytes:
-    """The 8-bit analysis graph: the `layers`' weights per output channel in int8, their
-    inputs in uint8 over the range the calibration images (H, W, 3 uint8) take there
-    (min-max)."""
+def quantised_analysis(model: CodecModel, calibration: list[torch.Tensor], layers=INT8_LAYERS) -> bytes:
+    """The 8-bit analysis graph: the `layers`' weights per output channel in int8 (7-bit
+    values), their inputs in uint8 over the range the calibration images ((3, H, W) uint8, any
+    sizes: min-max calibration) take there."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
     class Crops(CalibrationDataReader):
         def __init__(self):
-            self.inputs = iter({GRAPH_INPUT: np.ascontiguousarray(c.transpose(2, 0, 1)[None], np.float32) / 255}
-                               for c in calibration)
+            self.inputs = iter({GRAPH_INPUT: c[None].numpy().astype(np.float32) / 255} for c in calibration)
 
         def get_next(self):
             return next(self.inputs, None)
@@ -89,19 +86,6 @@ def quantised_analysis(model: CodecModel, calibration: list[np.ndarray], layers=
         return target.read_bytes()
 
 
-def centre_crops(images: list[np.ndarray], size: int = CROP) -> list[np.ndarray]:
-    """The centre square of each image, at most `size` and a multiple of 8 a side (min-max
-    calibration takes inputs of any size)."""
-    out = []
-    for im in images:
-        h, w = im.shape[:2]
-        s = min(size, h, w) // DOWNSCALE * DOWNSCALE
-        if s:
-            y, x = (h - s) // 2, (w - s) // 2
-            out.append(np.ascontiguousarray(im[y:y + s, x:x + s]))
-    return out
-
-
 def export_quantised_analysis(model_path: Path, images: list[np.ndarray], out: Path, data: str = "",
                               command: str = "") -> tuple[Path, bool]:
     """Write the 8-bit analysis graph of the codec file `model_path` to <out> (named by its
@@ -109,7 +93,7 @@ def export_quantised_analysis(model_path: Path, images: list[np.ndarray], out: P
     the folder `data`), and its SHA256SUMS line. Where <out> holds that very file and its card,
     add the graph to the card (with `command`). Returns (the graph's path, whether the card
     was updated)."""
-    crops = centre_crops(images)
+    crops = [c for c in center_crops(images, CROP) if c.shape[-1]]  # at most CROP a side, multiples of 8
     if not crops:
         raise ValueError("no calibration image is 8x8 or larger")
     model_id, model_digest, model = model_path.stem, weights.sha256_file(model_path), load_codec_file(model_path)
