@@ -1,12 +1,12 @@
 """Choose the encoder's settings (`codec.detail.DEADZONE`, `codec.api.RDO_LAMBDA`,
-`ECVQ_LAMBDA` and `codec.modes.MODE_PRICE`) on training photos: encoder-only choices, so
-every variant makes files the shipped decoder reads.
+`ECVQ_LAMBDA`, `codec.modes.MODE_PRICE` and `codec.modes.RATE_LAMBDA`) on training photos:
+encoder-only choices, so every variant makes files the shipped decoder reads.
 
     python benchmarks/fit_encoder.py ../shared/corpus/train --photos 16 \
         --variants 0.25:0,0.33:0,0.42:0,0.25:0.1,0.25:0.2,0.25:0.4 -o out/fit-encoder.json
 
-A variant is DEADZONE:RDO_LAMBDA[:ECVQ_LAMBDA[:MODE_PRICE]] (missing ones: the deadzone's
-and MODE_PRICE's defaults, no RDO, nearest codes). The photos are spread evenly over the
+A variant is DEADZONE:RDO_LAMBDA[:ECVQ_LAMBDA[:MODE_PRICE[:RATE_LAMBDA]]] (missing ones: the
+defaults of the deadzone, MODE_PRICE and RATE_LAMBDA, no RDO, nearest codes). The photos are spread evenly over the
 sorted corpus (every source is in) and scaled down to at most 768x512. At every quality, each
 variant's payload is really coded (its size plus a 40-byte header is the rate) and the
 decoder's reconstruction, filter included, is compared with the photo. Prints each variant's
@@ -52,7 +52,7 @@ def measure(codec: api.Codec, rgb: np.ndarray, variants: list[tuple[float, ...]]
     bases, rows = {}, []
     for q in codec.qualities:
         rung = codec.ladder[q - 1]
-        for deadzone, lam, vq_lam, price in variants:
+        for deadzone, lam, vq_lam, price, rate_lam in variants:
             if (rung.stages, vq_lam) not in bases:
                 indices = codec.symbols(rgb, rung.stages, lam=vq_lam)
                 bases[rung.stages, vq_lam] = indices, codec.pixels(indices, h, w)
@@ -60,12 +60,13 @@ def measure(codec: api.Codec, rgb: np.ndarray, variants: list[tuple[float, ...]]
             levels = modes = None
             if rung.step is not None:
                 detail.DEADZONE, api.RDO_LAMBDA, block_modes.MODE_PRICE = deadzone, lam, price
+                block_modes.RATE_LAMBDA = rate_lam
                 levels, modes = codec.detail_levels(rgb, base, q)
             data, _ = codec.encode_payload(q, indices, levels, modes=modes)
             out = base if levels is None else codec.with_detail(q, base, levels, modes)
             if codec.postfilter is not None and codec.postfilter.applies(q):
                 out = codec.postfilter(out, q)
-            rows.append({"variant": f"{deadzone}:{lam}:{vq_lam}:{price}", "quality": q,
+            rows.append({"variant": f"{deadzone}:{lam}:{vq_lam}:{price}:{rate_lam}", "quality": q,
                          "bpp": (len(data) + HEADER_BYTES) * 8 / (w * h), "psnr": psnr(out, rgb)})
     return rows
 
@@ -100,14 +101,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path)
     parser.add_argument("--photos", type=int, default=16)
+    parser.add_argument("--model", default=api.DEFAULT_MODEL, help="a shipped model, or a codec file's path")
     parser.add_argument("--variants", default="0.25:0,0.25:0.1",
-                        help="DEADZONE:RDO_LAMBDA[:ECVQ_LAMBDA[:MODE_PRICE]],...; the first is the reference")
+                        help="DEADZONE:RDO_LAMBDA[:ECVQ_LAMBDA[:MODE_PRICE[:RATE_LAMBDA]]],...; the first is the reference")
     parser.add_argument("-o", "--out", type=Path, default=Path("out/fit-encoder.json"))
     args = parser.parse_args()
-    defaults = [detail.DEADZONE, 0.0, 0.0, block_modes.MODE_PRICE]
+    defaults = [detail.DEADZONE, 0.0, 0.0, block_modes.MODE_PRICE, block_modes.RATE_LAMBDA]
     variants = [tuple(float(x) for x in v.split(":")) + tuple(defaults[v.count(":") + 1:])
                 for v in args.variants.split(",")]
-    codec = api.Codec(threads=1)
+    path = Path(args.model) if args.model.endswith(".safetensors") else None
+    codec = api.Codec(args.model if path is None else path.stem, threads=1, path=path)
     rows = []
     for path in evenly_spread(image_paths(args.folder), args.photos):
         rows += measure(codec, photo(path), variants)

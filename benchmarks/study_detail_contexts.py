@@ -116,6 +116,12 @@ def cells(d, q: int, scheme: dict, classes: dict) -> tuple[np.ndarray, int]:
         lf = np.minimum(np.ceil(np.log2(1 + own)).astype(np.int64), classes_ - 1)[:, :, None] * ~first_k
         extra = extra + n * lf
         n *= classes_
+    if scheme.get("passes"):  # coded in passes split at these zig-zag positions, each later one in
+        # the context of the block's own magnitudes in the earlier ones (`detail.Layout.own_rows`)
+        classes_ = scheme["classes"]
+        layout = detail.Layout(splits=scheme["passes"], classes=classes_)
+        extra = extra + n * layout.own_rows(np.minimum(np.abs(levels.reshape(bh * bw, 3, 64)), detail.LIMIT))
+        n *= classes_
     keep = np.ones(bh * bw * 3 * 64, bool)
     if scheme.get("nz"):  # the block's nonzero count per channel, coded first (`count_cells`)
         nonzero = (levels.reshape(bh * bw, 3, 64) != 0).sum(-1)
@@ -146,9 +152,12 @@ def count_cells(d, q: int) -> np.ndarray:
     return ((np.arange(3) * 30 + ctx) * 65 + nonzero).ravel()
 
 
-def table(counts: np.ndarray, prior_weight: float = 16.0) -> np.ndarray:
+def table(counts: np.ndarray, prior_weight: float = 16.0, signs_alike: bool = False) -> np.ndarray:
     """log2 probabilities from counts (3, GROUPS, CONTEXTS, extra, SYMBOLS): the shipped rows
-    as detail.table_from_counts makes them, each extra context's rows shrunk towards them."""
+    as detail.table_from_counts makes them, each extra context's rows shrunk towards them
+    (signs_alike: the counts of a level's two signs pooled, as `detail.codes_from_counts` does)."""
+    if signs_alike:
+        counts = (counts + counts[..., ::-1]) / 2
     parent = detail.table_from_counts(counts.sum(3)).astype(np.float64)
     parent /= parent.sum(-1, keepdims=True)
     p = (counts + prior_weight * parent[:, :, :, None]) / (counts.sum(-1, keepdims=True) + prior_weight)
@@ -175,7 +184,12 @@ def main() -> None:
                "shift2/2": {"shift": (2, 2)}, "shift3/1": {"shift": (3, 1)},
                "lf1": {"lf": 1}, "lf3": {"lf": 3}, "lf6": {"lf": 6}, "lf10": {"lf": 10}, "lf15": {"lf": 15},
                "mode+lf10": {"mode": 1, "lf": 10}, "cross_to_mode": {"cross_to_mode": 1},
-               "coarse+mode+lf10": {"coarse": 1, "mode": 1, "lf": 10}, "mode+lf10x3": {"mode": 1, "lf": 10, "lf_classes": 3}, "mode+vq2x4+lf10": {"mode": 1, "vq2": 4, "lf": 10}}
+               "coarse+mode+lf10": {"coarse": 1, "mode": 1, "lf": 10}, "mode+lf10x3": {"mode": 1, "lf": 10, "lf_classes": 3}, "mode+vq2x4+lf10": {"mode": 1, "vq2": 4, "lf": 10},
+               "signs_alike": {"signs_alike": 1}}
+    for splits in ((10,), (3, 10), (6, 21), (3, 10, 28), (6, 15, 28), (3, 10, 21, 36)):
+        for k in (5, 7, 9):
+            schemes[f"mode+passes{'.'.join(map(str, splits))}x{k}"] = {
+                "mode": 1, "passes": splits, "classes": k, "signs_alike": 1}
     classes = {}
     for q in qualities:
         for stage in (1, 2):
@@ -197,7 +211,8 @@ def main() -> None:
                 c, n = cells(np.load(f), q, scheme, classes)
                 b = np.bincount(c, minlength=3 * detail.GROUPS * detail.CONTEXTS * n * detail.SYMBOLS)
                 counts = b if counts is None else counts + b
-            logp = table(counts.reshape(3, detail.GROUPS, detail.CONTEXTS, n, detail.SYMBOLS).astype(np.float64)).ravel()
+            logp = table(counts.reshape(3, detail.GROUPS, detail.CONTEXTS, n, detail.SYMBOLS).astype(np.float64),
+                         signs_alike=bool(scheme.get("signs_alike"))).ravel()
             bits = sum(-logp[cells(np.load(f), q, scheme, classes)[0]].sum() for f in held)
             if scheme.get("nz"):
                 cc = sum(np.bincount(count_cells(np.load(f), q), minlength=3 * 30 * 65) for f in fit)

@@ -252,13 +252,18 @@ def quantise_analysis(model_id, data, limit, out):
 @click.option("--keep-filter", is_flag=True,
               help="Keep the base's reconstruction filter; the ladder must start with the base's "
                    "rungs, and the filter is off at the added ones.")
+@click.option("--contexts", type=click.Choice(["neighbours", "modes+passes"]), default="neighbours",
+              show_default=True, help="What picks a level's table row: its neighbours (up to "
+              "rvq-dct-v9), or also its block's mode and own earlier coefficients (rvq-dct-v10).")
 @out_option
-def detail(base_model, data, valid, model_id, ladder, limit, adaptive, block_modes, soft_from, keep_filter, out):
+def detail(base_model, data, valid, model_id, ladder, limit, adaptive, block_modes, soft_from, keep_filter,
+           contexts, out):
     """Fit the detail layer's tables over a codec's VQ base and write the new codec."""
     from vqpress.training.detail import LADDER, export_detail
 
     path = export_detail(base_model, data, valid, model_id, out, ladder or LADDER, limit, adaptive=adaptive,
-                         block_modes=block_modes, soft_from=soft_from, keep_filter=keep_filter)
+                         block_modes=block_modes, soft_from=soft_from, keep_filter=keep_filter,
+                         contexts=contexts)
     click.echo(f"wrote {path}")
 
 

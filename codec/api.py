@@ -77,7 +77,7 @@ class Codec:
         self.model = load_codec_file(path)
         self.prior, self.ladder = self.model.prior, self.model.ladder
         config, state = self.model.vqvae_config, self.model.vqvae_state
-        int8 = int8_analysis_graph(model_id, digest) if shipped and int8_analysis else None
+        int8 = int8_analysis_graph(self.model.vqvae_state) if shipped and int8_analysis else None
         self.transforms = (TorchTransforms(config, state, device) if device == "cuda" else OnnxTransforms(
             config, state, threads, int8 if int8 in weights.checksums() else None))
         self.postfilter = None
@@ -153,6 +153,8 @@ class Codec:
         """(levels, modes) the encoder codes at a quality with a detail layer. Bands of block
         rows run through `map`, as in `with_detail`."""
         rung = self.ladder[quality - 1]
+        step, offset = rung.step, rung.offset
+        table = self.model.detail_table(quality)
         predictors = self.model.predictors(quality)
         parts = list(bands(-(-len(rgb) // BLOCK)))
         modes = None
@@ -160,26 +162,37 @@ class Codec:
             coefficients = np.concatenate(list(map(lambda part: detail.residual_coefficients(
                 rgb[part[1]], base[part[1]]), parts)))
         else:  # the modes' prices depend on the whole image: costs of every band, then the choice
-            keep = len(rgb) <= KEPT_BLOCKS * BLOCK  # else the residuals are computed again, to bound memory
+            kept = {}  # band -> its candidate residuals, in images small enough to keep them
 
-            def costs(part):
-                residuals = block_modes.candidates(rgb[part[1]], base[part[1]], predictors)
-                return block_modes.costs_of(residuals, rung.step, rung.offset), residuals if keep else None
+            def residuals(k: int):
+                if k in kept:
+                    return kept[k]
+                computed = block_modes.candidates(rgb[parts[k][1]], base[parts[k][1]], predictors)
+                if len(rgb) <= KEPT_BLOCKS * BLOCK:
+                    kept[k] = computed
+                return computed
 
-            computed = list(map(costs, parts))
-            modes = block_modes.modes_for(np.concatenate([c for c, _ in computed], axis=1), rung.step)
+            def each_band(fn, *args):
+                return np.concatenate(list(map(fn, range(len(parts)), *args)), axis=1)
 
-            def picked(part, residuals):
-                blocks, pixels = part
-                if residuals is None:
-                    residuals = block_modes.candidates(rgb[pixels], base[pixels], predictors)
-                return block_modes.picked(residuals, modes[blocks], rgb[pixels], base[pixels])
+            costs = each_band(lambda k: block_modes.costs_of(residuals(k), step, offset))
+            modes = block_modes.modes_for(costs, step)
+            if block_modes.RATE_LAMBDA:  # again, with the table's bits in the first choice's contexts
+                first = np.concatenate(list(map(lambda k: detail.quantise(block_modes.against(
+                    residuals(k), modes[parts[k][0]]), step), range(len(parts)))))
+                magnitudes = detail.padded_magnitudes(first)
+                costs = each_band(lambda k: block_modes.table_costs(
+                    residuals(k), magnitudes, parts[k][0].start, step, offset, table))
+                modes = block_modes.modes_for(costs, step)
 
-            coefficients = np.concatenate(list(map(picked, parts, [r for _, r in computed])))
-        levels = detail.quantise(coefficients, rung.step)
+            def picked(k: int):
+                blocks, pixels = parts[k]
+                return block_modes.picked(residuals(k), modes[blocks], rgb[pixels], base[pixels])
+
+            coefficients = np.concatenate(list(map(picked, range(len(parts)))))
+        levels = detail.quantise(coefficients, step)
         if RDO_LAMBDA:
-            levels = detail.rd_optimise(levels, coefficients, rung.step, rung.offset,
-                                        self.model.detail_table(quality), RDO_LAMBDA, map=map)
+            levels = detail.rd_optimise(levels, coefficients, step, offset, table, RDO_LAMBDA, modes, map=map)
         return levels, modes
 
     # -- bytes ------------------------------------------------------------------------------------

@@ -15,9 +15,19 @@ Order: 8x8 blocks by anti-diagonals (block (i, j) at step i + j, after its left 
 neighbours); within a step, channel by channel; within a channel, block by block, the 64
 coefficients in raster order. Magnitudes of LIMIT or more are coded as an escape symbol, and
 their excess (an Exp-Golomb code) after all blocks.
+
+A model's `Layout` says which row codes a coefficient. Up to rvq-dct-v9: its channel, band
+group and neighbours (`contexts`). From rvq-dct-v10 also its block's predictor (`codec.modes`)
+and how large its block's own coefficients before it are: each channel of a block is coded in
+four passes (zig-zag positions 0-5, 6-14, 15-27, 28-63), a later pass in the context of the
+earlier ones' magnitudes. Those tables have 17 times the rows, so they are stored as
+`Table.from_codes` reads them: each row's probabilities in eighths of a bit, one sign's (the
+two are equally likely).
 """
 
 from __future__ import annotations
+
+from functools import cached_property
 
 import numpy as np
 
@@ -45,10 +55,96 @@ BAND_GROUP = _band_groups()
 GROUPS = int(BAND_GROUP.max()) + 1
 # ACTIVITY factor of a left plus upper block magnitude sum: floor(log2(1 + sum)), at most 7
 _ACTIVITY = np.minimum(np.log2(1 + np.arange(2 * 64 * LIMIT + 1)).astype(np.int64), ACTIVITY - 1)
-# The table row (channel, band group, context 0) of each channel's coefficients, in a table
-# reshaped to (3 * GROUPS * CONTEXTS, SYMBOLS)
-_FIRST_ROW = (np.arange(3)[:, None] * GROUPS + BAND_GROUP[None, :]) * CONTEXTS
 _TAIL_WEIGHTS = 2.0 ** (TAIL_BITS - np.arange(TAIL_BITS))  # P(k extra bits) halves with k
+_ZIGZAG_POSITION = np.argsort(ZIGZAG)  # of each coefficient in raster order
+CODE_UNIT = 8  # a table code k means -log2 p = k / CODE_UNIT
+# round(2**20 * 2**(-j / 8)), j = 0..7, written out so that no machine's pow() decides a weight
+_MANTISSAS = np.array([1048576, 961548, 881744, 808563, 741455, 679917, 623487, 571740], dtype=np.int64)
+
+
+def _bit_lengths(n: int) -> np.ndarray:
+    return np.array([k.bit_length() for k in range(n)], dtype=np.int64)
+
+
+class Layout:
+    """Which table row codes each coefficient. Rows run over channel, band group, neighbours'
+    context (`contexts`), then, in a layout with modes = 3, the block's mode, and, in a layout
+    with splits (zig-zag positions), the class of the block's own magnitudes in the passes
+    before a coefficient's (`own_classes`: `classes` of them). Each channel of a block is coded
+    in passes: zig-zag positions up to the first split, then up to the next, and so on. Splits
+    fall between band groups, so each group's rows belong to one pass."""
+
+    def __init__(self, modes: int = 1, splits: tuple[int, ...] = (), classes: int = 1):
+        self.modes, self.splits, self.classes = modes, tuple(splits), classes
+        edges = [0, *self.splits, 64]
+        self.passes = [np.flatnonzero((_ZIGZAG_POSITION >= a) & (_ZIGZAG_POSITION < b)) for a, b in zip(edges, edges[1:])]
+        if len(self.passes) == 1:
+            self.passes = [slice(None)]  # one pass: views, not copies
+        self.earlier = [_ZIGZAG_POSITION < a for a in edges[:-1]]  # (64,) what each pass's class sums
+        group_edges = {z for z in range(1, 64) if BAND_GROUP[ZIGZAG[z]] != BAND_GROUP[ZIGZAG[z - 1]]}
+        if sorted(set(edges)) != edges or not set(self.splits) <= group_edges:
+            raise ValueError(f"splits {self.splits} must rise and fall between band groups")
+        later = _ZIGZAG_POSITION >= edges[1] if self.splits else np.zeros(64, bool)  # rows with a class
+        group_classes = np.array([classes if later[BAND_GROUP == g].any() else 1 for g in range(GROUPS)])
+        rows_per_group = np.tile(CONTEXTS * modes * group_classes, 3)
+        first = np.concatenate([[0], np.cumsum(rows_per_group)[:-1]]).reshape(3, GROUPS)
+        self.first_row = first[:, BAND_GROUP]  # (3, 64)
+        self.stride = group_classes[BAND_GROUP]  # (64,)
+        self.rows = int(rows_per_group.sum())
+        # each row's row in the neighbours-only layout (channel, band group, context)
+        self.parent = np.repeat(np.arange(3 * GROUPS * CONTEXTS), np.repeat(rows_per_group // CONTEXTS, CONTEXTS))
+        self._class_of_sum = np.minimum(_bit_lengths(64 * LIMIT + 1), classes - 1)
+
+    def spec(self) -> dict:
+        return {"modes": self.modes, "splits": list(self.splits), "classes": self.classes}
+
+    def own_classes(self, magnitudes: np.ndarray, k: int) -> np.ndarray:
+        """(...) class of pass k of blocks' channels from their magnitudes (..., 64): the bit
+        length of the sum of the earlier passes' magnitudes, at most classes - 1."""
+        return self._class_of_sum[(magnitudes * self.earlier[k]).sum(-1)]
+
+    def own_rows(self, magnitudes: np.ndarray) -> np.ndarray:
+        """(..., 64) what each coefficient's own class adds to its row, from its block's
+        magnitudes (..., 64)."""
+        out = np.zeros(magnitudes.shape, np.int64)
+        for k, positions in enumerate(self.passes[1:], 1):
+            out[..., positions] = self.own_classes(magnitudes, k)[..., None]
+        return out
+
+    def table_rows(self, channel, context: np.ndarray, modes, own) -> np.ndarray:
+        """Rows (n, 64) of coefficients of one channel (or (n, 3, 64) of all three, channel
+        slice(None)) from their contexts, their blocks' modes (n, 1) or None and what their
+        own classes add (`own_rows`, or 0)."""
+        mode = 0 if modes is None or self.modes == 1 else modes
+        return self.first_row[channel] + (context * self.modes + mode) * self.stride + own
+
+
+NEIGHBOURS = Layout()  # rvq-dct-v9 and before
+MODES_PASSES = Layout(modes=3, splits=(6, 15, 28), classes=9)
+
+
+class Table:
+    """One quality's probabilities: integer weights (rows, SYMBOLS), all >= 1, and the layout
+    that picks a coefficient's row."""
+
+    def __init__(self, weights: np.ndarray, layout: Layout = NEIGHBOURS):
+        if weights.shape != (layout.rows, SYMBOLS):
+            raise ValueError(f"a table of {weights.shape} does not fit its layout's {layout.rows} rows")
+        self.weights, self.layout = weights, layout
+
+    @classmethod
+    def from_codes(cls, codes: np.ndarray, layout: Layout) -> Table:
+        """From codes (rows, LIMIT + 1) uint8: -log2 p of the levels 0..LIMIT (each sign's) in
+        eighths of a bit. Weight 2**(20 - k / 8), in integers (`_MANTISSAS`), at least 1."""
+        k = codes.astype(np.int64)
+        w = np.maximum(_MANTISSAS[k % CODE_UNIT] >> (k // CODE_UNIT), 1).astype(np.int32)
+        return cls(np.concatenate([w[:, :0:-1], w], axis=1), layout)
+
+    @cached_property
+    def bits(self) -> np.ndarray:
+        """(rows, SYMBOLS) float32: what each level costs in each row, in bits (static)."""
+        w = self.weights.astype(np.float64)
+        return -np.log2(w / w.sum(-1, keepdims=True)).astype(np.float32)
 
 
 # -- the residual ---------------------------------------------------------------------------
@@ -84,14 +180,14 @@ def quantise(coefficients: np.ndarray, step: float) -> np.ndarray:
 
 
 def rd_optimise(levels: np.ndarray, coefficients: np.ndarray, step: float, offset: float,
-                weights: np.ndarray, lam: float, chunk: int = 16, map=map) -> np.ndarray:
+                table: Table, lam: float, modes: np.ndarray | None = None, chunk: int = 16,
+                map=map) -> np.ndarray:
     """Levels with each nonzero magnitude lowered by one where that lowers D + lam step^2 R,
-    R being the bits under the static table `weights` (3, GROUPS, CONTEXTS, SYMBOLS) in the
-    contexts of the first quantisation (an estimate: lowering a level changes its neighbours'
-    contexts, and adaptive tables drift from the static one). Encoder only: any levels decode.
-    Chunks of block rows are independent (they read the first quantisation's contexts), so they
-    run through `map` (a thread pool's)."""
-    bits = -np.log2(weights / weights.sum(-1, keepdims=True)).astype(np.float32).reshape(-1, SYMBOLS)
+    R being the bits under the static `table` in the rows of the first quantisation (an
+    estimate: lowering a level changes its neighbours' rows, and adaptive tables drift from
+    the static one). Encoder only: any levels decode. Chunks of block rows are independent
+    (they read the first quantisation's rows), so they run through `map` (a thread pool's)."""
+    bits = table.bits
     magnitudes = padded_magnitudes(levels)
     out = levels.copy()
     price = np.float32(lam * step * step)
@@ -101,7 +197,7 @@ def rd_optimise(levels: np.ndarray, coefficients: np.ndarray, step: float, offse
         rows, cols = (a.ravel() for a in np.indices(block_rows.shape[:2]))
         q = block_rows.reshape(-1, 3, 64)
         nonzero = np.nonzero(q)  # only nonzero levels can be lowered
-        table_rows = (_FIRST_ROW + contexts(magnitudes, rows + r0, cols))[nonzero]
+        table_rows = all_rows(table.layout, magnitudes, rows + r0, cols, modes)[nonzero]
         q_nonzero = q[nonzero]
         lower = q_nonzero - np.sign(q_nonzero)
         rate = (bits[table_rows, np.clip(q_nonzero, -LIMIT, LIMIT) + LIMIT]
@@ -134,11 +230,31 @@ def contexts(magnitudes: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.n
     coefficient in the left and upper blocks (NEAR), the log2 of their whole blocks' magnitudes
     (ACTIVITY), the same coefficient in the earlier channels (CROSS).
     """
-    own = magnitudes[rows + 1, cols + 1]
-    out = spatial_contexts(magnitudes, rows, cols)
-    out[:, 1] += np.minimum(own[:, 0], CROSS - 1)
-    out[:, 2] += np.minimum(own[:, 0] + own[:, 1], CROSS - 1)
-    return out
+    return with_cross(spatial_contexts(magnitudes, rows, cols), magnitudes[rows + 1, cols + 1])
+
+
+def with_cross(spatial: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """`spatial_contexts` (n, 3, 64) completed, in place, by the CROSS factor of blocks whose own
+    magnitudes are `own` (n, 3, 64)."""
+    spatial[:, 1] += np.minimum(own[:, 0], CROSS - 1)
+    spatial[:, 2] += np.minimum(own[:, 0] + own[:, 1], CROSS - 1)
+    return spatial
+
+
+def rows_of(layout: Layout, spatial: np.ndarray, own: np.ndarray, modes: np.ndarray | None) -> np.ndarray:
+    """Table rows (n, 3, 64) of blocks whose magnitudes `own` (n, 3, 64) are known, from their
+    `spatial_contexts` (completed in place) and their modes (n,) or None."""
+    own_rows = layout.own_rows(own) if layout.splits else 0
+    mode = None if modes is None else modes.astype(np.int64)[:, None, None]
+    return layout.table_rows(slice(None), with_cross(spatial, own), mode, own_rows)
+
+
+def all_rows(layout: Layout, magnitudes: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+             modes: np.ndarray | None) -> np.ndarray:
+    """Table rows (n, 3, 64) of every coefficient of blocks (rows, cols), whose levels are all
+    known (`magnitudes` as `contexts` reads them; modes (bh, bw) or None)."""
+    return rows_of(layout, spatial_contexts(magnitudes, rows, cols), magnitudes[rows + 1, cols + 1],
+                   None if modes is None else modes[rows, cols])
 
 
 def diagonals(bh: int, bw: int):
@@ -158,51 +274,59 @@ def _tail_weights(n: int) -> np.ndarray:
 
 # -- coding -----------------------------------------------------------------------------------
 class Probabilities:
-    """The weights each coefficient is coded with: a row of the static table picked by its
-    channel, band group and context, sharpened, in an adaptive model, by the levels coded so far
-    in that row: p(s) proportional to n(s) + ADAPT_PRIOR p_static(s), with n(s) the row's counts.
-    In integers, n(s) T + ADAPT_PRIOR w(s) (w the static weights, T their row sum): below 2^47,
-    so float64 holds them exactly and encoder and decoder use identical weights."""
+    """The weights each coefficient is coded with: its row of the static table, sharpened, in
+    an adaptive model, by the levels coded so far in that row: p(s) proportional to n(s) +
+    ADAPT_PRIOR p_static(s), with n(s) the row's counts. In integers, n(s) T + ADAPT_PRIOR w(s)
+    (w the static weights, T their row sum): below 2^47, so float64 holds them exactly and
+    encoder and decoder use identical weights."""
 
-    def __init__(self, weights: np.ndarray, adaptive: bool):
-        table = weights.astype(np.float64).reshape(-1, SYMBOLS)  # constriction takes float weights
+    def __init__(self, table: Table, adaptive: bool):
+        weights = table.weights.astype(np.float64)  # constriction takes float weights
         self.adaptive = adaptive
-        self.weights = table * ADAPT_PRIOR if adaptive else table  # kept up to date in place
-        self.total = table.sum(-1)
+        self.weights = weights * ADAPT_PRIOR if adaptive else weights  # kept up to date in place
+        self.total = weights.sum(-1)
         self.row_sums = self.weights.sum(-1)  # kept with the weights: summing rows costs more
 
-    def rows(self, channel: int, contexts_: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(the table row of each coefficient of `channel` (n * 64), their weights
-        (n * 64, SYMBOLS) and the weights' row sums) for contexts (n, 64)."""
-        rows = (_FIRST_ROW[channel] + contexts_).reshape(-1)
-        return rows, np.take(self.weights, rows, axis=0), self.row_sums[rows]
+    def rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(weights (n, SYMBOLS), their row sums) of table rows (n,)."""
+        return np.take(self.weights, rows, axis=0), self.row_sums[rows]
 
-    def update(self, rows: np.ndarray, symbols: np.ndarray) -> None:
-        """Count coded symbols in their table rows (adaptive models only)."""
+    def update(self, rows: list[np.ndarray], symbols: list[np.ndarray]) -> None:
+        """Count coded symbols in their table rows (adaptive models only). The coder counts a
+        diagonal's symbols once all are coded: its calls (one per channel and pass) read
+        disjoint rows, so counting after each call would give the same weights."""
         if self.adaptive:
+            rows, symbols = np.concatenate(rows), np.concatenate(symbols)
             added = self.total[rows]
             np.add.at(self.weights.reshape(-1), rows * SYMBOLS + symbols, added)  # 1-d: numpy's fast path
             np.add.at(self.row_sums, rows, added)
 
 
-def encode(encoder, levels: np.ndarray, weights: np.ndarray, bar=None, adaptive: bool = False) -> float:
-    """Append levels (bh, bw, 3, 64) to a constriction queue encoder, with one quality's table
-    `weights` (3, GROUPS, CONTEXTS, SYMBOLS). Returns the coded cross-entropy in bits."""
+def encode(encoder, levels: np.ndarray, table: Table, modes: np.ndarray | None = None, bar=None,
+           adaptive: bool = False) -> float:
+    """Append levels (bh, bw, 3, 64) to a constriction queue encoder, with one quality's
+    `table` and the blocks' modes (bh, bw; what the layout reads, if it reads them). Returns
+    the coded cross-entropy in bits."""
     bh, bw = levels.shape[:2]
     symbols = (np.clip(levels, -LIMIT, LIMIT) + LIMIT).astype(np.int32)
     magnitudes = padded_magnitudes(levels)
-    model = Probabilities(weights, adaptive)
+    model = Probabilities(table, adaptive)
     chosen, sums = [], []  # each coded symbol's weight and its row's sum, for the cross-entropy
     for rows, cols in diagonals(bh, bw):
-        context = contexts(magnitudes, rows, cols)
+        table_rows = all_rows(table.layout, magnitudes, rows, cols, modes)
         coded = symbols[rows, cols]
+        used, counted = [], []
         for channel in range(3):
-            flat = coded[:, channel].reshape(-1)
-            table_rows, probs, row_sums = model.rows(channel, context[:, channel])
-            encoder.encode(flat, CATEGORICAL, probs)
-            chosen.append(probs[np.arange(len(flat)), flat])
-            sums.append(row_sums)
-            model.update(table_rows, flat)
+            for positions in table.layout.passes:
+                flat = coded[:, channel, positions].reshape(-1)
+                flat_rows = table_rows[:, channel, positions].reshape(-1)
+                probs, row_sums = model.rows(flat_rows)
+                encoder.encode(flat, CATEGORICAL, probs)
+                chosen.append(probs[np.arange(len(flat)), flat])
+                sums.append(row_sums)
+                used.append(flat_rows)
+                counted.append(flat)
+        model.update(used, counted)
         if bar is not None:
             bar.update(3 * len(rows))
     bits = float(np.log2(np.concatenate(sums)).sum() - np.log2(np.concatenate(chosen)).sum())
@@ -224,23 +348,35 @@ def _encode_tails(encoder, excess: np.ndarray) -> float:
     return float((-np.log2(_TAIL_WEIGHTS / _TAIL_WEIGHTS.sum())[k]).sum() + k.sum())
 
 
-def decode(decoder, weights: np.ndarray, bh: int, bw: int, bar=None, adaptive: bool = False) -> np.ndarray:
+def decode(decoder, table: Table, bh: int, bw: int, modes: np.ndarray | None = None, bar=None,
+           adaptive: bool = False) -> np.ndarray:
     """Inverse of encode: levels (bh, bw, 3, 64) from a `vqpress.codec.entropy.PayloadDecoder`."""
+    layout = table.layout
     levels = np.zeros((bh, bw, 3, 64), dtype=np.int32)
     magnitudes = np.zeros((bh + 1, bw + 1, 3, 64), dtype=np.int32)
-    model = Probabilities(weights, adaptive)
+    model = Probabilities(table, adaptive)
     for rows, cols in diagonals(bh, bw):
         spatial = spatial_contexts(magnitudes, rows, cols)
+        mode = None if modes is None else modes[rows, cols].astype(np.int64)[:, None]
         decoded = np.empty((len(rows), 3, 64), dtype=np.int32)
+        used, counted = [], []
         earlier = 0  # the magnitudes of the block's channels decoded so far, summed
         for channel in range(3):
             context = spatial[:, channel] + np.minimum(earlier, CROSS - 1)
-            table_rows, probs, sums = model.rows(channel, context)
-            symbols = decoder.categorical(probs, sums)
-            model.update(table_rows, symbols)
-            decoded[:, channel] = symbols.reshape(len(rows), 64)
+            without_own = layout.table_rows(channel, context, mode, 0)
+            for k, positions in enumerate(layout.passes):  # a later pass reads the earlier ones' magnitudes
+                table_rows = without_own[:, positions]
+                if k:
+                    table_rows = table_rows + layout.own_classes(np.abs(decoded[:, channel] - LIMIT), k)[:, None]
+                table_rows = table_rows.reshape(-1)
+                probs, sums = model.rows(table_rows)
+                symbols = decoder.categorical(probs, sums)
+                used.append(table_rows)
+                counted.append(symbols)
+                decoded[:, channel, positions] = symbols.reshape(len(rows), -1)
             if channel < 2:
                 earlier = earlier + np.abs(decoded[:, channel] - LIMIT)
+        model.update(used, counted)
         decoded -= LIMIT
         levels[rows, cols] = decoded
         magnitudes[rows + 1, cols + 1] = np.abs(decoded)
@@ -257,20 +393,36 @@ def decode(decoder, weights: np.ndarray, bh: int, bw: int, bar=None, adaptive: b
 
 
 # -- fitting ----------------------------------------------------------------------------------
-def count(levels: np.ndarray, counts: np.ndarray) -> None:
-    """Add the (channel, band group, context, symbol) counts of levels (bh, bw, 3, 64) to
-    `counts` (3, GROUPS, CONTEXTS, SYMBOLS): the statistics the tables are fitted to."""
+def count(levels: np.ndarray, counts: np.ndarray, layout: Layout = NEIGHBOURS,
+          modes: np.ndarray | None = None) -> None:
+    """Add the (table row, symbol) counts of levels (bh, bw, 3, 64) to `counts` (rows,
+    SYMBOLS): the statistics the tables are fitted to."""
     bh, bw = levels.shape[:2]
     rows, cols = (a.ravel() for a in np.indices((bh, bw)))
-    table_rows = _FIRST_ROW + contexts(padded_magnitudes(levels), rows, cols)
+    table_rows = all_rows(layout, padded_magnitudes(levels), rows, cols, modes)
     cells = table_rows * SYMBOLS + np.clip(levels[rows, cols], -LIMIT, LIMIT) + LIMIT
     counts += np.bincount(cells.ravel(), minlength=counts.size).reshape(counts.shape)
 
 
 def table_from_counts(counts: np.ndarray, prior_weight: float = 16.0) -> np.ndarray:
-    """Integer weights (each >= 1) from counts: each context's frequencies, shrunk towards its
-    band group's pooled frequencies so that rare contexts are not overfitted."""
+    """Integer weights (each >= 1) from counts (3, GROUPS, CONTEXTS, SYMBOLS): each context's
+    frequencies, shrunk towards its band group's pooled frequencies so that rare contexts are
+    not overfitted. (The tables of the neighbours-only layout.)"""
     pooled = counts.sum(2, keepdims=True) + 1.0
     pooled /= pooled.sum(-1, keepdims=True)
     p = (counts + prior_weight * pooled) / (counts.sum(-1, keepdims=True) + prior_weight)
     return (1 + np.round(p * 2**20)).astype(np.int32)
+
+
+def codes_from_counts(counts: np.ndarray, layout: Layout, prior_weight: float = 16.0) -> np.ndarray:
+    """Codes (rows, LIMIT + 1) uint8 (`Table.from_codes`) from counts (rows, SYMBOLS): each
+    row's frequencies shrunk towards its parent row in the neighbours-only layout (fitted as
+    `table_from_counts` fits it), the two signs of a level pooled."""
+    parent_counts = np.zeros((3 * GROUPS * CONTEXTS, SYMBOLS))
+    np.add.at(parent_counts, layout.parent, counts)
+    parent = table_from_counts(parent_counts.reshape(3, GROUPS, CONTEXTS, SYMBOLS)).reshape(-1, SYMBOLS)
+    parent = parent / parent.sum(-1, keepdims=True)
+    p = (counts + prior_weight * parent[layout.parent]) / (counts.sum(-1, keepdims=True) + prior_weight)
+    one_sign = (p[:, LIMIT:] + p[:, LIMIT::-1]) / 2
+    one_sign[:, 0] = p[:, LIMIT]
+    return np.clip(np.round(-CODE_UNIT * np.log2(one_sign)), 0, 255).astype(np.uint8)

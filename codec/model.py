@@ -3,7 +3,8 @@
 A codec weights file holds the VQ-VAE (`vqvae.*`, fp16) and the prior's integer tables
 (`prior.*`, int32), with the VQ-VAE config in the metadata. Its model id is the file's stem.
 A model with a detail layer (`vqpress.codec.detail`) also holds one table per quality that uses
-it (`detail.tables`, int32) and its ladder in the metadata: per quality, the number of VQ
+it (`detail.tables`, int32 weights; from rvq-dct-v10 `detail.codes`, uint8, with the layout
+of their rows in the metadata: `detail_layout`) and its ladder in the metadata: per quality, the number of VQ
 stages, the detail layer's step size (null where the quality has no detail layer) and the
 levels' reconstruction offset, whether its tables adapt to each image as it is coded
 (`adaptive_detail`, `detail.Probabilities`) and whether the detail layer's predictor is chosen
@@ -15,7 +16,7 @@ and its config in the metadata.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,16 +34,24 @@ class CodecModel:
     vqvae_state: dict[str, np.ndarray]  # the VQ-VAE's tensors (fp16 where floating point)
     prior: FixedPointPrior
     ladder: list[Rung]
-    detail_tables: np.ndarray | None  # (rungs with a step, 3, GROUPS, CONTEXTS, SYMBOLS)
+    # per rung with a step: int32 weights (3, GROUPS, CONTEXTS, SYMBOLS) in the neighbours-only
+    # layout, or uint8 codes (rows, LIMIT + 1) in `detail_layout` (`detail.Table.from_codes`)
+    detail_tables: np.ndarray | None
     postfilter_config: dict | None = None
     postfilter_state: dict[str, np.ndarray] | None = None
     adaptive_detail: bool = False
     block_modes: tuple[int, ...] = ()  # per quality: how many predictors each block chooses from (`codec.modes`)
+    detail_layout: detail.Layout = detail.NEIGHBOURS
+    _tables: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def detail_table(self, quality: int) -> np.ndarray:
+    def detail_table(self, quality: int) -> detail.Table:
         """The detail table of a quality whose rung has a step."""
         assert self.ladder[quality - 1].step is not None, f"quality {quality} has no detail layer"
-        return self.detail_tables[sum(r.step is not None for r in self.ladder[:quality - 1])]
+        if quality not in self._tables:
+            stored = self.detail_tables[sum(r.step is not None for r in self.ladder[:quality - 1])]
+            self._tables[quality] = (detail.Table(stored.reshape(-1, detail.SYMBOLS)) if stored.dtype == np.int32
+                                     else detail.Table.from_codes(stored, self.detail_layout))
+        return self._tables[quality]
 
     def predictors(self, quality: int) -> int:
         """How many predictors a block of the detail layer chooses from at a quality (0: no choice)."""
@@ -58,10 +67,16 @@ def load_codec_file(path) -> CodecModel:
     tensors = load_file(str(path))
     prior = FixedPointPrior({k[6:]: v for k, v in tensors.items() if k.startswith("prior.")})
     ladder = ladder_from_metadata(meta)
-    tables = tensors.get("detail.tables")
     steps = sum(r.step is not None for r in ladder)
-    tables_fit = (tables is None and steps == 0) or (tables is not None and tables.shape == (
-        steps, 3, detail.GROUPS, detail.CONTEXTS, detail.SYMBOLS))
+    try:
+        layout = detail.Layout(**meta["detail_layout"]) if "detail_layout" in meta else detail.NEIGHBOURS
+    except (TypeError, ValueError):
+        raise weights.WeightsError(f"{path}: unknown detail layout ({meta['detail_layout']})") from None
+    if "detail.codes" in tensors:
+        tables, shape, dtype = tensors["detail.codes"], (steps, layout.rows, detail.LIMIT + 1), np.uint8
+    else:
+        tables, shape, dtype = tensors.get("detail.tables"), (steps, 3, detail.GROUPS, detail.CONTEXTS, detail.SYMBOLS), np.int32
+    tables_fit = (tables is None and steps == 0) or (tables is not None and tables.shape == shape and tables.dtype == dtype)
     if not tables_fit or not all(1 <= r.stages <= config["num_stages"] for r in ladder):
         raise weights.WeightsError(f"{path}: the quality ladder does not fit the file's networks and tables")
     state = {k[6:]: v for k, v in tensors.items() if k.startswith("vqvae.")}
@@ -75,4 +90,4 @@ def load_codec_file(path) -> CodecModel:
     if not isinstance(predictors, list) or len(predictors) != len(ladder) or not set(predictors) <= {0, 2, 3}:
         raise weights.WeightsError(f"{path}: unknown block modes ({predictors})")
     return CodecModel(config, state, prior, ladder, tables, filter_config, filter_state,
-                      bool(meta.get("adaptive_detail", False)), tuple(predictors) if any(predictors) else ())
+                      bool(meta.get("adaptive_detail", False)), tuple(predictors) if any(predictors) else (), layout)

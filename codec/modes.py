@@ -38,6 +38,13 @@ TIE = 1e-4  # relative cost difference below which the modes count as equal
 # levels' are a rough estimate (see the module's docstring for the measurements).
 MODE_PRICE, MODE_PASSES = 2.0, 2
 BASE, MEAN, SOFT = 0, 1, 2  # the predictors, in the order of their mode numbers
+# The choice is then made again with each block's bits counted under the quality's static
+# table (`table_costs`), in the neighbours' contexts of the first choice, at this lambda per
+# bit. With rvq-dct-v9 on 16 training photos: -0.40% BD-rate (`python benchmarks/fit_encoder.py
+# ../shared/corpus/train --photos 16 --variants 0.25:0.1:0.3:2:0,0.25:0.1:0.3:2:0.15`); a
+# prototype of it on 12 of them: -0.30% / -0.44% / -0.34% at 0.1 / 0.15 / 0.2, +0.23% at 0.07.
+# 0 skips it.
+RATE_LAMBDA = 0.15
 
 
 def _soft_gains() -> np.ndarray:
@@ -124,11 +131,37 @@ def modes_for(costs: np.ndarray, step: float, price: float | None = None) -> np.
     return modes.astype(np.uint8)
 
 
-def picked(residuals: list[np.ndarray], modes: np.ndarray, rgb: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """The coefficients (bh, bw, 3, 64) against each block's chosen predictor."""
+def table_costs(residuals: list[np.ndarray], magnitudes: np.ndarray, first_row: int, step: float,
+                offset: float, table: detail.Table, lam: float = RATE_LAMBDA) -> np.ndarray:
+    """(predictors, n, bw): D + lam step^2 R of block rows first_row.. against each predictor,
+    R the bits of its quantised levels under the static `table`, in the neighbours' contexts
+    of `magnitudes` (`detail.padded_magnitudes` of a first choice's levels, whole image)."""
+    n, bw = residuals[0].shape[:2]
+    rows, cols = (a.ravel() for a in np.indices((n, bw)))
+    spatial = detail.spatial_contexts(magnitudes, rows + first_row, cols)
+    out = np.empty((len(residuals), n, bw), np.float32)
+    for mode, coefficients in enumerate(residuals):
+        levels = detail.quantise(coefficients, step).reshape(n * bw, 3, 64)
+        own = np.abs(np.clip(levels, -detail.LIMIT, detail.LIMIT))
+        table_rows = detail.rows_of(table.layout, spatial.copy(), own, np.full(n * bw, mode))
+        bits = table.bits[table_rows, levels.clip(-detail.LIMIT, detail.LIMIT) + detail.LIMIT].sum((1, 2))
+        error = np.square(coefficients.reshape(n * bw, 3, 64) - detail.dequantise(levels, step, offset)).sum((1, 2))
+        out[mode] = (error + np.float32(lam * step * step) * bits).reshape(n, bw)
+    return out
+
+
+def against(residuals: list[np.ndarray], modes: np.ndarray) -> np.ndarray:
+    """The coefficients (bh, bw, 3, 64) against each block's predictor, from the candidates
+    of whole blocks (`picked` also redoes partial edge blocks that are SOFT)."""
     chosen = residuals[BASE]
     for mode in range(1, len(residuals)):
         chosen = np.where(modes[..., None, None] == mode, residuals[mode], chosen)
+    return chosen
+
+
+def picked(residuals: list[np.ndarray], modes: np.ndarray, rgb: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """The coefficients (bh, bw, 3, 64) against each block's chosen predictor."""
+    chosen = against(residuals, modes)
     if (modes == SOFT).any():
         # a softened partial block, cropped and padded again, is not the softened padded block:
         # code what the decoder will add to in the last block row and column, where they are

@@ -32,7 +32,7 @@ def encode_later(model: CodecModel, quality: int, indices: np.ndarray, detail_la
             predictors = model.predictors(quality)
             if predictors:
                 bits += block_modes.encode(encoder, modes, predictors)
-            bits += detail.encode(encoder, levels, model.detail_table(quality), bar, model.adaptive_detail)
+            bits += detail.encode(encoder, levels, model.detail_table(quality), modes, bar, model.adaptive_detail)
     return encoder.get_compressed().astype("<u4").tobytes(), bits
 
 
@@ -52,7 +52,7 @@ def decode(model: CodecModel, quality: int, payload: bytes, height: int, width: 
             if rung.step is not None:
                 predictors = model.predictors(quality)
                 modes = block_modes.decode(decoder, *grid, predictors) if predictors else None
-                levels = detail.decode(decoder, model.detail_table(quality), *grid, bar, model.adaptive_detail)
+                levels = detail.decode(decoder, model.detail_table(quality), *grid, modes, bar, model.adaptive_detail)
     except VQPressError:
         raise
     except (ValueError, RuntimeError, AssertionError) as e:  # how constriction reports a bad stream

@@ -10,6 +10,8 @@ depends on it. The decoder's pixels may differ by a rounding step between machin
 
 from __future__ import annotations
 
+import hashlib
+
 from functools import cached_property
 
 import numpy as np
@@ -47,11 +49,15 @@ def graph_id(config: dict) -> str:
     return f"gdn-c{config['channels']}-l{config['latent_dim']}"
 
 
-def int8_analysis_graph(model_id: str, model_sha256: str) -> str:
-    """The file name of a model's 8-bit analysis graph (`vqpress.training.quantise`). It names
-    the model file's sha256 too: a model exported again under the same id never picks up the
-    graph of the weights it replaced."""
-    return f"{model_id}.{model_sha256[:8]}.analysis-int8.onnx"
+def int8_analysis_graph(vqvae_state: dict[str, np.ndarray]) -> str:
+    """The file name of the 8-bit analysis graph (`vqpress.training.quantise`) of a VQ-VAE's
+    analysis weights, named by their sha256: a graph runs only with the weights it was made
+    from, and models that share their analysis (rvq-dct-v9 and v10) share one graph."""
+    digest = hashlib.sha256()
+    for name in sorted(k for k in vqvae_state if k.startswith("encoder.")):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(vqvae_state[name]).tobytes())
+    return f"analysis-{digest.hexdigest()[:8]}.int8.onnx"
 
 
 class Transforms:

@@ -289,12 +289,11 @@ def test_the_8_bit_analysis_picks_nearly_the_float_analysis_codes(model):
     latent and pick mostly the same first-stage codes."""
     from skimage import data as skdata
 
-    from vqpress import weights
     from vqpress.codec.transforms import int8_analysis_graph
     from vqpress.training.data import center_crops
     from vqpress.training.quantise import CROP, quantised_analysis
 
-    assert model.transforms.int8_analysis == int8_analysis_graph(model.model_id, weights.verified(model.model_id)[1])
+    assert model.transforms.int8_analysis == int8_analysis_graph(model.model.vqvae_state)
     rgb = skdata.coffee()[:256, :384]
     float_codec = codec.Codec(device="cpu", int8_analysis=False)
     assert float_codec.transforms.int8_analysis is None
@@ -309,9 +308,10 @@ def test_the_8_bit_analysis_picks_nearly_the_float_analysis_codes(model):
         assert same.mean() > 0.9
 
 
-def test_an_8_bit_analysis_belongs_to_one_model_file(tmp_path):
-    """The graph is named by its model file's sha256 and added to that file's card; a codec
-    file passed by path (not shipped) never runs a shipped graph."""
+def test_an_8_bit_analysis_belongs_to_its_analysis_weights(tmp_path):
+    """The graph is named by the sha256 of the analysis weights it was made from (other
+    weights, another name) and added to the model file's card; a codec file passed by path
+    (not shipped) never runs a shipped graph."""
     import json
     import shutil
 
@@ -320,11 +320,18 @@ def test_an_8_bit_analysis_belongs_to_one_model_file(tmp_path):
     from vqpress import weights
     from vqpress.training.quantise import export_quantised_analysis
 
-    shipped, digest = weights.verified("rvq-dct-v9")
+    from vqpress.codec.model import load_codec_file
+    from vqpress.codec.transforms import int8_analysis_graph
+
+    shipped, _ = weights.verified("rvq-dct-v9")
     for suffix in (".safetensors", ".json"):
         shutil.copy(shipped.with_suffix(suffix), tmp_path)
     graph, carded = export_quantised_analysis(tmp_path / "rvq-dct-v9.safetensors", [skdata.astronaut()], tmp_path)
-    assert graph.name == f"rvq-dct-v9.{digest[:8]}.analysis-int8.onnx" and carded
+    state = load_codec_file(shipped).vqvae_state
+    assert graph.name == int8_analysis_graph(state) == "analysis-15348f03.int8.onnx" and carded
+    other = dict(state, **{"encoder.2.weight": state["encoder.2.weight"] * np.float16(0.5)})
+    assert int8_analysis_graph(other) != graph.name
+    assert int8_analysis_graph(dict(state, **{"decoder.3.weight": other["encoder.2.weight"]})) == graph.name
     card = json.loads((tmp_path / "rvq-dct-v9.json").read_text())
     assert card["int8_analysis"]["sha256"] == weights.sha256_file(graph)
     assert f"`{graph.name}`" in (tmp_path / "rvq-dct-v9.md").read_text()

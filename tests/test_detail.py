@@ -3,7 +3,7 @@
 import numpy as np
 
 from vqpress.codec import detail
-from vqpress.codec.entropy import CATEGORICAL, PayloadDecoder, new_encoder
+from vqpress.codec.entropy import CATEGORICAL, CorruptStream, PayloadDecoder, new_encoder
 
 
 def test_transforms_are_orthonormal_and_invert_on_any_size():
@@ -57,16 +57,20 @@ def test_contexts_read_only_what_is_decoded_before():
     assert all(c.min() >= 0 and c.max() < detail.CONTEXTS for c in base)
 
 
-def _table(levels):
+def _weights(levels):
     counts = np.zeros((3, detail.GROUPS, detail.CONTEXTS, detail.SYMBOLS))
     detail.count(levels, counts)
     return detail.table_from_counts(counts)
 
 
+def _table(levels):
+    return detail.Table(_weights(levels).reshape(-1, detail.SYMBOLS))
+
+
 def test_tables_are_positive_integers_that_follow_the_counts():
     levels = np.zeros((6, 6, 3, 64), dtype=np.int32)
     levels[..., 0] = 1  # every DC level is 1, everything else 0
-    table = _table(levels)
+    table = _weights(levels)
     assert table.dtype == np.int32 and table.min() >= 1
     dc_group = detail.BAND_GROUP[0]
     rows = table[:, dc_group].reshape(-1, detail.SYMBOLS)
@@ -101,6 +105,72 @@ def test_coded_bytes_are_stable():
     detail.encode(encoder, levels, table)
     digest = hashlib.sha256(encoder.get_compressed().tobytes()).hexdigest()
     assert digest == "5f5d50cc1730d5aec35c999a8f6b2d16669a54e253b3e80a4d205c5da67c4861"
+
+
+def _layout_table(levels, modes, layout=detail.MODES_PASSES):
+    counts = np.zeros((layout.rows, detail.SYMBOLS))
+    detail.count(levels, counts, layout, modes)
+    return detail.Table.from_codes(detail.codes_from_counts(counts, layout), layout)
+
+
+def test_layouts_give_every_coefficient_one_row_of_its_own():
+    """Each (channel, position's band group, context, mode, own class) has a row of its own,
+    and a later pass's class is read from the earlier passes only."""
+    layout = detail.MODES_PASSES
+    seen = set()
+    for channel in range(3):
+        for position in range(64):
+            passed = [k for k, p in enumerate(layout.passes) if position in p][0]
+            classes = layout.classes if passed else 1
+            for context in range(detail.CONTEXTS):
+                for mode in range(3):
+                    for own in range(classes):
+                        row = int(layout.table_rows(channel, np.array([[context]]), np.array([[mode]]), own)[0, position])
+                        seen.add((row, channel, detail.BAND_GROUP[position], context, mode, own))
+    rows = {r for r, *_ in seen}
+    assert rows == set(range(layout.rows)) and len(seen) == layout.rows
+    magnitudes = np.zeros(64, np.int64)
+    magnitudes[detail.ZIGZAG[:3]] = 1  # in the first pass (sum 3: class 2 for every later pass)
+    assert [int(layout.own_classes(magnitudes, k)) for k in (1, 2, 3)] == [2, 2, 2]
+    magnitudes[detail.ZIGZAG[7]] = 12  # in the second: read by the third and fourth (sum 15: class 4)
+    assert [int(layout.own_classes(magnitudes, k)) for k in (1, 2, 3)] == [2, 4, 4]
+    assert layout.own_rows(magnitudes)[detail.ZIGZAG[:6]].tolist() == [0] * 6
+    assert layout.own_rows(magnitudes)[detail.ZIGZAG[[6, 20, 40]]].tolist() == [2, 4, 4]
+    assert detail.NEIGHBOURS.rows == 3 * detail.GROUPS * detail.CONTEXTS
+
+
+def test_codes_are_symmetric_weights_that_follow_the_counts():
+    codes = np.array([[0, 8, 16] + [255] * (detail.LIMIT - 2)], dtype=np.uint8)
+    layout = detail.Layout()
+    weights = detail.Table.from_codes(np.repeat(codes, layout.rows, 0), layout).weights[0]
+    assert weights[detail.LIMIT] == 2**20 and weights[detail.LIMIT + 1] == weights[detail.LIMIT - 1] == 2**19
+    assert weights[detail.LIMIT + 2] == 2**18 and weights.min() == 1 and (weights == weights[::-1]).all()
+    rng = np.random.default_rng(7)
+    levels = (np.round(rng.laplace(0, 0.8, (8, 8, 3, 64)))).astype(np.int32)
+    modes = rng.integers(0, 3, (8, 8)).astype(np.uint8)
+    table = _layout_table(levels, modes)
+    dc = table.layout.first_row[0, 0]  # a row that saw many levels: 0 is the likeliest, signs alike
+    row = table.weights[dc: dc + 3 * detail.CONTEXTS].sum(0)
+    assert row.argmax() == detail.LIMIT and abs(row[detail.LIMIT + 1] / row[detail.LIMIT - 1] - 1) < 1e-9
+
+
+def test_layout_with_modes_and_passes_round_trips_exactly():
+    rng = np.random.default_rng(8)
+    levels = (np.round(rng.laplace(0, 1.5, (7, 9, 3, 64))) * (rng.random((7, 9, 3, 64)) < 0.4)).astype(np.int32)
+    levels[0, 0, 0, 0], levels[3, 4, 2, 7], levels[6, 8, 1, 63] = 4000, -detail.LIMIT, detail.LIMIT + 1
+    modes = rng.integers(0, 3, (7, 9)).astype(np.uint8)
+    table = _layout_table(levels, modes)
+    for adaptive in (False, True):
+        encoder = new_encoder()
+        bits = detail.encode(encoder, levels, table, modes, adaptive=adaptive)
+        payload = encoder.get_compressed().tobytes()
+        assert np.array_equal(detail.decode(PayloadDecoder(payload), table, 7, 9, modes, adaptive=adaptive), levels)
+        assert len(payload) * 8 <= (bits + 3) * 1.01 + 64
+        try:  # the modes pick the rows: other modes, other levels (or a stream that runs out)
+            other = detail.decode(PayloadDecoder(payload), table, 7, 9, (modes + 1) % 3, adaptive=adaptive)
+        except (CorruptStream, AssertionError, ValueError):  # as constriction reports a bad stream
+            other = None
+        assert other is None or not np.array_equal(other, levels)
 
 
 def test_rd_optimisation_only_lowers_levels_where_the_table_says_it_pays():

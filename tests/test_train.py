@@ -197,6 +197,30 @@ def test_detail_layer_is_fitted_over_a_shipped_base(folder, tmp_path):
     assert not (tmp_path / "none").exists()
 
 
+def test_detail_tables_with_modes_and_passes_round_trip(folder, tmp_path):
+    """`--contexts modes+passes` writes uint8 codes in the richer layout, named in the file's
+    metadata and card; the codec reads them and its files decode exactly."""
+    from vqpress import weights
+    from vqpress.codec import detail
+    from vqpress.codec.api import Codec
+    from vqpress.codec.model import load_codec_file
+
+    out = tmp_path / "weights"
+    invoke("train", "detail", "--data", folder, "--model-id", "tiny-p", "--ladder", "1 1+80@0.15 2+40@0.15",
+           "--soft-from", "3", "--contexts", "modes+passes", "--out", out)
+    path = out / "tiny-p.safetensors"
+    model = load_codec_file(path)
+    assert model.detail_layout.spec() == detail.MODES_PASSES.spec() == weights.metadata(path)["detail_layout"]
+    assert model.detail_tables.dtype == np.uint8 and model.detail_tables.shape == (2, detail.MODES_PASSES.rows, 16)
+    assert "in 4 passes per block and channel" in (out / "tiny-p.md").read_text()
+    codec = Codec(path=path)
+    rgb = (np.indices((40, 56)).sum(0)[..., None] * [3, 5, 7] % 256).astype(np.uint8)
+    for q in (2, 3):
+        data = codec.compress(rgb, q)
+        assert np.array_equal(np.asarray(codec.decompress(data)), np.asarray(Codec(path=path).decompress(data)))
+        assert np.abs(np.asarray(codec.decompress(data), np.float32) - rgb).mean() < 12
+
+
 def test_data_parallel_training_keeps_the_replicas_identical(folder, tmp_path):
     """Two CPU processes (gloo) train the VQ-VAE for a few steps on their own shards; every
     step averages their gradients and shares rank 0's codebooks, so the weights agree at the

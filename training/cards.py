@@ -58,6 +58,7 @@ def detail_lines(d: dict, ladder: list[Rung]) -> list[str]:
               "orthonormal colour transform and 8x8 DCT, quantised with one step size (dead zone "
               f"{d['deadzone']}, levels reconstructed at |q| + {', '.join(f'{o:g}' for o in offsets)}) and "
               "range-coded with integer context tables"
+              + _layout_text(d.get("layout"))
               + (", which adapt to each image as it is coded" if d.get("adaptive") else "")
               + ("; per 8x8 block the encoder predicts from the VQ base or its block mean"
                  + (f", and from quality {d['soft_from']} up also from the base softened" if d.get("soft_from") else "")
@@ -72,6 +73,18 @@ def detail_lines(d: dict, ladder: list[Rung]) -> list[str]:
                      "from the tables' cross-entropy, on top of the base's): "
                      f"`{json.dumps(d['validation'])}`")
     return lines
+
+
+def _layout_text(layout: dict | None) -> str:
+    """How the detail tables' rows are picked, where more than the neighbours pick them."""
+    if not layout or (layout["modes"] == 1 and not layout["splits"]):
+        return ""
+    passes = [0, *layout["splits"], 64]
+    spans = ", ".join(f"{a}-{b - 1}" for a, b in zip(passes, passes[1:]))
+    return (" (a level's row: its channel and band, its neighbours' levels, its block's predictor and, "
+            f"in {len(passes) - 1} passes per block and channel over zig-zag positions {spans}, the "
+            f"block's own levels in the earlier passes, {layout['classes']} classes; stored as "
+            "probabilities in eighths of a bit, one per magnitude)")
 
 
 def filter_lines(c: dict) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,9 @@ def parse_ladder(text: str, max_stages: int) -> list[Rung]:
     return ladder
 
 
+LAYOUTS = {"neighbours": detail.NEIGHBOURS, "modes+passes": detail.MODES_PASSES}
+
+
 def _bases(codec: Codec, path: Path, stage_counts: set[int]) -> tuple[np.ndarray, dict]:
     """The photo, and its VQ base for each number of stages."""
     rgb, _ = to_rgb8(open_image(path))
@@ -62,32 +66,39 @@ def _bases(codec: Codec, path: Path, stage_counts: set[int]) -> tuple[np.ndarray
     return rgb, {stages: codec.pixels(symbols[:stages], h, w) for stages in stage_counts}
 
 
-def fit_tables(codec: Codec, paths: list[Path], ladder: list[Rung], predictors: list[int]) -> np.ndarray:
-    """Integer tables (rungs with a step, 3, GROUPS, CONTEXTS, SYMBOLS) of the levels the
-    encoder codes for the photos, each block's predictor chosen among predictors[quality - 1]."""
+def fit_tables(codec: Codec, paths: list[Path], ladder: list[Rung], predictors: list[int],
+               layout: detail.Layout = detail.NEIGHBOURS) -> np.ndarray:
+    """Tables (rungs with a step, ...) of the levels coded for the photos, each block's
+    predictor chosen among predictors[quality - 1]: int32 weights (3, GROUPS, CONTEXTS,
+    SYMBOLS) in the neighbours-only layout, else uint8 codes (rows, LIMIT + 1)."""
     rungs = [(q, r) for q, r in enumerate(ladder) if r.step is not None]
-    counts = np.zeros((len(rungs), 3, detail.GROUPS, detail.CONTEXTS, detail.SYMBOLS))
+    counts = np.zeros((len(rungs), layout.rows, detail.SYMBOLS))
     for path in tqdm(paths, desc="counting detail levels"):
         rgb, bases = _bases(codec, path, {r.stages for _, r in rungs})
         for k, (q, rung) in enumerate(rungs):
-            levels, _ = modes.levels_for(rgb, bases[rung.stages], rung.step, rung.offset, predictors[q])
-            detail.count(levels, counts[k])
-    return np.stack([detail.table_from_counts(c) for c in counts])
+            levels, chosen = modes.levels_for(rgb, bases[rung.stages], rung.step, rung.offset, predictors[q])
+            detail.count(levels, counts[k], layout, chosen)
+    if layout is detail.NEIGHBOURS:
+        return np.stack([detail.table_from_counts(c.reshape(3, detail.GROUPS, detail.CONTEXTS, -1)) for c in counts])
+    return np.stack([detail.codes_from_counts(c, layout) for c in counts])
+
+
 
 
 def validate(codec: Codec, paths: list[Path], ladder: list[Rung], tables, adaptive: bool,
-             predictors: list[int]) -> dict:
+             predictors: list[int], layout: detail.Layout = detail.NEIGHBOURS) -> dict:
     """Mean detail-layer bits per pixel (the coded cross-entropy, modes included) and mean PSNR
     of base plus detail over whole photos, per rung with a step."""
     rungs = [(q, r) for q, r in enumerate(ladder) if r.step is not None]
     bpp, quality = np.zeros(len(rungs)), np.zeros(len(rungs))
+    model = replace(codec.model, ladder=ladder, detail_tables=tables, detail_layout=layout, _tables={})
     for path in tqdm(paths, desc="validating"):
         rgb, bases = _bases(codec, path, {r.stages for _, r in rungs})
         h, w = rgb.shape[:2]
         for k, (q, rung) in enumerate(rungs):
             base = bases[rung.stages]
             levels, chosen = modes.levels_for(rgb, base, rung.step, rung.offset, predictors[q])
-            bits = detail.encode(new_encoder(), levels, tables[k], adaptive=adaptive)
+            bits = detail.encode(new_encoder(), levels, model.detail_table(q + 1), chosen, adaptive=adaptive)
             bits += modes.encode(new_encoder(), chosen, predictors[q]) if predictors[q] else 0
             bpp[k] += bits / (h * w) / len(paths)
             out = detail.add_detail(modes.predictor(base, chosen), levels, rung.step, rung.offset)
@@ -120,12 +131,12 @@ def kept_filter(model, ladder: list[Rung], block_modes: bool) -> tuple[dict[str,
 def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str, out: Path,
                   ladder_text: str = LADDER, limit: int | None = None, device: str = "cpu",
                   adaptive: bool = True, block_modes: bool = True, soft_from: int | None = None,
-                  keep_filter: bool = False) -> Path:
+                  keep_filter: bool = False, contexts: str = "neighbours") -> Path:
     """Release <out>/<model_id>.safetensors: the networks and prior of `base_model` (a shipped
     codec, or a codec file's path), with the ladder and detail tables fitted for it, its
     encoder choosing each block's predictor (with block_modes: the base or its mean, and from
     quality soft_from up the softened base too); with keep_filter, also the base's
-    reconstruction filter (`kept_filter`)."""
+    reconstruction filter (`kept_filter`). contexts: the tables' layout (`LAYOUTS`)."""
     base_path = Path(base_model) if base_model.endswith(".safetensors") else weights.verified(base_model)[0]
     codec = Codec(device=device, path=base_path)
     ladder = parse_ladder(ladder_text, codec.model.vqvae_config["num_stages"])
@@ -135,12 +146,14 @@ def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str
     filter_state, filter_config = kept_filter(codec.model, ladder, block_modes) if keep_filter else ({}, None)
     train_paths = evenly_spread(image_paths(data), limit)
     start = time.time()
-    tables = fit_tables(codec, train_paths, ladder, predictors)
+    layout = LAYOUTS[contexts]
+    tables = fit_tables(codec, train_paths, ladder, predictors, layout)
     base_card = weights.metadata(base_path)["card"]
     card = {"model_id": model_id, **{k: v for k, v in base_card.items() if k not in ("model_id", "detail", "postfilter")},
             "detail": {"base_model": base_path.stem, "data": str(data), "valid": str(valid) if valid else None,
                        "train_images": len(train_paths), "ladder": [r.spec() for r in ladder],
                        "deadzone": detail.DEADZONE, "adaptive": adaptive, "block_modes": block_modes, "soft_from": soft_from,
+                       "contexts": contexts, "layout": layout.spec(),
                        "fit_seconds": round(time.time() - start), "command": command_line(),
                        "hardware": hardware(device)}}
     if keep_filter:
@@ -149,16 +162,18 @@ def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str
         card["postfilter"] = {**section, "skip": filter_config["skip"], "kept_by": kept_by}
     if valid is not None:
         card["detail"]["validation"] = validate(codec, evenly_spread(image_paths(valid), limit), ladder, tables, adaptive,
-                                                predictors)
+                                                predictors, layout)
 
     def write(path):
         tensors = {k: v for k, v in load_file(str(base_path)).items() if not k.startswith(("detail.", "postfilter."))}
-        tensors["detail.tables"] = np.ascontiguousarray(tables, dtype=np.int32)
+        tensors["detail.tables" if layout is detail.NEIGHBOURS else "detail.codes"] = np.ascontiguousarray(tables)
         tensors.update({f"postfilter.{k}": v for k, v in filter_state.items()})
         metadata = {"vqvae_config": json.dumps(codec.model.vqvae_config), "card": json.dumps(card),
                     "ladder": json.dumps([[r.stages, r.step, r.offset] for r in ladder]),
                     "adaptive_detail": json.dumps(adaptive),
                     "block_modes": json.dumps(predictors if soft_from is not None else block_modes)}
+        if layout is not detail.NEIGHBOURS:
+            metadata["detail_layout"] = json.dumps(layout.spec())
         if filter_config is not None:
             metadata["postfilter_config"] = json.dumps(filter_config)
         save_file(tensors, str(path), metadata=metadata)

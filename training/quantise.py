@@ -88,8 +88,8 @@ def quantised_analysis(model: CodecModel, calibration: list[torch.Tensor], layer
 
 def export_quantised_analysis(model_path: Path, images: list[np.ndarray], out: Path, data: str = "",
                               command: str = "") -> tuple[Path, bool]:
-    """Write the 8-bit analysis graph of the codec file `model_path` to <out> (named by its
-    model id and sha256: `int8_analysis_graph`), calibrated on the images' centre crops (from
+    """Write the 8-bit analysis graph of the codec file `model_path` to <out> (named by the
+    sha256 of its analysis weights: `int8_analysis_graph`), calibrated on the images' centre crops (from
     the folder `data`), and its SHA256SUMS line. Where <out> holds that very file and its card,
     add the graph to the card (with `command`). Returns (the graph's path, whether the card
     was updated)."""
@@ -97,7 +97,7 @@ def export_quantised_analysis(model_path: Path, images: list[np.ndarray], out: P
     if not crops:
         raise ValueError("no calibration image is 8x8 or larger")
     model_id, model_digest, model = model_path.stem, weights.sha256_file(model_path), load_codec_file(model_path)
-    path = out / int8_analysis_graph(model_id, model_digest)
+    path = out / int8_analysis_graph(model.vqvae_state)
     out.mkdir(parents=True, exist_ok=True)
     path.write_bytes(quantised_analysis(model, crops))
     digest = weights.sha256_file(path)
