@@ -255,15 +255,18 @@ def quantise_analysis(model_id, data, limit, out):
 @click.option("--contexts", type=click.Choice(["neighbours", "modes+passes"]), default="neighbours",
               show_default=True, help="What picks a level's table row: its neighbours (up to "
               "rvq-dct-v9), or also its block's mode and own earlier coefficients (rvq-dct-v10).")
+@click.option("--encoded", is_flag=True,
+              help="Count the levels and modes the base codec's own encoder codes (its ladder, block "
+                   "modes and contexts), instead of the plain quantised residuals.")
 @out_option
 def detail(base_model, data, valid, model_id, ladder, limit, adaptive, block_modes, soft_from, keep_filter,
-           contexts, out):
+           contexts, encoded, out):
     """Fit the detail layer's tables over a codec's VQ base and write the new codec."""
     from vqpress.training.detail import LADDER, export_detail
 
     path = export_detail(base_model, data, valid, model_id, out, ladder or LADDER, limit, adaptive=adaptive,
                          block_modes=block_modes, soft_from=soft_from, keep_filter=keep_filter,
-                         contexts=contexts)
+                         contexts=contexts, encoded=encoded)
     click.echo(f"wrote {path}")
 
 

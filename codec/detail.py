@@ -12,7 +12,8 @@ computed from coefficients decoded before it (never from the VQ decoder's floati
 pixels), so encoder and decoder use the same row on any machine.
 
 Order: 8x8 blocks by anti-diagonals (block (i, j) at step i + j, after its left and upper
-neighbours); within a step, channel by channel; within a channel, block by block, the 64
+neighbours); within a step, channel by channel; within a channel, pass by pass (one pass of all
+64 coefficients up to rvq-dct-v9; see `Layout`), and within a pass block by block, the pass's
 coefficients in raster order. Magnitudes of LIMIT or more are coded as an escape symbol, and
 their excess (an Exp-Golomb code) after all blocks.
 
@@ -62,20 +63,28 @@ CODE_UNIT = 8  # a table code k means -log2 p = k / CODE_UNIT
 _MANTISSAS = np.array([1048576, 961548, 881744, 808563, 741455, 679917, 623487, 571740], dtype=np.int64)
 
 
+MAX_CLASSES = (64 * LIMIT).bit_length() + 1  # a block channel's magnitudes sum to 960 at most
+
+
 def _bit_lengths(n: int) -> np.ndarray:
     return np.array([k.bit_length() for k in range(n)], dtype=np.int64)
 
 
 class Layout:
     """Which table row codes each coefficient. Rows run over channel, band group, neighbours'
-    context (`contexts`), then, in a layout with modes = 3, the block's mode, and, in a layout
+    context (`contexts`), then, in a layout with modes > 1, the block's mode, and, in a layout
     with splits (zig-zag positions), the class of the block's own magnitudes in the passes
     before a coefficient's (`own_classes`: `classes` of them). Each channel of a block is coded
     in passes: zig-zag positions up to the first split, then up to the next, and so on. Splits
     fall between band groups, so each group's rows belong to one pass."""
 
     def __init__(self, modes: int = 1, splits: tuple[int, ...] = (), classes: int = 1):
-        self.modes, self.splits, self.classes = modes, tuple(splits), classes
+        splits = tuple(splits)
+        whole = all(isinstance(x, int) and not isinstance(x, bool) for x in (modes, classes, *splits))
+        if not whole or not 1 <= modes <= 3 or not 1 <= classes <= MAX_CLASSES:
+            raise ValueError(f"a layout needs 1 to 3 modes and 1 to {MAX_CLASSES} classes, "
+                             f"got {modes!r} and {classes!r}")
+        self.modes, self.splits, self.classes = modes, splits, classes
         edges = [0, *self.splits, 64]
         self.passes = [np.flatnonzero((_ZIGZAG_POSITION >= a) & (_ZIGZAG_POSITION < b)) for a, b in zip(edges, edges[1:])]
         if len(self.passes) == 1:
@@ -93,15 +102,19 @@ class Layout:
         self.rows = int(rows_per_group.sum())
         # each row's row in the neighbours-only layout (channel, band group, context)
         self.parent = np.repeat(np.arange(3 * GROUPS * CONTEXTS), np.repeat(rows_per_group // CONTEXTS, CONTEXTS))
-        self._class_of_sum = np.minimum(_bit_lengths(64 * LIMIT + 1), classes - 1)
+        self._classes_of_sums = np.minimum(_bit_lengths(64 * LIMIT + 1), classes - 1)
 
     def spec(self) -> dict:
         return {"modes": self.modes, "splits": list(self.splits), "classes": self.classes}
 
     def own_classes(self, magnitudes: np.ndarray, k: int) -> np.ndarray:
-        """(...) class of pass k of blocks' channels from their magnitudes (..., 64): the bit
-        length of the sum of the earlier passes' magnitudes, at most classes - 1."""
-        return self._class_of_sum[(magnitudes * self.earlier[k]).sum(-1)]
+        """(...) class of pass k of blocks' channels from their magnitudes (..., 64)."""
+        return self.class_of((magnitudes * self.earlier[k]).sum(-1))
+
+    def class_of(self, sums: np.ndarray) -> np.ndarray:
+        """The class of a pass from the sum of the magnitudes before it in its block's channel:
+        the sum's bit length, at most classes - 1."""
+        return self._classes_of_sums[sums]
 
     def own_rows(self, magnitudes: np.ndarray) -> np.ndarray:
         """(..., 64) what each coefficient's own class adds to its row, from its block's
@@ -364,16 +377,19 @@ def decode(decoder, table: Table, bh: int, bw: int, modes: np.ndarray | None = N
         for channel in range(3):
             context = spatial[:, channel] + np.minimum(earlier, CROSS - 1)
             without_own = layout.table_rows(channel, context, mode, 0)
+            before = 0  # the magnitudes of the passes decoded so far, summed per block
             for k, positions in enumerate(layout.passes):  # a later pass reads the earlier ones' magnitudes
                 table_rows = without_own[:, positions]
                 if k:
-                    table_rows = table_rows + layout.own_classes(np.abs(decoded[:, channel] - LIMIT), k)[:, None]
+                    table_rows = table_rows + layout.class_of(before)[:, None]
                 table_rows = table_rows.reshape(-1)
                 probs, sums = model.rows(table_rows)
                 symbols = decoder.categorical(probs, sums)
                 used.append(table_rows)
                 counted.append(symbols)
                 decoded[:, channel, positions] = symbols.reshape(len(rows), -1)
+                if layout.splits:
+                    before = before + np.abs(decoded[:, channel, positions] - LIMIT).sum(1)
             if channel < 2:
                 earlier = earlier + np.abs(decoded[:, channel] - LIMIT)
         model.update(used, counted)

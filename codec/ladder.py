@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .errors import VQPressError
 
-DEFAULT_MODEL = "rvq-dct-v9"
+DEFAULT_MODEL = "rvq-dct-v11"
 
 
 @dataclass(frozen=True)

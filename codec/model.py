@@ -42,7 +42,7 @@ class CodecModel:
     adaptive_detail: bool = False
     block_modes: tuple[int, ...] = ()  # per quality: how many predictors each block chooses from (`codec.modes`)
     detail_layout: detail.Layout = detail.NEIGHBOURS
-    _tables: dict = field(default_factory=dict, repr=False, compare=False)
+    _tables: dict = field(init=False, default_factory=dict, repr=False, compare=False)
 
     def detail_table(self, quality: int) -> detail.Table:
         """The detail table of a quality whose rung has a step."""
@@ -70,8 +70,10 @@ def load_codec_file(path) -> CodecModel:
     steps = sum(r.step is not None for r in ladder)
     try:
         layout = detail.Layout(**meta["detail_layout"]) if "detail_layout" in meta else detail.NEIGHBOURS
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise weights.WeightsError(f"{path}: unknown detail layout ({meta['detail_layout']})") from None
+    if layout is not detail.NEIGHBOURS and "detail.codes" not in tensors:
+        raise weights.WeightsError(f"{path}: a detail layout without its tables (detail.codes)")
     if "detail.codes" in tensors:
         tables, shape, dtype = tensors["detail.codes"], (steps, layout.rows, detail.LIMIT + 1), np.uint8
     else:
@@ -89,5 +91,7 @@ def load_codec_file(path) -> CodecModel:
         predictors = [2 * predictors] * len(ladder)
     if not isinstance(predictors, list) or len(predictors) != len(ladder) or not set(predictors) <= {0, 2, 3}:
         raise weights.WeightsError(f"{path}: unknown block modes ({predictors})")
+    if layout.modes > 1 and layout.modes < max(predictors):
+        raise weights.WeightsError(f"{path}: the detail layout has rows for {layout.modes} modes, not {max(predictors)}")
     return CodecModel(config, state, prior, ladder, tables, filter_config, filter_state,
                       bool(meta.get("adaptive_detail", False)), tuple(predictors) if any(predictors) else (), layout)

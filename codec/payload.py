@@ -32,6 +32,8 @@ def encode_later(model: CodecModel, quality: int, indices: np.ndarray, detail_la
             predictors = model.predictors(quality)
             if predictors:
                 bits += block_modes.encode(encoder, modes, predictors)
+            else:
+                modes = None  # what the decoder has at such a quality
             bits += detail.encode(encoder, levels, model.detail_table(quality), modes, bar, model.adaptive_detail)
     return encoder.get_compressed().astype("<u4").tobytes(), bits
 

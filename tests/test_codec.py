@@ -328,7 +328,7 @@ def test_an_8_bit_analysis_belongs_to_its_analysis_weights(tmp_path):
         shutil.copy(shipped.with_suffix(suffix), tmp_path)
     graph, carded = export_quantised_analysis(tmp_path / "rvq-dct-v9.safetensors", [skdata.astronaut()], tmp_path)
     state = load_codec_file(shipped).vqvae_state
-    assert graph.name == int8_analysis_graph(state) == "analysis-15348f03.int8.onnx" and carded
+    assert graph.name == int8_analysis_graph(state) == "analysis-2b24f372.int8.onnx" and carded
     other = dict(state, **{"encoder.2.weight": state["encoder.2.weight"] * np.float16(0.5)})
     assert int8_analysis_graph(other) != graph.name
     assert int8_analysis_graph(dict(state, **{"decoder.3.weight": other["encoder.2.weight"]})) == graph.name
@@ -396,3 +396,33 @@ def test_a_codec_file_with_unknown_block_modes_is_refused(tmp_path):
     save_file(load_file(str(path)), str(tmp_path / "odd.safetensors"), metadata={**meta, "block_modes": "5"})
     with pytest.raises(weights.WeightsError, match="unknown block modes"):
         load_codec_file(tmp_path / "odd.safetensors")
+
+
+def test_a_forged_detail_layout_is_refused(tmp_path):
+    """A codec file whose detail layout does not fit its tables or block modes, or is not a
+    layout at all, is a one-line WeightsError, never a traceback at decode time."""
+    import json
+    from pathlib import Path
+
+    from safetensors.numpy import load_file, save_file
+
+    from vqpress import weights
+    from vqpress.codec.ladder import DEFAULT_MODEL
+    from vqpress.codec.model import load_codec_file
+
+    def forged(model_id: str, layout) -> Path:
+        path = weights.verified(model_id)[0]
+        meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in weights.metadata(path).items()}
+        meta["detail_layout"] = json.dumps(layout)
+        out = tmp_path / f"{model_id}-forged.safetensors"
+        save_file(load_file(str(path)), str(out), metadata=meta)
+        return out
+
+    good = weights.metadata(weights.verified(DEFAULT_MODEL)[0])["detail_layout"]
+    for layout in (dict(good, modes=2), dict(good, classes=0), dict(good, classes=12), dict(good, modes=10**30),
+                   dict(good, splits=[5]), dict(good, modes=True), dict(good, extra=1), [3, 9]):
+        with pytest.raises(weights.WeightsError, match="detail layout|does not fit") as e:
+            load_codec_file(forged(DEFAULT_MODEL, layout))
+        assert "\n" not in str(e.value)
+    with pytest.raises(weights.WeightsError, match="without its tables"):
+        load_codec_file(forged("rvq-dct-v9", good))

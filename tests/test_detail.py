@@ -1,6 +1,7 @@
 """The detail layer: transforms, quantiser, contexts, tables and its range coding."""
 
 import numpy as np
+import pytest
 
 from vqpress.codec import detail
 from vqpress.codec.entropy import CATEGORICAL, CorruptStream, PayloadDecoder, new_encoder
@@ -137,6 +138,10 @@ def test_layouts_give_every_coefficient_one_row_of_its_own():
     assert layout.own_rows(magnitudes)[detail.ZIGZAG[:6]].tolist() == [0] * 6
     assert layout.own_rows(magnitudes)[detail.ZIGZAG[[6, 20, 40]]].tolist() == [2, 4, 4]
     assert detail.NEIGHBOURS.rows == 3 * detail.GROUPS * detail.CONTEXTS
+    for bad in ({"modes": 0}, {"modes": 4}, {"classes": 0}, {"classes": detail.MAX_CLASSES + 1},
+                {"modes": True}, {"classes": 2.0}, {"splits": (5,)}, {"splits": (15, 6)}, {"splits": (6, 6)}):
+        with pytest.raises(ValueError):
+            detail.Layout(**bad)
 
 
 def test_codes_are_symmetric_weights_that_follow_the_counts():
@@ -171,6 +176,37 @@ def test_layout_with_modes_and_passes_round_trips_exactly():
         except (CorruptStream, AssertionError, ValueError):  # as constriction reports a bad stream
             other = None
         assert other is None or not np.array_equal(other, levels)
+
+
+def test_table_costs_are_distortion_plus_the_tables_bits():
+    """A block's cost against a predictor is its quantisation error plus lambda step^2 times
+    the bits of its levels in their rows (the mode's own rows); a perfect predictor costs
+    least."""
+    from vqpress.codec import modes
+
+    rng = np.random.default_rng(9)
+    step, offset = 10.0, 0.15
+    rough = (rng.laplace(0, 15, (4, 5, 3, 64)) * (rng.random((4, 5, 3, 64)) < 0.5)).astype(np.float32)
+    residuals = [rough, np.zeros_like(rough), rough * 0.5]
+    first = detail.quantise(rough, step)
+    table = _layout_table(first, np.zeros((4, 5), np.uint8))
+    magnitudes = detail.padded_magnitudes(first)
+    distortion = modes.table_costs(residuals, magnitudes, 0, step, offset, table, lam=0.0)
+    for mode, c in enumerate(residuals):
+        error = np.square(c - detail.dequantise(detail.quantise(c, step), step, offset)).sum((2, 3))
+        assert np.allclose(distortion[mode], error, rtol=1e-5)
+    costs = modes.table_costs(residuals, magnitudes, 0, step, offset, table, lam=0.5)
+    assert (costs > distortion).all() and (costs.argmin(0) == 1).all()
+    rows, cols = (a.ravel() for a in np.indices((4, 5)))
+    levels = detail.quantise(rough, step)
+    own = detail.padded_magnitudes(levels)[1:, 1:].reshape(-1, 3, 64)  # the block's own levels...
+    spatial = detail.spatial_contexts(magnitudes, rows, cols)  # ...in the first choice's neighbours
+    table_rows = detail.rows_of(table.layout, spatial, own, np.zeros(20, np.int64))
+    bits = table.bits[table_rows, np.clip(levels.reshape(-1, 3, 64), -15, 15) + 15].sum((1, 2))
+    assert np.allclose(costs[0] - distortion[0], 0.5 * step**2 * bits.reshape(4, 5), rtol=1e-4)
+    # the bottom block row alone, read at its place in the image: the same costs
+    part = modes.table_costs([r[3:] for r in residuals], magnitudes, 3, step, offset, table, lam=0.5)
+    assert np.allclose(part, costs[:, 3:])
 
 
 def test_rd_optimisation_only_lowers_levels_where_the_table_says_it_pays():

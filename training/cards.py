@@ -66,6 +66,10 @@ def detail_lines(d: dict, ladder: list[Rung]) -> list[str]:
              "", f"- qualities: {rungs}",
              (f"- tables fitted (counted, no gradient descent) on `{d['data']}` "
               f"({d['train_images']} images) in {d['fit_seconds'] / 60:.0f} min on {d['hardware']}")]
+    if d.get("encoded"):
+        lines.append(f"- counted on what `{d['base_model']}`'s own encoder codes over entropy-constrained "
+                     "symbols (its modes chosen on its tables' bits, its RD-optimised levels; the symbols "
+                     "chosen once for the most stages the ladder uses, and cut for rungs with fewer)")
     if d.get("command"):
         lines.append(f"- command: `{d['command']}`")
     if "validation" in d:

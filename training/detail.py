@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from vqpress import weights
 from vqpress.codec import detail, modes
-from vqpress.codec.api import Codec
+from vqpress.codec.api import ECVQ_LAMBDA, Codec
 from vqpress.codec.entropy import new_encoder
 from vqpress.codec.errors import VQPressError
 from vqpress.codec.imageio import open_image, to_rgb8
@@ -58,25 +58,33 @@ def parse_ladder(text: str, max_stages: int) -> list[Rung]:
 LAYOUTS = {"neighbours": detail.NEIGHBOURS, "modes+passes": detail.MODES_PASSES}
 
 
-def _bases(codec: Codec, path: Path, stage_counts: set[int]) -> tuple[np.ndarray, dict]:
-    """The photo, and its VQ base for each number of stages."""
+def _bases(codec: Codec, path: Path, stage_counts: set[int], lam: float = 0.0) -> tuple[np.ndarray, dict]:
+    """The photo, and its VQ base for each number of stages (nearest codes, or the
+    entropy-constrained choice at lam)."""
     rgb, _ = to_rgb8(open_image(path))
     h, w = rgb.shape[:2]
-    symbols = codec.symbols(rgb, max(stage_counts))
+    symbols = codec.symbols(rgb, max(stage_counts), lam=lam)
     return rgb, {stages: codec.pixels(symbols[:stages], h, w) for stages in stage_counts}
 
 
 def fit_tables(codec: Codec, paths: list[Path], ladder: list[Rung], predictors: list[int],
-               layout: detail.Layout = detail.NEIGHBOURS) -> np.ndarray:
+               layout: detail.Layout = detail.NEIGHBOURS, encoded: bool = False) -> np.ndarray:
     """Tables (rungs with a step, ...) of the levels coded for the photos, each block's
     predictor chosen among predictors[quality - 1]: int32 weights (3, GROUPS, CONTEXTS,
-    SYMBOLS) in the neighbours-only layout, else uint8 codes (rows, LIMIT + 1)."""
+    SYMBOLS) in the neighbours-only layout, else uint8 codes (rows, LIMIT + 1). encoded: the
+    levels and modes the codec's own encoder codes over entropy-constrained symbols (its modes
+    chosen on its tables' bits, its RD-optimised levels; the symbols are chosen once for the
+    most stages and cut, where the encoder chooses them for each stage count); else the
+    quantised residuals against each block's cheapest predictor by `modes.choose`'s estimate."""
     rungs = [(q, r) for q, r in enumerate(ladder) if r.step is not None]
     counts = np.zeros((len(rungs), layout.rows, detail.SYMBOLS))
     for path in tqdm(paths, desc="counting detail levels"):
-        rgb, bases = _bases(codec, path, {r.stages for _, r in rungs})
+        rgb, bases = _bases(codec, path, {r.stages for _, r in rungs}, ECVQ_LAMBDA if encoded else 0.0)
         for k, (q, rung) in enumerate(rungs):
-            levels, chosen = modes.levels_for(rgb, bases[rung.stages], rung.step, rung.offset, predictors[q])
+            if encoded:
+                levels, chosen = codec.detail_levels(rgb, bases[rung.stages], q + 1)
+            else:
+                levels, chosen = modes.levels_for(rgb, bases[rung.stages], rung.step, rung.offset, predictors[q])
             detail.count(levels, counts[k], layout, chosen)
     if layout is detail.NEIGHBOURS:
         return np.stack([detail.table_from_counts(c.reshape(3, detail.GROUPS, detail.CONTEXTS, -1)) for c in counts])
@@ -91,7 +99,7 @@ def validate(codec: Codec, paths: list[Path], ladder: list[Rung], tables, adapti
     of base plus detail over whole photos, per rung with a step."""
     rungs = [(q, r) for q, r in enumerate(ladder) if r.step is not None]
     bpp, quality = np.zeros(len(rungs)), np.zeros(len(rungs))
-    model = replace(codec.model, ladder=ladder, detail_tables=tables, detail_layout=layout, _tables={})
+    model = replace(codec.model, ladder=ladder, detail_tables=tables, detail_layout=layout)
     for path in tqdm(paths, desc="validating"):
         rgb, bases = _bases(codec, path, {r.stages for _, r in rungs})
         h, w = rgb.shape[:2]
@@ -131,12 +139,14 @@ def kept_filter(model, ladder: list[Rung], block_modes: bool) -> tuple[dict[str,
 def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str, out: Path,
                   ladder_text: str = LADDER, limit: int | None = None, device: str = "cpu",
                   adaptive: bool = True, block_modes: bool = True, soft_from: int | None = None,
-                  keep_filter: bool = False, contexts: str = "neighbours") -> Path:
+                  keep_filter: bool = False, contexts: str = "neighbours", encoded: bool = False) -> Path:
     """Release <out>/<model_id>.safetensors: the networks and prior of `base_model` (a shipped
     codec, or a codec file's path), with the ladder and detail tables fitted for it, its
     encoder choosing each block's predictor (with block_modes: the base or its mean, and from
     quality soft_from up the softened base too); with keep_filter, also the base's
-    reconstruction filter (`kept_filter`). contexts: the tables' layout (`LAYOUTS`)."""
+    reconstruction filter (`kept_filter`). contexts: the tables' layout (`LAYOUTS`); encoded:
+    count what the base's own encoder codes (`fit_tables`), which needs the base's ladder,
+    block modes and layout."""
     base_path = Path(base_model) if base_model.endswith(".safetensors") else weights.verified(base_model)[0]
     codec = Codec(device=device, path=base_path)
     ladder = parse_ladder(ladder_text, codec.model.vqvae_config["num_stages"])
@@ -147,13 +157,16 @@ def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str
     train_paths = evenly_spread(image_paths(data), limit)
     start = time.time()
     layout = LAYOUTS[contexts]
-    tables = fit_tables(codec, train_paths, ladder, predictors, layout)
+    if encoded and (codec.ladder != ladder or (list(codec.model.block_modes) or [0] * len(ladder)) != predictors
+                    or codec.model.detail_layout.spec() != layout.spec()):
+        raise VQPressError("--encoded: the ladder, block modes and contexts must be the base codec's")
+    tables = fit_tables(codec, train_paths, ladder, predictors, layout, encoded)
     base_card = weights.metadata(base_path)["card"]
     card = {"model_id": model_id, **{k: v for k, v in base_card.items() if k not in ("model_id", "detail", "postfilter")},
             "detail": {"base_model": base_path.stem, "data": str(data), "valid": str(valid) if valid else None,
                        "train_images": len(train_paths), "ladder": [r.spec() for r in ladder],
                        "deadzone": detail.DEADZONE, "adaptive": adaptive, "block_modes": block_modes, "soft_from": soft_from,
-                       "contexts": contexts, "layout": layout.spec(),
+                       "contexts": contexts, "layout": layout.spec(), "encoded": encoded,
                        "fit_seconds": round(time.time() - start), "command": command_line(),
                        "hardware": hardware(device)}}
     if keep_filter:

@@ -77,6 +77,7 @@ def same_pixels(a: Path, b: Path) -> bool:
     ma, mb = load_codec_file(a), load_codec_file(b)
     same = lambda x, y: x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x)  # noqa: E731
     return (ma.ladder == mb.ladder and ma.block_modes == mb.block_modes
+            and ma.adaptive_detail == mb.adaptive_detail and ma.detail_layout.spec() == mb.detail_layout.spec()
             and np.array_equal(ma.detail_tables, mb.detail_tables)
             and same(ma.vqvae_state, mb.vqvae_state))
 
