@@ -154,6 +154,15 @@ class Table:
         return cls(np.concatenate([w[:, :0:-1], w], axis=1), layout)
 
     @cached_property
+    def float_weights(self) -> np.ndarray:
+        """The weights in float64 (what constriction takes; exact: integers below 2^53)."""
+        return self.weights.astype(np.float64)
+
+    @cached_property
+    def float_sums(self) -> np.ndarray:
+        return self.float_weights.sum(-1)
+
+    @cached_property
     def bits(self) -> np.ndarray:
         """(rows, SYMBOLS) float32: what each level costs in each row, in bits (static)."""
         w = self.weights.astype(np.float64)
@@ -294,11 +303,11 @@ class Probabilities:
     encoder and decoder use identical weights."""
 
     def __init__(self, table: Table, adaptive: bool):
-        weights = table.weights.astype(np.float64)  # constriction takes float weights
         self.adaptive = adaptive
-        self.weights = weights * ADAPT_PRIOR if adaptive else weights  # kept up to date in place
-        self.total = weights.sum(-1)
-        self.row_sums = self.weights.sum(-1)  # kept with the weights: summing rows costs more
+        self.total = table.float_sums
+        # kept up to date in place, with their row sums (summing rows costs more)
+        self.weights = table.float_weights * ADAPT_PRIOR if adaptive else table.float_weights
+        self.row_sums = self.total * ADAPT_PRIOR if adaptive else self.total
 
     def rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(weights (n, SYMBOLS), their row sums) of table rows (n,)."""
