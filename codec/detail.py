@@ -334,21 +334,18 @@ def encode(encoder, levels: np.ndarray, table: Table, modes: np.ndarray | None =
     magnitudes = padded_magnitudes(levels)
     model = Probabilities(table, adaptive)
     chosen, sums = [], []  # each coded symbol's weight and its row's sum, for the cross-entropy
+    slots = [channel * 64 + np.arange(64)[positions] for channel in range(3) for positions in table.layout.passes]
     for rows, cols in diagonals(bh, bw):
-        table_rows = all_rows(table.layout, magnitudes, rows, cols, modes)
-        coded = symbols[rows, cols]
-        used, counted = [], []
-        for channel in range(3):
-            for positions in table.layout.passes:
-                flat = coded[:, channel, positions].reshape(-1)
-                flat_rows = table_rows[:, channel, positions].reshape(-1)
-                probs, row_sums = model.rows(flat_rows)
-                encoder.encode(flat, CATEGORICAL, probs)
-                chosen.append(probs[np.arange(len(flat)), flat])
-                sums.append(row_sums)
-                used.append(flat_rows)
-                counted.append(flat)
-        model.update(used, counted)
+        # the decoder's order: channel by channel, pass by pass, block by block. Its calls read
+        # weights that no call of the same diagonal has changed, so one call codes them all.
+        order = np.concatenate([(np.arange(len(rows))[:, None] * 192 + slot).ravel() for slot in slots])
+        flat = symbols[rows, cols].reshape(-1)[order]
+        flat_rows = all_rows(table.layout, magnitudes, rows, cols, modes).reshape(-1)[order]
+        probs, row_sums = model.rows(flat_rows)
+        encoder.encode(flat, CATEGORICAL, probs)
+        chosen.append(probs[np.arange(len(flat)), flat])
+        sums.append(row_sums)
+        model.update([flat_rows], [flat])
         if bar is not None:
             bar.update(3 * len(rows))
     bits = float(np.log2(np.concatenate(sums)).sum() - np.log2(np.concatenate(chosen)).sum())
