@@ -109,8 +109,8 @@ def main() -> None:
     defaults = [detail.DEADZONE, 0.0, 0.0, block_modes.MODE_PRICE, block_modes.RATE_LAMBDA]
     variants = [tuple(float(x) for x in v.split(":")) + tuple(defaults[v.count(":") + 1:])
                 for v in args.variants.split(",")]
-    path = Path(args.model) if args.model.endswith(".safetensors") else None
-    codec = api.Codec(args.model if path is None else path.stem, threads=1, path=path)
+    file = args.model.endswith(".safetensors")
+    codec = api.Codec(path=args.model, threads=1) if file else api.Codec(args.model, threads=1)
     rows = []
     for path in evenly_spread(image_paths(args.folder), args.photos):
         rows += measure(codec, photo(path), variants)

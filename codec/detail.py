@@ -315,8 +315,8 @@ class Probabilities:
 
     def update(self, rows: list[np.ndarray], symbols: list[np.ndarray]) -> None:
         """Count coded symbols in their table rows (adaptive models only). The coder counts a
-        diagonal's symbols once all are coded: its calls (one per channel and pass) read
-        disjoint rows, so counting after each call would give the same weights."""
+        diagonal's symbols once all are coded: the decoder's calls for it (one per channel and
+        pass) read disjoint rows, so counting after each call would give the same weights."""
         if self.adaptive:
             rows, symbols = np.concatenate(rows), np.concatenate(symbols)
             added = self.total[rows]

@@ -91,8 +91,6 @@ def fit_tables(codec: Codec, paths: list[Path], ladder: list[Rung], predictors: 
     return np.stack([detail.codes_from_counts(c, layout) for c in counts])
 
 
-
-
 def validate(codec: Codec, paths: list[Path], ladder: list[Rung], tables, adaptive: bool,
              predictors: list[int], layout: detail.Layout = detail.NEIGHBOURS) -> dict:
     """Mean detail-layer bits per pixel (the coded cross-entropy, modes included) and mean PSNR
