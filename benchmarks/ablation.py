@@ -11,7 +11,7 @@ delete them to measure again.
 
     vqpress rd ../shared/corpus/valid --codec jpeg --codec webp --codec avif --codec jxl -o out/rd-valid
     python benchmarks/ablation.py --set ../shared/corpus/valid --peers out/rd-valid \
-        --variant "v7 without filter=rvq-dct-v7:-postfilter" --variant v7=rvq-dct-v7 -o out/ablation
+        --variant "v9 without filter=rvq-dct-v9:-postfilter" --variant v9=rvq-dct-v9 -o out/ablation
 
 Prints one markdown table (BD-rate in % of bits, PSNR; negative = fewer bits than the peer;
 "row above": the lever's own change) and writes it, with every curve, to the output folder.

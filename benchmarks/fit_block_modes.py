@@ -152,7 +152,7 @@ def main():
     parser.add_argument("--lambdas", default="0.05,0.1,0.2")
     parser.add_argument("--study-predictors", action="store_true")
     args = parser.parse_args()
-    codec = Codec("rvq-dct-v7", device="cpu")
+    codec = Codec("rvq-dct-v9", device="cpu")  # the VQ base (v4's VQ-VAE, shared by v9); its measurements were made with v7's, the same networks
     if args.study_predictors:
         return study_predictors(codec, args.folder, args.photos)
     pairs = []

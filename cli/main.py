@@ -281,7 +281,7 @@ def _quality_meaning(header) -> str:
 @main.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--codec", "specs", multiple=True, metavar="NAME",
-              help="vqpress, vqpress:MODEL (another shipped codec model, e.g. rvq-dct-v7, or a codec file), jpeg, "
+              help="vqpress, vqpress:MODEL (another shipped codec model, e.g. rvq-dct-v9, or a codec file), jpeg, "
                    "webp, avif, jpeg2000, jxl, compressai:ARCH (the shipped "
                    "peers) or compressai:ARCH:CKPT[,CKPT...]; repeatable [default: vqpress, jpeg, "
                    "webp, avif, jpeg2000 and the shipped peers].")

@@ -238,7 +238,7 @@ def quantise_analysis(model_id, data, limit, out):
                    "codec file's path (e.g. from export-part).")
 @click.option("--data", type=folder, required=True, help="Folder of training images.")
 @click.option("--valid", type=folder, help="Folder of validation images (numbers for the card).")
-@click.option("--model-id", required=True, help="File stem of the new codec, e.g. rvq-dct-v7.")
+@click.option("--model-id", required=True, help="File stem of the new codec, e.g. rvq-dct-v9.")
 @click.option("--ladder", help="Quality levels, lowest first: STAGES[+STEP[@OFFSET]] each "
               "[default: vqpress.training.detail.LADDER].")
 @click.option("--limit", type=click.IntRange(min=1),
@@ -304,7 +304,7 @@ def export_peer(run, name, out):
 @click.option("--crop", type=int, default=128, show_default=True, help="Crop side in pixels.")
 @click.option("--kl-weight", type=float, default=5e-5, show_default=True,
               help="loss = MSE + kl_weight * KL (nats per pixel).")
-@click.option("--from-codec", help="Start from this shipped codec's autoencoder (e.g. rvq-dct-v7).")
+@click.option("--from-codec", help="Start from this shipped codec's autoencoder (e.g. rvq-dct-v9).")
 @click.option("--channels", type=int, default=96, show_default=True, help="Without --from-codec.")
 @click.option("--latent-dim", type=int, default=32, show_default=True, help="Without --from-codec.")
 def vae(data, valid, run, steps, batch, lr, validate_every, threads, nproc, device, crop, kl_weight,

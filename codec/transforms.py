@@ -52,7 +52,7 @@ def graph_id(config: dict) -> str:
 def int8_analysis_graph(vqvae_state: dict[str, np.ndarray]) -> str:
     """The file name of the 8-bit analysis graph (`vqpress.training.quantise`) of a VQ-VAE's
     analysis weights, named by their sha256: a graph runs only with the weights it was made
-    from, and models that share their analysis (rvq-dct-v7 to v11) share one graph."""
+    from, and models that share their analysis (rvq-dct-v9 and v11) share one graph."""
     digest = hashlib.sha256()
     for name in sorted(k for k in vqvae_state if k.startswith("encoder.")):
         tensor = np.ascontiguousarray(vqvae_state[name])

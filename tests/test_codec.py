@@ -76,14 +76,14 @@ def test_file_from_other_weights_is_rejected(model, photo):
         model.decompress(foreign)
     # the module-level decoder picks the model the file names, and says so when it is not shipped
     assert codec.decompress(model.compress(photo, 1)).size == (photo.shape[1], photo.shape[0])
-    for earlier in ("rvq-dct-v8", "rvq-dct-v7"):  # the previous defaults: their files still decode
+    for earlier in ("rvq-dct-v9",):  # the previous default: its files still decode
         old = codec.load(earlier, device="cpu")
         assert old.model_id != model.model_id
         data = old.compress(photo, 9)
         with pytest.raises(codec.VQPressError, match=f"made with model {earlier}"):
             model.decompress(data)
         assert np.array_equal(np.asarray(codec.decompress(data, device="cpu")), np.asarray(old.decompress(data)))
-    for gone in ("rvq-dct-v6", "rvq-dct-v5", "rvq9-x"):  # pruned from weights/, or never shipped
+    for gone in ("rvq-dct-v8", "rvq-dct-v7", "rvq-dct-v6", "rvq9-x"):  # pruned from weights/, or never shipped
         unknown = container.pack(container.Header(gone, header.weights_hash, header.width,
                                                   header.height, header.mode, header.quality), payload)
         with pytest.raises(codec.VQPressError, match=f"made with model {gone}, which this vqpress does not ship"):

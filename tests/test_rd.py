@@ -120,8 +120,8 @@ def test_an_older_shipped_model_is_measured_under_its_own_name(photo):
     from vqpress.codec import api
     from vqpress.measure import baselines
 
-    old = baselines.get("vqpress:rvq-dct-v7")
-    assert old.name == "vqpress-rvq-dct-v7" and old.qualities == list(range(1, 14))
-    assert f"weights {api.load('rvq-dct-v7').weights_hash.hex()};" in old.description  # retrained: not reused
+    old = baselines.get("vqpress:rvq-dct-v9")
+    assert old.name == "vqpress-rvq-dct-v9" and old.qualities == list(range(1, 14))
+    assert f"weights {api.load('rvq-dct-v9').weights_hash.hex()};" in old.description  # retrained: not reused
     assert old.decode(old.encode(photo, 2)).shape == photo.shape
     assert baselines.get("vqpress").name == "vqpress"

@@ -117,7 +117,7 @@ def test_vae_started_from_the_codec_decodes_like_it():
     from vqpress.restore.vae import VAE
     from vqpress.training.codec_models import codec_vqvae
 
-    vqvae = codec_vqvae("rvq-dct-v7")
+    vqvae = codec_vqvae("rvq-dct-v9")
     vae = VAE.from_vqvae(vqvae, kl_weight=1e-4)
     x = torch.rand(1, 3, 128, 128)
     with torch.no_grad():

@@ -264,7 +264,7 @@ def test_postfilter_training_exports_a_codec_that_decodes_with_its_filter(folder
     from vqpress import weights
     from vqpress.codec.api import Codec
 
-    base, _ = weights.verified("rvq-dct-v7")
+    base, _ = weights.verified("rvq-dct-v9")
     run, out = tmp_path / "pf", tmp_path / "weights"
     invoke("train", "postfilter", "--base", base, "--data", folder, "--valid", folder, "--run", run,
            "--steps", 2, "--batch", 2, "--crop", 32, "--limit", 2,  # the shipped graph's width and depth
@@ -291,11 +291,11 @@ def test_postfilter_training_can_start_from_a_codec_files_filter(folder, tmp_pat
     from vqpress import weights
     from vqpress.codec.model import load_codec_file
 
-    base, _ = weights.verified("rvq-dct-v7")
+    base, _ = weights.verified("rvq-dct-v9")
     shipped = load_codec_file(base).postfilter_state
     run = tmp_path / "pf"
     common = ["--base", base, "--data", folder, "--run", run, "--steps", 1, "--batch", 2, "--crop", 32,
-              "--limit", 1, "--threads", 1, "--device", "cpu", "--init", base]
+              "--limit", 1, "--threads", 1, "--device", "cpu", "--init", base, "--channels", 48, "--layers", 6]
     invoke("train", "postfilter", *common, "--lr", 0)
     ckpt = torch.load(run / "ckpt.pt", weights_only=False)
     assert ckpt["train_config"]["extra"]["init"]["filter"] == str(base)
@@ -334,28 +334,28 @@ def test_a_filter_grown_from_a_smaller_one_computes_the_same(folder, tmp_path):
     from vqpress.codec.model import load_codec_file
     from vqpress.nets.postfilter import PostFilter, PostFilterConfig
 
-    base, _ = weights.verified("rvq-dct-v7")
+    base, _ = weights.verified("rvq-dct-v9")
     model = load_codec_file(base)
     small = PostFilter(PostFilterConfig(**{k: model.postfilter_config[k] for k in ("qualities", "channels", "layers")}))
     small.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in model.postfilter_state.items()})
     run = tmp_path / "grown"
     invoke("train", "postfilter", "--base", base, "--data", folder, "--run", run, "--steps", 1, "--batch", 2,
            "--crop", 32, "--limit", 1, "--threads", 1, "--device", "cpu", "--init", base, "--lr", 0,
-           "--channels", 40, "--layers", 7)
+           "--channels", 56, "--layers", 7)
     ckpt = torch.load(run / "ckpt.pt", weights_only=False)
     big = PostFilter(PostFilterConfig(**ckpt["model_config"]))
     big.load_state_dict(ckpt["model"])
-    assert big.convs[0].weight.shape[0] == 40 and len(big.convs) == 7
-    assert big.convs[0].weight[32:].abs().sum() > 0
+    assert big.convs[0].weight.shape[0] == 56 and len(big.convs) == 7
+    assert big.convs[0].weight[48:].abs().sum() > 0
     x = torch.rand(len(small.quality_bias), 3, 48, 64)
     quality = torch.arange(1, len(small.quality_bias) + 1)
     with torch.no_grad():
         assert torch.allclose(big(x, big.condition(quality)), small(x, small.condition(quality)), atol=1e-6)
     invoke("train", "postfilter", "--base", base, "--data", folder, "--run", run, "--steps", 2, "--batch", 2,
-           "--crop", 32, "--limit", 1, "--threads", 1, "--device", "cpu", "--lr", 0, "--channels", 40, "--layers", 7)
+           "--crop", 32, "--limit", 1, "--threads", 1, "--device", "cpu", "--lr", 0, "--channels", 56, "--layers", 7)
     invoke("train", "export-postfilter", "--run", run, "--model-id", "tiny-grown", "--out", tmp_path / "out")
     card = (tmp_path / "out" / "tiny-grown.md").read_text()  # resumed without --init: still says so
-    assert f"started from the filter of `{base}` (32 channels, 5 layers, 13 qualities), grown to this size" in card
+    assert f"started from the filter of `{base}` (48 channels, 6 layers, 13 qualities), grown to this size" in card
 
 
 def test_a_new_prior_and_decoder_replace_only_their_part_of_a_shipped_codec(folder, tmp_path, photo):
@@ -369,34 +369,34 @@ def test_a_new_prior_and_decoder_replace_only_their_part_of_a_shipped_codec(fold
     from vqpress.weights import verified
 
     pr, dec, out = tmp_path / "pr", tmp_path / "dec", tmp_path / "weights"
-    invoke("train", "prior", "--data", folder, "--valid", folder, "--run", pr, "--base", "rvq-dct-v7",
+    invoke("train", "prior", "--data", folder, "--valid", folder, "--run", pr, "--base", "rvq-dct-v9",
            "--qualities", "1,2", "--steps", 2, "--crop", 4, "--batch", 2, "--channels", 8, "--blocks", 1,
            "--validate-every", 2, "--threads", 1, "--device", "cpu")
     assert set(torch.load(pr / "ckpt.pt", weights_only=False)["history"][-1]) == {"step", "seconds", "bpp@1", "bpp@2"}
-    invoke("train", "decoder", "--data", folder, "--run", dec, "--base", "rvq-dct-v7", "--stages", "1",
+    invoke("train", "decoder", "--data", folder, "--run", dec, "--base", "rvq-dct-v9", "--stages", "1",
            "--steps", 2, "--crop", 32, "--batch", 2, "--threads", 1, "--device", "cpu")
     invoke("train", "export-part", "--run", dec, "--model-id", "tiny-dec", "--out", out)
     invoke("train", "export-part", "--run", pr, "--model-id", "tiny-both", "--onto", out / "tiny-dec.safetensors",
            "--out", out)
 
-    base, both = load_numpy(str(verified("rvq-dct-v7")[0])), load_numpy(str(out / "tiny-both.safetensors"))
+    base, both = load_numpy(str(verified("rvq-dct-v9")[0])), load_numpy(str(out / "tiny-both.safetensors"))
     changed = {k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("vqvae.") else "")
                for k in base if k not in both or not np.array_equal(base[k], both[k])}
     assert changed == {"prior", "vqvae.decoder"}
     assert set(both) == set(base) - {k for k in base if k.startswith("prior.")} | {k for k in both if k.startswith("prior.")}
     card = json.loads((out / "tiny-both.json").read_text())
-    assert card["prior"]["init"] == {"codec": "rvq-dct-v7"} and card["decoder"]["steps"] == 2
+    assert card["prior"]["init"] == {"codec": "rvq-dct-v9"} and card["decoder"]["steps"] == 2
     assert len(card["prior"]["commands"]) == 2  # train, export-part
     text = (out / "tiny-both.md").read_text()
-    assert "Trained on the symbols of `rvq-dct-v7`" in text
+    assert "Trained on the symbols of `rvq-dct-v9`" in text
     assert all(f"## {part}" in text for part in ("prior", "decoder", "detail layer", "reconstruction filter"))
 
-    new, old = Codec(path=out / "tiny-both.safetensors", device="cpu"), Codec("rvq-dct-v7", device="cpu")
+    new, old = Codec(path=out / "tiny-both.safetensors", device="cpu"), Codec("rvq-dct-v9", device="cpu")
     data = new.compress(photo, quality=2)
     assert data != old.compress(photo, quality=2)  # other probabilities, other bytes
     assert np.asarray(new.decompress(data)).shape == photo.shape
 
-    with safe_open(str(verified("rvq-dct-v7")[0]), "np") as f:  # a codec with another encoder: other symbols
+    with safe_open(str(verified("rvq-dct-v9")[0]), "np") as f:  # a codec with another encoder: other symbols
         save_numpy({**base, "vqvae.encoder.0.weight": base["vqvae.encoder.0.weight"] / 2},
                    str(tmp_path / "other.safetensors"), metadata=f.metadata())
     bad = CliRunner().invoke(main, ["train", "export-part", "--run", str(pr), "--model-id", "x",
@@ -409,7 +409,7 @@ def test_a_detail_fit_drops_the_base_codecs_filter(folder, tmp_path):
     from vqpress.codec.model import load_codec_file
 
     out = tmp_path / "weights"
-    invoke("train", "detail", "--data", folder, "--base", "rvq-dct-v7", "--model-id", "tiny-d6",
+    invoke("train", "detail", "--data", folder, "--base", "rvq-dct-v9", "--model-id", "tiny-d6",
            "--ladder", "1 1+80@0.15", "--out", out)
     model = load_codec_file(out / "tiny-d6.safetensors")
     assert model.postfilter_state is None
