@@ -38,7 +38,7 @@ from .parallel import run_all
 
 LIMIT = 15  # symbols code q in -LIMIT..LIMIT; the two end symbols mean "this far or further"
 SYMBOLS = 2 * LIMIT + 1
-DEADZONE = 0.25  # the encoder rounds |c| / step - DEADZONE: small coefficients become zero
+DEADZONE = 0.15  # the encoder rounds |c| / step - DEADZONE: small coefficients become zero
 NEAR, ACTIVITY, CROSS = 5, 8, 3  # context factors, see `contexts`
 CONTEXTS = NEAR * ACTIVITY * CROSS
 TAIL_BITS = 24  # excess magnitudes below 2**24 - 1: far beyond any 8-bit residual
@@ -203,11 +203,12 @@ def quantise(coefficients: np.ndarray, step: float) -> np.ndarray:
 
 def rd_optimise(levels: np.ndarray, coefficients: np.ndarray, step: float, offset: float,
                 table: Table, lam: float, modes: np.ndarray | None = None, chunk: int = 16,
-                map=map) -> np.ndarray:
+                map=map, weights: np.ndarray | None = None) -> np.ndarray:
     """Levels with each nonzero magnitude lowered by one where that lowers D + lam step^2 R,
     R being the bits under the static `table` in the rows of the first quantisation (an
     estimate: lowering a level changes its neighbours' rows, and adaptive tables drift from
-    the static one). Encoder only: any levels decode. Chunks of block rows are independent
+    the static one). `weights` (64,) scale each coefficient's squared error (`tilted_weights`).
+    Encoder only: any levels decode. Chunks of block rows are independent
     (they read the first quantisation's rows), so they run through `map` (a thread pool's)."""
     bits = table.bits
     magnitudes = padded_magnitudes(levels)
@@ -226,10 +227,20 @@ def rd_optimise(levels: np.ndarray, coefficients: np.ndarray, step: float, offse
                 - bits[table_rows, np.clip(lower, -LIMIT, LIMIT) + LIMIT])
         c = coefficients[r0:r0 + chunk].reshape(-1, 3, 64)[nonzero]
         added = np.square(c - dequantise(lower, step, offset)) - np.square(c - dequantise(q_nonzero, step, offset))
+        if weights is not None:
+            added *= weights[nonzero[-1]]
         q[nonzero] = np.where(added < price * rate, lower, q_nonzero)
 
     run_all(map, lower_where_it_pays, range(0, len(levels), chunk))
     return out
+
+
+def tilted_weights(tilt: float) -> np.ndarray:
+    """(64,) weights of the squared error of a block's coefficients (raster order): (1 + tilt)
+    at the DC falling geometrically to 1 / (1 + tilt) at the highest frequency. Errors at high
+    frequencies barely move MS-SSIM, whose coarser scales never see them."""
+    u, v = np.divmod(np.arange(BLOCK * BLOCK), BLOCK)
+    return ((1 + tilt) ** (1 - (u + v) / (BLOCK - 1))).astype(np.float32)
 
 
 # -- contexts ---------------------------------------------------------------------------------

@@ -132,10 +132,14 @@ def modes_for(costs: np.ndarray, step: float, price: float | None = None) -> np.
 
 
 def table_costs(residuals: list[np.ndarray], magnitudes: np.ndarray, first_row: int, step: float,
-                offset: float, table: detail.Table, lam: float = RATE_LAMBDA) -> np.ndarray:
+                offset: float, table: detail.Table, lam: float | None = None,
+                weights: np.ndarray | None = None) -> np.ndarray:
     """(predictors, n, bw): D + lam step^2 R of block rows first_row.. against each predictor,
     R the bits of its quantised levels under the static `table`, in the neighbours' contexts
-    of `magnitudes` (`detail.padded_magnitudes` of a first choice's levels, whole image)."""
+    of `magnitudes` (`detail.padded_magnitudes` of a first choice's levels, whole image).
+    lam: RATE_LAMBDA, read at the call (so that tools can set it). `weights` (64,) scale each
+    coefficient's squared error, as in `detail.rd_optimise`."""
+    lam = RATE_LAMBDA if lam is None else lam
     n, bw = residuals[0].shape[:2]
     rows, cols = (a.ravel() for a in np.indices((n, bw)))
     spatial = detail.spatial_contexts(magnitudes, rows + first_row, cols)
@@ -145,8 +149,10 @@ def table_costs(residuals: list[np.ndarray], magnitudes: np.ndarray, first_row: 
         own = np.abs(np.clip(levels, -detail.LIMIT, detail.LIMIT))
         table_rows = detail.rows_of(table.layout, spatial.copy(), own, np.full(n * bw, mode))
         bits = table.bits[table_rows, levels.clip(-detail.LIMIT, detail.LIMIT) + detail.LIMIT].sum((1, 2))
-        error = np.square(coefficients.reshape(n * bw, 3, 64) - detail.dequantise(levels, step, offset)).sum((1, 2))
-        out[mode] = (error + np.float32(lam * step * step) * bits).reshape(n, bw)
+        error = np.square(coefficients.reshape(n * bw, 3, 64) - detail.dequantise(levels, step, offset))
+        if weights is not None:
+            error *= weights
+        out[mode] = (error.sum((1, 2)) + np.float32(lam * step * step) * bits).reshape(n, bw)
     return out
 
 

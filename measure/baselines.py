@@ -101,7 +101,7 @@ def vqpress(device: str = "cpu", model_id: str | None = None) -> RDCodec:
     """The default model as "vqpress"; another shipped one (e.g. rvq-dct-v4), or a codec file's
     path (training's work in progress), as "vqpress-<id>"."""
     from vqpress import __version__
-    from vqpress.codec import api, modes as block_modes
+    from vqpress.codec import api, detail, modes as block_modes
     from vqpress.codec.ladder import DEFAULT_MODEL
 
     if model_id is not None and model_id.endswith(".safetensors"):
@@ -115,8 +115,9 @@ def vqpress(device: str = "cpu", model_id: str | None = None) -> RDCodec:
     name = "vqpress" if model_id is None else f"vqpress-{model_id}"
     graph = model.transforms.int8_analysis  # named with its own checksum: a new graph never reuses old rows
     analysis = f"8-bit analysis {weights.checksums()[graph][:8]}" if graph else "float analysis"
-    settings = (f"encoder: RDO lambda {api.RDO_LAMBDA:g}, ECVQ lambda {api.ECVQ_LAMBDA:g}, "
-                f"modes on the table's bits at lambda {block_modes.RATE_LAMBDA:g}, {analysis}")
+    settings = (f"encoder: dead zone {detail.DEADZONE:g}, RDO lambda {api.RDO_LAMBDA:g}, tilt {api.RDO_TILT:g}, "
+                f"ECVQ lambda {api.ECVQ_LAMBDA:g}, modes on the table's bits at lambda "
+                f"{block_modes.RATE_LAMBDA:g}, {analysis}")
     # the weights' hash too: a retrained model under the same id must not reuse old rows
     return RDCodec(name, f"vqpress {__version__} {model.model_id} (weights {model.weights_hash.hex()}; "
                          f"VQ-VAE + PixelCNN prior; {settings}), .vqp with header",

@@ -25,8 +25,8 @@ def test_transforms_are_orthonormal_and_invert_on_any_size():
 
 
 def test_quantiser_rounds_with_a_dead_zone():
-    c = np.array([7.4, 7.6, -12.0, -17.6, 0.0, 250.0], dtype=np.float32)
-    # |c| / 10 + 0.25, floored: 0.99, 1.01, 1.45, 2.01, 0.25, 25.25
+    edge = 10 * (0.5 + detail.DEADZONE)  # where level 1 starts: half a step plus the dead zone
+    c = np.array([edge - 0.1, edge + 0.1, -edge - 5, -edge - 10.1, 0.0, 250.0], dtype=np.float32)
     assert detail.quantise(c, 10.0).tolist() == [0, 1, -1, -2, 0, 25]
 
 
@@ -207,6 +207,13 @@ def test_table_costs_are_distortion_plus_the_tables_bits():
     # the bottom block row alone, read at its place in the image: the same costs
     part = modes.table_costs([r[3:] for r in residuals], magnitudes, 3, step, offset, table, lam=0.5)
     assert np.allclose(part, costs[:, 3:])
+    # weights scale each coefficient's error: the DC's alone, tripled
+    dc_weighted = np.ones(64, np.float32)
+    dc_weighted[0] = 3
+    weighted = modes.table_costs(residuals, magnitudes, 0, step, offset, table, lam=0.0, weights=dc_weighted)
+    for mode, c in enumerate(residuals):
+        error = np.square(c - detail.dequantise(detail.quantise(c, step), step, offset))
+        assert np.allclose(weighted[mode] - distortion[mode], 2 * error[..., 0].sum(-1), rtol=1e-4, atol=1e-3)
 
 
 def test_rd_optimisation_only_lowers_levels_where_the_table_says_it_pays():
@@ -231,6 +238,26 @@ def test_rd_optimisation_only_lowers_levels_where_the_table_says_it_pays():
     with ThreadPoolExecutor(2) as pool:  # chunks of block rows on two threads: the same choice
         pooled = detail.rd_optimise(levels, coefficients, step, offset, table, 0.3, chunk=2, map=pool.map)
     assert np.array_equal(pooled, lowered)
+
+
+def test_tilted_weights_lower_more_high_frequency_levels_than_low_ones():
+    """The tilt weighs the DC's error by 1 + tilt and the highest frequency's by 1 / (1 + tilt):
+    with it, more high-frequency levels and fewer low-frequency ones are lowered."""
+    weights = detail.tilted_weights(1.0)
+    assert weights.shape == (64,) and np.isclose(weights[0], 2) and np.isclose(weights[63], 0.5)
+    assert np.isclose(weights[7], 1) and np.isclose(weights[56], 1)  # the anti-diagonal between
+    assert np.array_equal(detail.tilted_weights(0.0), np.ones(64, np.float32))
+    rng = np.random.default_rng(6)
+    coefficients = (rng.laplace(0, 12, (8, 8, 3, 64)) * (rng.random((8, 8, 3, 64)) < 0.5)).astype(np.float32)
+    step, offset = 10.0, 0.15
+    levels = detail.quantise(coefficients, step)
+    table = _table(levels)
+    flat = detail.rd_optimise(levels, coefficients, step, offset, table, 0.3) != levels
+    tilted = detail.rd_optimise(levels, coefficients, step, offset, table, 0.3, weights=weights) != levels
+    u, v = np.divmod(np.arange(64), 8)
+    low, high = u + v < 4, u + v > 10
+    assert tilted[..., low].sum() < flat[..., low].sum()
+    assert tilted[..., high].sum() > flat[..., high].sum()
 
 
 def test_levels_are_reconstructed_with_the_rung_offset():
@@ -343,6 +370,7 @@ def test_modes_are_priced_at_their_frequency_in_the_image(monkeypatch):
     soft = modes.predictor(base, np.full((8, 12), modes.SOFT, np.uint8))
     mix = rng.random((64, 96, 1)) < 0.5  # pixels between the base and its softened self
     photo = np.clip(np.round(np.where(mix, base, soft) + rng.normal(0, 2, base.shape)), 0, 255).astype(np.uint8)
+    monkeypatch.setattr(detail, "DEADZONE", 0.25)  # the dead zone this image's margins were made with
     monkeypatch.setattr(modes, "MODE_PRICE", 0.0)
     blind, _ = modes.choose(photo, base, 12.0, 0.15, predictors=3)
     monkeypatch.setattr(modes, "MODE_PRICE", 2.0)
