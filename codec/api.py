@@ -36,9 +36,9 @@ KEPT_BLOCKS = 64  # images of at most this many block rows keep their candidate 
 # `python benchmarks/fit_encoder.py ../shared/corpus/train` (every quality, BD-rate on PSNR /
 # MS-SSIM against the settings before; its docstring has the earlier rounds). With
 # rvq-dct-v11 on 24 photos: RDO_TILT 1.5 with RDO_LAMBDA 0.2, DEADZONE 0.15 and the mode
-# choice weighed the same -0.41% / -2.41%; without the mode choice's weights -0.43% / -2.05%;
-# RDO_LAMBDA 0.15 and RDO_TILT 1 -0.56% / -1.42%; RDO_LAMBDA 0.25 and RDO_TILT 2 -0.08% /
-# -2.55%; without the tilt, RDO_LAMBDA 0.15 +0.28% / +0.07%.
+# choice weighed the same -0.41% / -2.41%; without the mode choice's weights (a throwaway patch
+# of the script) -0.43% / -2.05%; RDO_LAMBDA 0.15 and RDO_TILT 1 -0.56% / -1.42%; RDO_LAMBDA
+# 0.25 and RDO_TILT 2 -0.08% / -2.55%; without the tilt, RDO_LAMBDA 0.15 +0.28% / +0.07%.
 RDO_LAMBDA = 0.2  # a detail level moves one step to zero where D + lambda step^2 R falls (`detail.rd_optimise`)
 ECVQ_LAMBDA = 0.3  # the VQ symbols' bits against their latent error (`codec.ecvq`); 0: nearest codes
 RDO_TILT = 1.5  # RDO and the modes' second choice weigh low frequencies' errors up, high ones' down
