@@ -14,7 +14,11 @@ included, is compared with the photo. Prints each variant's BD-rate (PSNR and MS
 the first one, over all those qualities and over the low and high halves, and per quality the
 rate change at equal PSNR on the first variant's local slope.
 
-Earlier choices (the script's earlier variant syntax, rvq-dct-v9): RDO_LAMBDA 0.1 -0.71%; with
+Earlier records (`docs/results/ablation.md`) write a variant as DEADZONE:RDO_LAMBDA[:ECVQ_LAMBDA
+[:MODE_PRICE[:RATE_LAMBDA]]], a missing ECVQ_LAMBDA meaning nearest codes; now `0.25:0.1:0.3:2`
+is `deadzone=0.25+rdo=0.1+ecvq=0.3+price=2+tilt=0`, and `+rate=0` for the runs made before
+the modes' second choice (RATE_LAMBDA) existed; those runs used `--model rvq-dct-v9`. Earlier
+choices, with rvq-dct-v9: RDO_LAMBDA 0.1 -0.71%; with
 ECVQ_LAMBDA 0.1 / 0.3 / 1 on top -1.10% / -1.36% / -0.93%. MODE_PRICE 1 instead of 2 moved
 qualities 2-13 by -0.52..+0.22%, 3 by -0.13..+0.97%, 4 by -0.19..+2.17%; ECVQ_LAMBDA 0.15 by
 -0.16..+0.25%, 0.6 by -0.15..+1.22%. No setting per quality gains more than about half a

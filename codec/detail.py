@@ -165,8 +165,7 @@ class Table:
     @cached_property
     def bits(self) -> np.ndarray:
         """(rows, SYMBOLS) float32: what each level costs in each row, in bits (static)."""
-        w = self.weights.astype(np.float64)
-        return -np.log2(w / w.sum(-1, keepdims=True)).astype(np.float32)
+        return -np.log2(self.float_weights / self.float_sums[:, None]).astype(np.float32)
 
 
 # -- the residual ---------------------------------------------------------------------------
@@ -208,8 +207,8 @@ def rd_optimise(levels: np.ndarray, coefficients: np.ndarray, step: float, offse
     R being the bits under the static `table` in the rows of the first quantisation (an
     estimate: lowering a level changes its neighbours' rows, and adaptive tables drift from
     the static one). `weights` (64,) scale each coefficient's squared error (`tilted_weights`).
-    Encoder only: any levels decode. Chunks of block rows are independent
-    (they read the first quantisation's rows), so they run through `map` (a thread pool's)."""
+    Encoder only: any levels decode. Chunks of block rows are independent (they read the first
+    quantisation's rows), so they run through `map` (a thread pool's)."""
     bits = table.bits
     magnitudes = padded_magnitudes(levels)
     out = levels.copy()

@@ -4,8 +4,8 @@ A codec weights file holds the VQ-VAE (`vqvae.*`, fp16) and the prior's integer 
 (`prior.*`, int32), with the VQ-VAE config in the metadata. Its model id is the file's stem.
 A model with a detail layer (`vqpress.codec.detail`) also holds one table per quality that uses
 it (`detail.tables`, int32 weights; from rvq-dct-v10 `detail.codes`, uint8, with the layout
-of their rows in the metadata: `detail_layout`) and its ladder in the metadata: per quality, the number of VQ
-stages, the detail layer's step size (null where the quality has no detail layer) and the
+of their rows in the metadata: `detail_layout`) and its ladder in the metadata: per quality,
+the number of VQ stages, the detail layer's step size (null where the quality has no detail layer) and the
 levels' reconstruction offset, whether its tables adapt to each image as it is coded
 (`adaptive_detail`, `detail.Probabilities`) and whether the detail layer's predictor is chosen
 per block (`block_modes`, `codec.modes`: true for a choice of the first two predictors at every

@@ -41,8 +41,10 @@ BASE, MEAN, SOFT = 0, 1, 2  # the predictors, in the order of their mode numbers
 # The choice is then made again with each block's bits counted under the quality's static
 # table (`table_costs`), in the neighbours' contexts of the first choice, at this lambda per
 # bit. With rvq-dct-v9 on 16 training photos: -0.40% BD-rate (`python benchmarks/fit_encoder.py
-# ../shared/corpus/train --photos 16 --variants 0.25:0.1:0.3:2:0,0.25:0.1:0.3:2:0.15`); a
-# prototype of it on 12 of them: -0.30% / -0.44% / -0.34% at 0.1 / 0.15 / 0.2, +0.23% at 0.07.
+# ../shared/corpus/train --photos 16 --model rvq-dct-v9 --variants
+# deadzone=0.25+rdo=0.1+tilt=0+rate=0,deadzone=0.25+rdo=0.1+tilt=0`, in the script's present
+# syntax); a prototype of it on 12 of them: -0.30% / -0.44% / -0.34% at 0.1 / 0.15 / 0.2,
+# +0.23% at 0.07.
 # 0 skips it.
 RATE_LAMBDA = 0.15
 

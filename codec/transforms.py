@@ -11,7 +11,6 @@ depends on it. The decoder's pixels may differ by a rounding step between machin
 from __future__ import annotations
 
 import hashlib
-
 from functools import cached_property
 
 import numpy as np

@@ -89,8 +89,8 @@ def quantised_analysis(model: CodecModel, calibration: list[torch.Tensor], layer
 def export_quantised_analysis(model_path: Path, images: list[np.ndarray], out: Path, data: str = "",
                               command: str = "") -> tuple[Path, bool]:
     """Write the 8-bit analysis graph of the codec file `model_path` to <out> (named by the
-    sha256 of its analysis weights: `int8_analysis_graph`), calibrated on the images' centre crops (from
-    the folder `data`), and its SHA256SUMS line. Where <out> holds that very file and its card,
+    sha256 of its analysis weights: `int8_analysis_graph`), calibrated on the images' centre
+    crops (from the folder `data`), and its SHA256SUMS line. Where <out> holds that very file and its card,
     add the graph to the card (with `command`). Returns (the graph's path, whether the card
     was updated)."""
     crops = [c for c in center_crops(images, CROP) if c.shape[-1]]  # at most CROP a side, multiples of 8
