@@ -285,6 +285,58 @@ def test_postfilter_training_exports_a_codec_that_decodes_with_its_filter(folder
     assert decoded.size == (photo.shape[1], photo.shape[0])
 
 
+def test_postfilter_learns_from_the_files_the_encoder_really_makes(photo):
+    """The training pairs are the shipped encoder's files decoded without the filter, not an
+    approximation of them (the RD-optimised levels and mode choices change the artefacts)."""
+    from vqpress.codec.api import Codec
+    from vqpress.training.postfilter import decoded
+
+    codec = Codec("rvq-dct-v9", device="cpu", threads=1)
+    pairs = decoded(codec, photo, 4)
+    codec.postfilter = None
+    assert len(pairs) == 4
+    for quality in (1, 4):
+        assert np.array_equal(pairs[quality - 1], np.asarray(codec.decompress(codec.compress(photo, quality))))
+
+
+def test_postfilter_cache_returns_the_decoded_photo_without_decoding_again(folder, tmp_path, monkeypatch):
+    from vqpress.codec.api import Codec
+    from vqpress.training import postfilter
+
+    codec, path, cache = Codec("rvq-dct-v9", device="cpu", threads=1), sorted(folder.iterdir())[0], tmp_path / "c"
+    rgb, outs = postfilter.decoded_photo(codec, path, 2, cache)
+    assert len(list(cache.glob("*.npy"))) == 1 and not list(cache.glob("*.part"))
+
+    def fail(*args):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(postfilter, "decoded", fail)
+    again_rgb, again = postfilter.decoded_photo(codec, path, 2, cache)
+    assert np.array_equal(again_rgb, rgb) and all(np.array_equal(a, b) for a, b in zip(again, outs, strict=True))
+    with pytest.raises(AssertionError, match="decoded again"):  # another number of qualities: not the same entry
+        postfilter.decoded_photo(codec, path, 3, cache)
+
+
+def test_postfilter_trained_up_to_a_quality_is_off_above_it(folder, tmp_path):
+    from vqpress import weights
+    from vqpress.codec.api import Codec
+
+    base, _ = weights.verified("rvq-dct-v9")
+    run, out = tmp_path / "pf", tmp_path / "weights"
+    invoke("train", "postfilter", "--base", base, "--data", folder, "--valid", folder, "--run", run,
+           "--steps", 1, "--batch", 2, "--crop", 32, "--limit", 1, "--max-quality", 3, "--channels", 48,
+           "--layers", 6, "--validate-every", 1, "--threads", 1, "--device", "cpu")
+    ckpt = torch.load(run / "ckpt.pt", weights_only=False)
+    assert set(ckpt["history"][-1]) == {"step", "seconds", "gain@1", "gain@2", "gain@3"}
+    invoke("train", "export-postfilter", "--run", run, "--model-id", "tiny-pf3", "--out", out)
+    codec = Codec(path=out / "tiny-pf3.safetensors")
+    assert not any(codec.postfilter.applies(q) for q in range(4, 14))
+    assert "not applied above quality 3" in (out / "tiny-pf3.md").read_text()
+    result = CliRunner().invoke(main, ["train", "postfilter", "--base", str(base), "--data", str(folder),
+                                       "--run", str(tmp_path / "x"), "--max-quality", "14"])
+    assert result.exit_code != 0 and "has 13 qualities" in result.output
+
+
 def test_postfilter_training_can_start_from_a_codec_files_filter(folder, tmp_path):
     """--init loads a shipped filter (at lr 0 it is kept as it was); a filter of another size is
     refused with a one-line error."""

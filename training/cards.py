@@ -103,10 +103,14 @@ def filter_lines(c: dict) -> list[str]:
         lines.append(f"- started from the filter of `{start['file']}` ({start['channels']} channels, "
                      f"{start['layers']} layers, {start['qualities']} qualities)"
                      + (", grown to this size as the same function" if grown else ""))
-    kept = c.get("kept_by")
-    trained = [q for q in c.get("skip", []) if not kept or q <= kept["qualities"]]
+    kept, top = c.get("kept_by"), c.get("max_quality")
+    if top:
+        lines.append(f"- trained and validated at qualities 1-{top} on the shipped encoder's real files, decoded")
+    trained = [q for q in c.get("skip", []) if (not kept or q <= kept["qualities"]) and (not top or q <= top)]
     if trained:
         lines.append(f"- not applied at qualities {', '.join(map(str, trained))}: no gain in the last validation")
+    if top and top < c["model_config"]["qualities"]:
+        lines.append(f"- not applied above quality {top}, where it was neither trained nor validated")
     if kept:
         lines.append(f"- kept from `{kept['model']}` (`train detail --keep-filter`), which has {kept['qualities']} "
                      "qualities; it is not applied at the qualities added after them, where it was "

@@ -3,17 +3,20 @@ output: pairs of (what the decoder makes of a training photo at a quality, the p
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
-from vqpress import weights
-from vqpress.codec import detail, modes
+from vqpress import __version__, weights
+from vqpress.codec import container
 from vqpress.codec.api import Codec
 from vqpress.codec.errors import VQPressError
 from vqpress.codec.imageio import image_paths, open_image, to_rgb8
@@ -22,37 +25,54 @@ from vqpress.nets.postfilter import PostFilter, PostFilterConfig
 
 from .cards import CODEC_INTRO, codec_sections
 from .data import evenly_spread
-from .loop import TrainConfig, fit, prepare, read_checkpoint, resume
+from .loop import TrainConfig, fit, prepare, read_checkpoint, resume, world
 from .release import exported_summary, half, release
 
 
-def decoded(codec: Codec, rgb: np.ndarray) -> list[np.ndarray]:
-    """What the decoder makes of an image at each quality (the same arithmetic, no bitstream)."""
+def decoded(codec: Codec, rgb: np.ndarray, qualities: int) -> list[np.ndarray]:
+    """What the decoder makes of an image at qualities 1..`qualities`, before any filter: the
+    shipped encoder's real bitstream (ECVQ symbols, RD-optimised levels, its mode choices),
+    decoded, so the filter learns the artefacts that files really have."""
     h, w = rgb.shape[:2]
-    symbols = codec.symbols(rgb, max(r.stages for r in codec.ladder))
-    bases, out = {}, []
-    for quality, rung in enumerate(codec.ladder, 1):
-        if rung.stages not in bases:
-            bases[rung.stages] = codec.pixels(symbols[:rung.stages], h, w)
-        base = bases[rung.stages]
-        if rung.step is None:
-            out.append(base)
-        else:
-            levels, chosen = modes.levels_for(rgb, base, rung.step, rung.offset, codec.model.predictors(quality))
-            out.append(detail.add_detail(modes.predictor(base, chosen), levels, rung.step, rung.offset))
+    out = []
+    for quality in range(1, qualities + 1):
+        _, data = container.unpack(codec.compress(rgb, quality))
+        out.append(codec.decode_image(quality, data, h, w))
     return out
+
+
+def decoded_photo(codec: Codec, path: Path, qualities: int, cache: Path | None = None) -> tuple[np.ndarray, list]:
+    """(a photo, `decoded` of it), read from `cache` where a run with the same codec file and
+    vqpress version decoded it before."""
+    rgb, _ = to_rgb8(open_image(path))
+    if cache is None:
+        return rgb, decoded(codec, rgb, qualities)
+    key = f"{codec.weights_hash.hex()} {__version__} {Path(path).resolve()} {qualities}"
+    file = cache / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.npy"
+    if file.exists():
+        return rgb, list(np.load(file))
+    outs = decoded(codec, rgb, qualities)
+    cache.mkdir(parents=True, exist_ok=True)
+    part = file.with_suffix(f".{os.getpid()}.part")
+    with open(part, "wb") as f:
+        np.save(f, np.stack(outs))
+    part.replace(file)
+    return rgb, outs
 
 
 class Pairs:
     """Random aligned crops of (decoded at a random quality, original), as float tensors."""
 
-    def __init__(self, codec: Codec, paths: list[Path], crop: int, seed: int):
+    def __init__(self, codec: Codec, paths: list[Path], crop: int, seed: int, qualities: int,
+                 cache: Path | None = None):
         self.items = []
-        for path in tqdm(paths, desc="decoding training photos"):
-            rgb, _ = to_rgb8(open_image(path))
-            if min(rgb.shape[:2]) >= crop:
-                self.items.append((rgb, decoded(codec, rgb)))
-        self.crop, self.rng = crop, np.random.default_rng(seed)
+        rank, size = world()  # data-parallel runs: each rank decodes and draws from its own shard
+        for path in tqdm(paths[rank::size], desc="decoding training photos", disable=rank > 0):
+            with Image.open(path) as im:
+                small = min(im.size) < crop
+            if not small:
+                self.items.append(decoded_photo(codec, path, qualities, cache))
+        self.crop, self.rng = crop, np.random.default_rng(seed + 1_000_003 * rank)
         areas = np.array([rgb.shape[0] * rgb.shape[1] for rgb, _ in self.items], float)
         self.weights = areas / areas.sum()
 
@@ -68,6 +88,15 @@ class Pairs:
             qualities.append(q + 1)
         as_tensor = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float().div_(255)  # noqa: E731
         return as_tensor(inputs), as_tensor(targets), torch.tensor(qualities)
+
+
+def summed(count: int) -> int:
+    """A count added over the ranks of a data-parallel run (itself in one process)."""
+    if world()[1] == 1:
+        return count
+    total = torch.tensor(count)
+    torch.distributed.all_reduce(total)
+    return int(total)
 
 
 def same_pixels(a: Path, b: Path) -> bool:
@@ -140,9 +169,9 @@ def grown(state: dict[str, torch.Tensor], small: PostFilterConfig, config: PostF
 
 
 def validate_postfilter(net: PostFilter, valid: list[tuple[np.ndarray, list[np.ndarray]]]) -> dict:
-    """Mean PSNR gain (dB) of the filter over the decoder's output, per quality."""
+    """Mean PSNR gain (dB) of the filter over the decoder's output, per quality decoded."""
     net.eval()
-    gains = np.zeros(net.config.qualities)
+    gains = np.zeros(len(valid[0][1]))
     for rgb, outs in valid:
         for q, out in enumerate(outs, 1):
             gains[q - 1] += (psnr(apply(net, out, q), rgb) - psnr(out, rgb)) / len(valid)
@@ -151,12 +180,15 @@ def validate_postfilter(net: PostFilter, valid: list[tuple[np.ndarray, list[np.n
 
 
 def train_postfilter(cfg: TrainConfig, base_path: Path, config: PostFilterConfig,
-                     limit: int | None = None, init: Path | None = None) -> PostFilter:
+                     limit: int | None = None, init: Path | None = None,
+                     max_quality: int | None = None, cache: Path | None = None) -> PostFilter:
     """Fit the filter to the decoded output of the codec file `base_path` (MSE), on `limit`
-    training photos spread over the folder (all by default), starting from the filter of the
-    codec file `init` if given."""
+    training photos spread over the folder (all by default), at qualities 1..`max_quality`
+    (all by default), starting from the filter of the codec file `init` if given; the decoded
+    photos kept in `cache` (`decoded_photo`)."""
     run = prepare(cfg)
-    codec = Codec(device="cpu", path=base_path)
+    codec = Codec(device="cpu", threads=1, path=base_path)
+    max_quality = max_quality or config.qualities
     net = PostFilter(config).to(cfg.device)
     started = {}
     if init is not None:
@@ -168,11 +200,13 @@ def train_postfilter(cfg: TrainConfig, base_path: Path, config: PostFilterConfig
                    if k.startswith("filter")}
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     progress = resume(run, net, optimizer, cfg)
-    pairs = Pairs(codec, evenly_spread(image_paths(cfg.data), limit), cfg.crop, cfg.seed + progress.step)
-    cfg.extra.update(train_images=len(pairs.items), init={"codec": str(base_path), **started})
+    pairs = Pairs(codec, evenly_spread(image_paths(cfg.data), limit), cfg.crop, cfg.seed + progress.step, max_quality,
+                  cache)
+    cfg.extra.update(train_images=summed(len(pairs.items)), init={"codec": str(base_path), **started},
+                     max_quality=max_quality)
     valid = None
-    if cfg.valid:
-        valid = [(rgb, decoded(codec, rgb)) for rgb in (to_rgb8(open_image(p))[0] for p in image_paths(cfg.valid))]
+    if cfg.valid and world()[0] == 0:
+        valid = [decoded_photo(codec, p, max_quality, cache) for p in image_paths(cfg.valid)]
 
     def batch_loss():
         x, target, quality = pairs.batch(cfg.batch)
@@ -201,8 +235,12 @@ def export_postfilter(run, model_id: str, out: Path, base: Path | None = None) -
     if "filter_config" in init:
         card["postfilter"]["started_from"] = {"file": init["filter"], **init["filter_config"]}
     last = ckpt["history"][-1] if ckpt["history"] else {}
-    skip = [q for q in range(1, ckpt["model_config"]["qualities"] + 1) if last.get(f"gain@{q}", 1) <= 0]
+    trained = ckpt["train_config"]["extra"].get("max_quality", ckpt["model_config"]["qualities"])
+    skip = [q for q in range(1, ckpt["model_config"]["qualities"] + 1)  # off where it lost, or was not trained
+            if q > trained or last.get(f"gain@{q}", 1) <= 0]
     card["postfilter"]["skip"] = skip
+    if "max_quality" in ckpt["train_config"]["extra"]:
+        card["postfilter"]["max_quality"] = trained
 
     def write(path):
         metadata = {**{k: json.dumps(v) for k, v in meta.items()}, "card": json.dumps(card),
