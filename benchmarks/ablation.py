@@ -25,9 +25,10 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from vqpress import weights
+from vqpress.codec.model import codec_file
 from vqpress.measure import baselines
 from vqpress.measure.metrics import bd_rate
 from vqpress.measure.rd import curves, measure, read_rows, slug
@@ -44,8 +45,8 @@ def variant_file(spec: str, folder: Path) -> Path:
         return path
     if set(levers) - LEVERS:
         raise SystemExit(f"unknown lever in {spec!r} (known: {', '.join(sorted(LEVERS))})")
-    tensors = load_file(str(path))
-    meta = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in weights.metadata(path).items()}
+    meta, tensors = codec_file(path)
+    meta = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in meta.items()}
     if "-postfilter" in levers:
         tensors = {k: v for k, v in tensors.items() if not k.startswith("postfilter.")}
         meta.pop("postfilter_config", None)

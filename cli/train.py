@@ -199,6 +199,17 @@ def export_postfilter(run, model_id, base, out):
     click.echo(f"wrote {export(run, model_id, out, base)}")
 
 
+@train.command()
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--base", "base_model", required=True, help="The shipped, complete codec model it names as its base.")
+@out_option
+def repack(source, base_model, out):
+    """Rewrite a codec file to hold only the tensors that differ from a shipped base model."""
+    from vqpress.training.repack import repack as write
+
+    click.echo(f"wrote {write(source, base_model, out)}")
+
+
 @train.command(name="export-graphs")
 @click.option("--model", "model_id", default=DEFAULT_MODEL, show_default=True,
               help="A shipped codec model whose architecture (channels, latent size) to export.")

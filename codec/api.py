@@ -74,9 +74,9 @@ class Codec:
         else:
             path, digest = Path(path), weights.sha256_file(path)
             model_id = path.stem
-        self.model_id, self.weights_hash = model_id, bytes.fromhex(digest)[:4]
-        self.workers = workers(threads)
         self.model = load_codec_file(path)
+        self.model_id, self.weights_hash = model_id, bytes.fromhex(self.model.shipped_sha256 or digest)[:4]
+        self.workers = workers(threads)
         self.prior, self.ladder = self.model.prior, self.model.ladder
         config, state = self.model.vqvae_config, self.model.vqvae_state
         int8 = int8_analysis_graph(self.model.vqvae_state) if shipped and int8_analysis else None

@@ -8,7 +8,8 @@ All integers little-endian. Layout:
     5       1     n = length of the model id
     6       n     model id: 1-64 characters of a-z, 0-9, '.', '_', '-' (the weights file's
                   stem, e.g. "rvq8-v1")
-    6+n     4     first 4 bytes of the sha256 of the weights file
+    6+n     4     first 4 bytes of the sha256 of the weights file (of the file first
+                  shipped, for a model repacked since: `codec.model.codec_file`)
     10+n    4     image width in pixels
     14+n    4     image height in pixels
     18+n    1     source mode (`MODE_NAMES`: 0 RGB, 1 gray, 2 RGBA with alpha dropped

@@ -12,10 +12,16 @@ per block (`block_modes`, `codec.modes`: true for a choice of the first two pred
 quality, or per quality how many it chooses from); the first models have neither. A model with
 a reconstruction filter (`vqpress.nets.postfilter`) holds its weights (`postfilter.*`, fp16)
 and its config in the metadata.
+
+A codec file may instead name a shipped base model (`base_model`, pinned by `base_sha256`) and
+hold only the parts (`vqvae`, `prior`, `detail`, `postfilter`) that differ from it, with the
+whole metadata: `codec_file` takes the other parts from the base. A shipped model repacked that way keeps the sha256 it was first shipped
+under (`shipped_sha256`), whose first 4 bytes its .vqp files carry.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +33,33 @@ from vqpress import weights
 from . import detail
 from .ladder import Rung, ladder_from_metadata
 from .prior import FixedPointPrior
+
+DELTA_KEYS = ("base_model", "base_sha256", "shipped_sha256")
+
+
+def codec_file(path) -> tuple[dict, dict[str, np.ndarray]]:
+    """A codec file's metadata and tensors as one complete model: a file that names a base model
+    completed with the parts it does not hold from the base, its metadata without the keys that
+    name the base."""
+    meta = weights.metadata(path)
+    tensors = load_file(str(path))
+    base = meta.get("base_model")
+    if base is None:
+        return meta, tensors
+    base_path, digest = weights.verified(base)
+    if digest != meta.get("base_sha256"):
+        raise weights.WeightsError(f"{Path(path).stem} was made on another file of its base model {base}")
+    if "base_model" in weights.metadata(base_path):
+        raise weights.WeightsError(f"{Path(path).stem}'s base model {base} names a base of its own")
+    parts = {part(k) for k in tensors}
+    return ({k: v for k, v in meta.items() if k not in DELTA_KEYS},
+            {**{k: v for k, v in load_file(str(base_path)).items() if part(k) not in parts}, **tensors})
+
+
+def part(tensor_name: str) -> str:
+    """The part of a codec file a tensor belongs to: vqvae, prior, detail or postfilter."""
+    return tensor_name.split(".", 1)[0]
+
 
 @dataclass
 class CodecModel:
@@ -42,6 +75,7 @@ class CodecModel:
     adaptive_detail: bool = False
     block_modes: tuple[int, ...] = ()  # per quality: how many predictors each block chooses from (`codec.modes`)
     detail_layout: detail.Layout = detail.NEIGHBOURS
+    shipped_sha256: str | None = None  # a repacked model's first shipped file's (`codec_file`)
     _tables: dict = field(init=False, default_factory=dict, repr=False, compare=False)
 
     def detail_table(self, quality: int) -> detail.Table:
@@ -60,11 +94,10 @@ class CodecModel:
 
 def load_codec_file(path) -> CodecModel:
     """A codec model from its weights file; a file of another kind is a WeightsError."""
-    meta = weights.metadata(path)
-    if "vqvae_config" not in meta:
+    if "vqvae_config" not in weights.metadata(path):
         raise weights.WeightsError(f"model {Path(path).stem} is not a codec model")
+    meta, tensors = codec_file(path)
     config = meta["vqvae_config"]
-    tensors = load_file(str(path))
     prior = FixedPointPrior({k[6:]: v for k, v in tensors.items() if k.startswith("prior.")})
     ladder = ladder_from_metadata(meta)
     steps = sum(r.step is not None for r in ladder)
@@ -93,5 +126,9 @@ def load_codec_file(path) -> CodecModel:
         raise weights.WeightsError(f"{path}: unknown block modes ({predictors})")
     if layout.modes > 1 and layout.modes < max(predictors):
         raise weights.WeightsError(f"{path}: the detail layout has rows for {layout.modes} modes, not {max(predictors)}")
+    shipped_sha256 = weights.metadata(path).get("shipped_sha256")
+    if shipped_sha256 is not None and not re.fullmatch("[0-9a-f]{64}", str(shipped_sha256)):
+        raise weights.WeightsError(f"{path}: shipped_sha256 is not a sha256")
     return CodecModel(config, state, prior, ladder, tables, filter_config, filter_state,
-                      bool(meta.get("adaptive_detail", False)), tuple(predictors) if any(predictors) else (), layout)
+                      bool(meta.get("adaptive_detail", False)), tuple(predictors) if any(predictors) else (), layout,
+                      shipped_sha256)

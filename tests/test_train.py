@@ -530,3 +530,63 @@ def test_checksum_lines_are_replaced_and_sorted_by_file_name(tmp_path):
     weights.record_checksum(sums, "b.json", "11")
     weights.record_checksum(sums, "a.onnx", "22")
     assert sums.read_text() == "22  a.onnx\n11  b.json\n00  c.safetensors\n"
+
+
+def test_a_repacked_codec_holds_only_its_changed_parts_and_codes_the_same(tmp_path, photo):
+    """`train repack`: a codec file on a shipped base keeps the parts that differ; read back it
+    is the whole model, and codes the same payloads to the same pixels."""
+    from safetensors.numpy import save_file
+
+    from vqpress import weights
+    from vqpress.codec.api import Codec
+    from vqpress.codec.container import unpack
+    from vqpress.codec.model import codec_file
+
+    meta, tensors = codec_file(weights.verified("rvq-dct-v11")[0])
+    tensors = dict(tensors, **{"postfilter.convs.0.bias": tensors["postfilter.convs.0.bias"] + np.float16(0.01)})
+    whole = tmp_path / "tiny-r.safetensors"
+    save_file(tensors, str(whole), metadata={k: json.dumps(v) for k, v in meta.items()})
+    result = CliRunner().invoke(main, ["train", "repack", str(whole), "--base", "rvq-dct-v11", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    packed = tmp_path / "out" / "tiny-r.safetensors"
+    assert packed.stat().st_size < whole.stat().st_size / 50
+    assert {k.split(".")[0] for k in load_file(str(packed))} == {"postfilter"}
+    merged = codec_file(packed)[1]
+    assert merged.keys() == tensors.keys() and all(np.array_equal(merged[k], tensors[k]) for k in tensors)
+    a, b = Codec(path=whole, device="cpu"), Codec(path=packed, device="cpu")
+    for quality in (2, 6):
+        data_a, data_b = a.compress(photo, quality), b.compress(photo, quality)
+        assert unpack(data_a)[1] == unpack(data_b)[1]
+        assert np.array_equal(np.asarray(a.decompress(data_a)), np.asarray(b.decompress(data_b)))
+    assert "- first shipped whole" not in (tmp_path / "out" / "tiny-r.md").read_text()  # never shipped: its own sha
+
+    # a shipped model repacked again keeps the sha256 its files carry
+    shipped = weights.verified("rvq-dct-v12")[0]
+    assert "base_model" in weights.metadata(shipped)
+    result = CliRunner().invoke(main, ["train", "repack", str(shipped), "--base", "rvq-dct-v11", "--out", str(tmp_path / "again")])
+    assert result.exit_code == 0, result.output
+    again = Codec(path=tmp_path / "again" / "rvq-dct-v12.safetensors", device="cpu")
+    assert again.weights_hash == Codec("rvq-dct-v12", device="cpu").weights_hash != bytes.fromhex(weights.sha256_file(shipped))[:4]
+
+
+def test_a_codec_file_on_a_base_it_was_not_made_on_is_refused(tmp_path):
+    from safetensors.numpy import save_file
+
+    from vqpress import weights
+    from vqpress.codec.model import load_codec_file
+
+    path = weights.verified("rvq-dct-v12")[0]
+    meta = {k: json.dumps(v) for k, v in weights.metadata(path).items()}
+    own = {k: v.numpy() for k, v in load_file(str(path)).items()}
+    v12 = {"base_model": "rvq-dct-v12", "base_sha256": weights.sha256_file(path)}
+    for n, (changes, message) in enumerate((({"base_sha256": "0" * 64}, "made on another file of its base model rvq-dct-v11"),
+                                            ({"base_model": "rvq-dct-v8"}, "'rvq-dct-v8' is not shipped"),
+                                            (v12, "names a base of its own"),
+                                            ({"shipped_sha256": "12ab"}, "is not a sha256"))):
+        forged = tmp_path / f"forged-{n}.safetensors"
+        save_file(own, str(forged), metadata={**meta, **{k: json.dumps(v) for k, v in changes.items()}})
+        with pytest.raises(weights.WeightsError, match=message) as e:
+            load_codec_file(forged)
+        assert "\n" not in str(e.value)
+    result = CliRunner().invoke(main, ["train", "repack", str(path), "--base", "rvq-dct-v12", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "names a base of its own" in result.output

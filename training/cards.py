@@ -31,6 +31,8 @@ def codec_sections(card: dict, ladder: list[Rung] | None = None) -> list[tuple[s
         sections.append(("reconstruction filter", filter_lines(card["postfilter"])))
     if "int8_analysis" in card:
         sections.append(("8-bit analysis graph", int8_analysis_lines(card["int8_analysis"])))
+    if "repacked" in card:
+        sections.append(("file", repacked_lines(card["repacked"])))
     return sections
 
 
@@ -130,3 +132,13 @@ def int8_analysis_lines(c: dict) -> list[str]:
             f"- command: `{c['command']}`",
             "- 7-bit weights (`reduce_range`) because ONNX Runtime's 8-bit kernels for x86 CPUs without VNNI "
             "can saturate on 8-bit ones; speed and rate measured on a CPU with AVX-512 VNNI"]
+
+
+def repacked_lines(c: dict) -> list[str]:
+    lines = [f"This file holds the model's metadata and only the parts that differ ({', '.join(c['parts'])}) from "
+             f"`{c['base']}` (sha256 `{c['base_sha256']}`), which must be shipped beside it; vqpress reads "
+             "the rest from that file (`training/repack.py`).", ""]
+    if "shipped_sha256" in c:
+        lines.append(f"- first shipped whole, with sha256 `{c['shipped_sha256']}`: its .vqp files carry that "
+                     "file's first 4 bytes, and still decode")
+    return [*lines, f"- command: `{c['command']}`"]

@@ -217,17 +217,15 @@ def export_part(run, model_id: str, out: Path, onto: Path | None = None) -> Path
     """Release a decoder or prior run as a codec file: its base codec's file (or `onto`, a codec
     file with the same symbols: the same encoder and codebooks) with that part replaced and
     everything else kept. Refit the detail tables and the filter after a new decoder."""
-    from safetensors.numpy import load_file
-
     from vqpress import weights
+    from vqpress.codec.model import codec_file
 
     ckpt = read_checkpoint(run)
     trained_on = weights.verified(ckpt["train_config"]["extra"]["init"]["codec"])[0]
     base_path = onto or trained_on
-    meta = weights.metadata(base_path)
-    tensors = load_file(str(base_path))
+    meta, tensors = codec_file(base_path)
     if onto is not None:
-        before = load_file(str(trained_on))
+        before = codec_file(trained_on)[1]
         if any(not np.array_equal(before[k], tensors.get(k)) for k in before
                if k.startswith("vqvae.") and not k.startswith("vqvae.decoder.")):
             raise VQPressError(f"{onto} does not make the symbols the run was trained on ({trained_on.stem})")

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 from tqdm import tqdm
 
 from vqpress import weights
@@ -23,6 +23,7 @@ from vqpress.codec.entropy import new_encoder
 from vqpress.codec.errors import VQPressError
 from vqpress.codec.imageio import open_image, to_rgb8
 from vqpress.codec.ladder import Rung
+from vqpress.codec.model import codec_file
 from vqpress.measure.metrics import psnr
 
 from .cards import CODEC_INTRO, codec_sections
@@ -176,7 +177,7 @@ def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str
                                                 predictors, layout)
 
     def write(path):
-        tensors = {k: v for k, v in load_file(str(base_path)).items() if not k.startswith(("detail.", "postfilter."))}
+        tensors = {k: v for k, v in codec_file(base_path)[1].items() if not k.startswith(("detail.", "postfilter."))}
         tensors["detail.tables" if layout is detail.NEIGHBOURS else "detail.codes"] = np.ascontiguousarray(tables)
         tensors.update({f"postfilter.{k}": v for k, v in filter_state.items()})
         metadata = {"vqvae_config": json.dumps(codec.model.vqvae_config), "card": json.dumps(card),

@@ -12,14 +12,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 from tqdm import tqdm
 
-from vqpress import __version__, weights
+from vqpress import __version__
 from vqpress.codec import container
 from vqpress.codec.api import Codec
 from vqpress.codec.errors import VQPressError
 from vqpress.codec.imageio import image_paths, open_image, to_rgb8
+from vqpress.codec.model import codec_file
 from vqpress.measure.metrics import psnr, psnr_of_mse
 from vqpress.nets.postfilter import PostFilter, PostFilterConfig
 
@@ -226,9 +227,9 @@ def export_postfilter(run, model_id: str, out: Path, base: Path | None = None) -
     base_path = base or trained_on
     if not same_pixels(trained_on, base_path):
         raise VQPressError(f"{base_path} does not decode to the pixels the filter was trained on ({trained_on})")
-    meta = weights.metadata(base_path)
+    meta, tensors = codec_file(base_path)
     card = {**meta["card"], "model_id": model_id, "postfilter": exported_summary(ckpt)}
-    tensors = {k: v for k, v in load_file(str(base_path)).items() if not k.startswith("postfilter.")}
+    tensors = {k: v for k, v in tensors.items() if not k.startswith("postfilter.")}
     tensors.update({f"postfilter.{k}": v for k, v in half(ckpt["model"]).items()})
 
     init = ckpt["train_config"]["extra"]["init"]
