@@ -1,6 +1,6 @@
 """Codec speed and memory, with the peers measured in the same run.
 
-    python benchmarks/bench_codec.py [--image PHOTO] [--repeat 5] [--threads 2] [--skip-memory]
+    python benchmarks/bench_codec.py [--image PHOTO] [--repeat 5] [--threads 2] [--skip-memory] [--model ID]
 
 - In process, a 768x512 photo: median encode and decode time at every quality of the default
   model, over --repeat rounds that each take every quality once (a slow spell of a shared
@@ -52,10 +52,11 @@ def timed(repeat, fn, *args):
     return statistics.median(times), result
 
 
-def vqpress_times(image, repeat, threads, int8_analysis=True):
+def vqpress_times(image, repeat, threads, int8_analysis=True, model_id=None):
     from vqpress.codec.api import Codec
+    from vqpress.codec.ladder import DEFAULT_MODEL
 
-    model = Codec(device="cpu", threads=threads, int8_analysis=int8_analysis)
+    model = Codec(model_id or DEFAULT_MODEL, device="cpu", threads=threads, int8_analysis=int8_analysis)
     model.decompress(model.compress(image, 1))  # warm-up: every session made (the filter's too)
     model.compress(image, model.qualities[-1])
     encodes, decodes = ({q: [] for q in model.qualities} for _ in range(2))
@@ -160,12 +161,14 @@ def main():
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--float-analysis", action="store_true",
                         help="In process, encode with the float analysis graph, not the model's 8-bit one.")
+    parser.add_argument("--model", help="The shipped codec model of the in-process table (default: the default "
+                                        "model, which the command lines and the 4000x3000 decode always use).")
     args = parser.parse_args()
     from PIL import Image
 
     image = Image.open(args.image).convert("RGB").resize((768, 512), Image.LANCZOS)
-    ours = vqpress_times(image, args.repeat, args.threads, not args.float_analysis)
-    print(f"768x512, {args.threads} threads, median of {args.repeat}"
+    ours = vqpress_times(image, args.repeat, args.threads, not args.float_analysis, args.model)
+    print(f"768x512, {args.threads} threads, median of {args.repeat}{f', {args.model}' if args.model else ''}"
           f"{', float analysis' if args.float_analysis else ''}\n")
     print("| vqpress quality | bpp | encode (s) | decode (s) |\n|---:|---:|---:|---:|")
     for q, enc, dec, bpp in ours:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .errors import VQPressError
 
-DEFAULT_MODEL = "rvq-dct-v12"
+DEFAULT_MODEL = "rvq-dct-v13"
 
 
 @dataclass(frozen=True)
