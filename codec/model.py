@@ -52,6 +52,8 @@ def codec_file(path) -> tuple[dict, dict[str, np.ndarray]]:
     if "base_model" in weights.metadata(base_path):
         raise weights.WeightsError(f"{Path(path).stem}'s base model {base} names a base of its own")
     parts = {part(k) for k in tensors}
+    if isinstance(meta.get("card"), dict):  # the complete model's card does not describe the packing
+        meta["card"] = {k: v for k, v in meta["card"].items() if k != "repacked"}
     return ({k: v for k, v in meta.items() if k not in DELTA_KEYS},
             {**{k: v for k, v in load_file(str(base_path)).items() if part(k) not in parts}, **tensors})
 
