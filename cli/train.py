@@ -204,7 +204,7 @@ def export_postfilter(run, model_id, base, out):
 @click.option("--base", "base_model", required=True, help="The shipped, complete codec model it names as its base.")
 @out_option
 def repack(source, base_model, out):
-    """Rewrite a codec file to hold only the tensors that differ from a shipped base model."""
+    """Rewrite a codec file to hold only the parts that differ from a shipped base model."""
     from vqpress.training.repack import repack as write
 
     click.echo(f"wrote {write(source, base_model, out)}")

@@ -15,8 +15,9 @@ and its config in the metadata.
 
 A codec file may instead name a shipped base model (`base_model`, pinned by `base_sha256`) and
 hold only the parts (`vqvae`, `prior`, `detail`, `postfilter`) that differ from it, with the
-whole metadata: `codec_file` takes the other parts from the base. A shipped model repacked that way keeps the sha256 it was first shipped
-under (`shipped_sha256`), whose first 4 bytes its .vqp files carry.
+whole metadata: `codec_file` takes the other parts from the base. A shipped model repacked that
+way keeps the sha256 it was first shipped under (`shipped_sha256`), whose first 4 bytes its .vqp
+files carry.
 """
 
 from __future__ import annotations

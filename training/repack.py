@@ -1,7 +1,7 @@
 """Repacking a codec file onto a shipped base model: the file keeps the whole metadata and only
-the parts (VQ-VAE, prior, detail tables, filter) that differ from the base (`codec.model.codec_file` reads it back). A model that
-changes one part of its base (a filter fine-tuned, tables refitted) then costs the part's bytes
-in `weights/`, not the whole model's."""
+the parts (VQ-VAE, prior, detail tables, filter) that differ from the base
+(`codec.model.codec_file` reads it back). A model that changes one part of its base (a filter
+fine-tuned, tables refitted) then costs that part's bytes in `weights/`, not a whole model's."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def repack(source: Path, base_id: str, out: Path) -> Path:
     card_file = source.with_suffix(".json")  # the card beside a released file may have grown since
     card = json.loads(card_file.read_text()) if card_file.is_file() else meta["card"]
     card = {**card, "repacked": {"base": base_id, "base_sha256": base_digest, "command": command_line(),
-                                         "parts": sorted(changed), **({"shipped_sha256": shipped} if shipped else {})}}
+                                 "parts": sorted(changed), **({"shipped_sha256": shipped} if shipped else {})}}
 
     def write(path):
         metadata = {**{k: json.dumps(v) for k, v in meta.items()}, "card": json.dumps(card),
