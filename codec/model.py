@@ -97,7 +97,8 @@ class CodecModel:
 
 def load_codec_file(path) -> CodecModel:
     """A codec model from its weights file; a file of another kind is a WeightsError."""
-    if "vqvae_config" not in weights.metadata(path):
+    own_meta = weights.metadata(path)  # a repacked file's own keys (`shipped_sha256`), which `codec_file` drops
+    if "vqvae_config" not in own_meta:
         raise weights.WeightsError(f"model {Path(path).stem} is not a codec model")
     meta, tensors = codec_file(path)
     config = meta["vqvae_config"]
@@ -129,7 +130,7 @@ def load_codec_file(path) -> CodecModel:
         raise weights.WeightsError(f"{path}: unknown block modes ({predictors})")
     if layout.modes > 1 and layout.modes < max(predictors):
         raise weights.WeightsError(f"{path}: the detail layout has rows for {layout.modes} modes, not {max(predictors)}")
-    shipped_sha256 = weights.metadata(path).get("shipped_sha256")
+    shipped_sha256 = own_meta.get("shipped_sha256")
     if shipped_sha256 is not None and not re.fullmatch("[0-9a-f]{64}", str(shipped_sha256)):
         raise weights.WeightsError(f"{path}: shipped_sha256 is not a sha256")
     return CodecModel(config, state, prior, ladder, tables, filter_config, filter_state,

@@ -35,10 +35,7 @@ def repack(source: Path, base_id: str, out: Path) -> Path:
     parts = {part(k) for k in tensors}
     if {part(k) for k in base_tensors} - parts:
         raise VQPressError(f"{model_id} lacks a part that {base_id} has: it cannot name it as its base")
-    same = lambda k: (k in base_tensors and tensors[k].dtype == base_tensors[k].dtype  # noqa: E731
-                      and np.array_equal(tensors[k], base_tensors[k]))
-    changed = {p for p in parts if not all(same(k) for k in tensors if part(k) == p)
-               or any(part(k) == p and k not in tensors for k in base_tensors)}
+    changed = {p for p in parts if not same_tensors(of_part(tensors, p), of_part(base_tensors, p))}
     own = {k: v for k, v in tensors.items() if part(k) in changed}
     digest = weights.sha256_file(source)
     shipped = weights.metadata(source).get("shipped_sha256") or (
@@ -57,3 +54,12 @@ def repack(source: Path, base_id: str, out: Path) -> Path:
 
     ladder = ladder_from_metadata(meta) if "detail" in card else None
     return release(out, model_id, write, card, CODEC_INTRO, codec_sections(card, ladder))
+
+
+def of_part(tensors: dict[str, np.ndarray], name: str) -> dict[str, np.ndarray]:
+    return {k: v for k, v in tensors.items() if part(k) == name}
+
+
+def same_tensors(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    """The same names, dtypes and values: the same bytes in a file."""
+    return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a)
