@@ -1,7 +1,7 @@
 """Restoration benchmark: latent MAP against the classical methods a user would reach for.
 
     python benchmarks/bench_restore.py DIR -o OUT [--limit N] [--steps 40] [--tasks inpaint,denoise,sr,deblur]
-                                                  [--size WxH] [--no-ablation]
+                                                  [--size WxH] [--no-ablation] [--compare-refiner]
 
 For each image of DIR (deterministic damage, seeded per image): inpainting with thin strokes,
 thick strokes, a 128x128 box and 50/90% random missing pixels (OpenCV Telea and Navier-Stokes,
@@ -9,7 +9,8 @@ scikit-image biharmonic); denoising at sigma 15/25/50 (scikit-image non-local me
 super-resolution x2/x4 (bicubic, Lanczos); Gaussian deblurring at sigma 2 (Richardson-Lucy,
 Wiener). Ablation rows run latent MAP's last step (`restore.local_wiener`) on the best classical
 output instead (biharmonic, NL-means, Lanczos, Wiener): their gap to latent MAP is what the
-learned prior adds (`--no-ablation` leaves them out: they take about a third of the time). Writes
+learned prior adds (`--no-ablation` leaves them out: they take about a third of the time);
+`--compare-refiner` adds latent MAP without its learned last step, to show what the refiner adds. Writes
 OUT/restore.csv (per image), OUT/restore.md (means) and OUT/<task>.png side-by-side figures.
 OpenCV is optional: pip install -e ".[bench]".
 """
@@ -148,7 +149,7 @@ def inpaint_cases(rgb, k, args):
             results["ablation: biharmonic + local Wiener"] = local_wiener_ablation(
                 results["skimage biharmonic"],
                 lambda pilot, y=tensor(damaged), k=known: local_wiener.inpaint(y, k, pilot))
-        ours(results, args, lambda steps, d=damaged, m=missing: restore.inpaint(d, m, steps=steps, device="cpu"))
+        ours(results, args, lambda steps, d=damaged, m=missing, **kw: restore.inpaint(d, m, steps=steps, device="cpu", **kw))
         yield "inpaint", name, damaged, results, missing
 
 
@@ -160,8 +161,8 @@ def denoise_cases(rgb, k, args):
             results["ablation: NL-means + local Wiener"] = local_wiener_ablation(
                 results["skimage NL-means"],
                 lambda pilot, y=tensor(noisy), s=sigma: local_wiener.denoise(y, pilot, s / 255))
-        ours(results, args, lambda steps, y=noisy, s=sigma: restore.restore(
-            y, "denoise", sigma=s, steps=steps, device="cpu"))
+        ours(results, args, lambda steps, y=noisy, s=sigma, **kw: restore.restore(
+            y, "denoise", sigma=s, steps=steps, device="cpu", **kw))
         yield "denoise", f"sigma {sigma}", noisy, results, None
 
 
@@ -175,8 +176,8 @@ def sr_cases(rgb, k, args):
             results["ablation: Lanczos + local Wiener"] = local_wiener_ablation(
                 results["Lanczos"], lambda pilot, y=tensor(low), s=scale: local_wiener.super_resolve(
                     y, Downsample(s), pilot, 1 / 255))
-        ours(results, args, lambda steps, y=low, s=scale: restore.restore(
-            y, "sr", scale=s, steps=steps, device="cpu"))
+        ours(results, args, lambda steps, y=low, s=scale, **kw: restore.restore(
+            y, "sr", scale=s, steps=steps, device="cpu", **kw))
         yield "sr", f"x{scale}", low, results, hr
 
 
@@ -187,8 +188,8 @@ def deblur_cases(rgb, k, args):
         results["ablation: Wiener + local Wiener"] = local_wiener_ablation(
             results["Wiener"], lambda pilot, y=tensor(blurred): local_wiener.deblur(
                 y, gaussian_kernel(2.0), pilot, 1 / 255))
-    ours(results, args, lambda steps, y=blurred: restore.restore(
-        y, "deblur", blur_sigma=2.0, steps=steps, device="cpu"))
+    ours(results, args, lambda steps, y=blurred, **kw: restore.restore(
+        y, "deblur", blur_sigma=2.0, steps=steps, device="cpu", **kw))
     yield "deblur", "gaussian 2", blurred, results, None
 
 
@@ -196,8 +197,11 @@ CASES = {"inpaint": inpaint_cases, "denoise": denoise_cases, "sr": sr_cases, "de
 
 
 def ours(results, args, run):
-    """latent MAP with the default (or --steps) steps, and with --compare-steps."""
+    """latent MAP with the default (or --steps) steps, and with --compare-steps; without the
+    refiner with --compare-refiner."""
     results["latent MAP"] = timed(run, args.steps)
+    if args.compare_refiner:
+        results["latent MAP, no refiner"] = timed(run, args.steps, refine=False)
     if args.compare_steps is not None:
         results[f"latent MAP, {args.compare_steps} steps"] = timed(run, args.compare_steps)
 
@@ -225,6 +229,8 @@ def main():
     parser.add_argument("--steps", type=int, help="gradient steps [default: each task's, restore.TASKS]")
     parser.add_argument("--compare-steps", type=int, metavar="N",
                         help="also run latent MAP with N steps, as its own row")
+    parser.add_argument("--compare-refiner", action="store_true",
+                        help="also run latent MAP without its learned last step (the refiner), as its own row")
     parser.add_argument("--tasks", default="inpaint,denoise,sr,deblur")
     parser.add_argument("--size", type=size_arg,
                         help="resize every photo to WxH first (e.g. 768x512, for timing)")

@@ -5,7 +5,8 @@ from the command line.
 
 - In process, a 768x512 photo: the median time of each task and setting of bench_restore.py
   (inpainting masks, denoising at sigma 15/25/50, super-resolution x2/x4 to 768x512, Gaussian
-  deblurring), after one warm-up that loads the models.
+  deblurring), after one warm-up that loads the models; and without the refiner (the learned
+  last step), to show its cost.
 - `vqpress inpaint` of a 4000x3000 photo (the same photo resized) with 40 strokes 16 px wide, in
   a fresh process: wall time from process start to file written, and peak memory (VmHWM,
   Linux).
@@ -51,15 +52,15 @@ def cases(rgb: np.ndarray):
     h, w = rgb.shape[:2]
     for name, missing in masks((h, w), 0).items():
         damaged = np.where(missing[..., None], 255, rgb).astype(np.uint8)
-        yield "inpaint", name, lambda d=damaged, m=missing: restore.inpaint(d, m, device="cpu")
+        yield "inpaint", name, lambda d=damaged, m=missing, **kw: restore.inpaint(d, m, device="cpu", **kw)
     for sigma in (15, 25, 50):
         noisy = np.clip(rgb + np.random.default_rng(0).normal(0, sigma, rgb.shape), 0, 255).round().astype(np.uint8)
-        yield "denoise", f"sigma {sigma}", lambda y=noisy, s=sigma: restore.restore(y, "denoise", sigma=s, device="cpu")
+        yield "denoise", f"sigma {sigma}", lambda y=noisy, s=sigma, **kw: restore.restore(y, "denoise", sigma=s, device="cpu", **kw)
     for scale in (2, 4):
         low = np.asarray(Image.fromarray(rgb).resize((w // scale, h // scale), Image.BICUBIC))
-        yield "sr", f"x{scale}", lambda y=low, s=scale: restore.restore(y, "sr", scale=s, device="cpu")
+        yield "sr", f"x{scale}", lambda y=low, s=scale, **kw: restore.restore(y, "sr", scale=s, device="cpu", **kw)
     blurred = blur(rgb, 2.0)
-    yield "deblur", "gaussian 2", lambda: restore.restore(blurred, "deblur", blur_sigma=2.0, device="cpu")
+    yield "deblur", "gaussian 2", lambda **kw: restore.restore(blurred, "deblur", blur_sigma=2.0, device="cpu", **kw)
 
 
 def big_inpaint(photo: Image.Image) -> tuple[float, float]:
@@ -87,11 +88,12 @@ def main():
     torch.set_num_threads(args.threads)
     photo = Image.open(args.image).convert("RGB")
     rgb = np.asarray(photo.resize((768, 512), Image.LANCZOS))
-    restore.restore(rgb[:64, :64], "sr", scale=2, device="cpu")  # warm-up: loads the VAE
+    restore.restore(rgb[:64, :64], "sr", scale=2, device="cpu")  # warm-up: loads the VAE and refiner
     print(f"768x512, {args.threads} threads, median of {args.repeat}\n")
-    print("| task | setting | seconds |\n|---|---|---:|")
+    print("| task | setting | seconds | without the refiner |\n|---|---|---:|---:|")
     for task, setting, fn in cases(rgb):
-        print(f"| {task} | {setting} | {timed(args.repeat, fn)[0]:.2f} |", flush=True)
+        on, off = timed(args.repeat, fn)[0], timed(args.repeat, lambda: fn(refine=False))[0]
+        print(f"| {task} | {setting} | {on:.2f} | {off:.2f} |", flush=True)
     if not args.skip_big:
         seconds, peak = big_inpaint(photo)
         print(f"\n4000x3000 `vqpress inpaint`, 40 strokes 16 px wide, fresh process: {seconds:.1f} s, "

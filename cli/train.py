@@ -377,3 +377,56 @@ def restorer(data, valid, run, steps, batch, lr, validate_every, threads, nproc,
         cfg.extra["tasks"] = chosen
     vae = load_vae(from_vae)[0]
     launch(train_restorer, cfg, vae if vae.config.restorer else vae.add_restorer(), nproc=nproc)
+
+
+@train.command(name="refiner-pairs")
+@click.option("--data", type=folder, required=True, help="Folder of training photos.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder of shards; shards already there are kept.")
+@click.option("--count", type=click.IntRange(min=1), default=2000, show_default=True, help="Crops.")
+@click.option("--side", type=click.IntRange(min=16), default=192, show_default=True,
+              help="Crop side in pixels (a multiple of 24 keeps every super-resolution scale).")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Processes, one thread each.")
+def refiner_pairs(data, out, count, side, workers):
+    """Damage crops of the training photos and restore them without the refiner: its training pairs."""
+    import multiprocessing
+
+    from vqpress.training.refiner import make_pairs
+
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=_one_thread) as pool:
+        pool.starmap(make_pairs, [(str(data), out, count, side, 0, w, workers) for w in range(workers)])
+
+
+def _one_thread():
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@train.command()
+@_common
+@click.option("--crop", type=int, default=96, show_default=True, help="Crop side in pixels (even).")
+@click.option("--channels", type=int, default=64, show_default=True)
+@click.option("--layers", type=click.IntRange(min=2), default=8, show_default=True, help="3x3 convolutions.")
+def refiner(data, valid, run, steps, batch, lr, validate_every, threads, nproc, device, crop, channels, layers):
+    """Train the restoration refiner on the shards of `train refiner-pairs` (--data); the last
+    two shards validate."""
+    from vqpress.nets.refiner import RefinerConfig
+    from vqpress.training.refiner import train_refiner
+
+    if crop % 2:
+        raise VQPressError(f"--crop {crop}: the refiner needs an even crop side")
+    cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
+    launch(train_refiner, cfg, RefinerConfig(channels, layers), nproc=nproc)
+
+
+@train.command(name="export-refiner")
+@click.option("--run", type=folder, required=True)
+@click.option("--model-id", required=True, help="File stem, e.g. refiner-v1.")
+@out_option
+def export_refiner(run, model_id, out):
+    """Write a trained refiner to <out>/<model-id>.safetensors with its model card."""
+    from vqpress.training.refiner import export_refiner as export
+
+    click.echo(f"wrote {export(run, model_id, out)}")

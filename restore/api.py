@@ -3,7 +3,8 @@
 Every task is a row of `TASKS`: how it turns the damaged image into a latent MAP problem (the
 operator, the first guess, the noise level of the data term, what the restoration encoder is
 told), whether it starts from the restoration encoder, its default gradient steps, and the
-classical last step that refines the latent MAP estimate.
+classical last step that refines the latent MAP estimate. The learned refiner (`refine`) then
+corrects that estimate.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from vqpress.nets.device import resolve_device, to_uint8
 from . import local_wiener, operators
 from .damage import kriging_fill, rough_fill, smooth_fill, upscale
 from .latent_map import LatentPrior, pad_to, solve_tiled
+from .refine import condition, load_refiner, observation, refined
 from .vae import load_vae
 
 DEFAULT_VAE = "vae-v3"
@@ -137,6 +139,11 @@ def _vae():
     return load_vae(DEFAULT_VAE)
 
 
+@cache
+def _refiner(device: str):
+    return load_refiner()[0].to(resolve_device(device))
+
+
 @dataclass
 class Planes:
     """An input image as restoration sees it: 8-bit RGB, and what goes back on at the end."""
@@ -183,7 +190,8 @@ def _is_number(value, whole: bool = False) -> bool:
     return isinstance(value, kinds) and not isinstance(value, bool)
 
 
-def _run(task: str, planes: Planes, steps: int | None, device: str, last_step: bool, **settings) -> Image.Image:
+def _run(task: str, planes: Planes, steps: int | None, device: str, last_step: bool, refine: bool,
+         **settings) -> Image.Image:
     spec = TASKS[task]
     if steps is not None and not (_is_number(steps, whole=True) and steps >= 0):
         raise VQPressError(f"steps must be a whole number of at least 0, got {steps!r}")
@@ -196,15 +204,33 @@ def _run(task: str, planes: Planes, steps: int | None, device: str, last_step: b
     limits.check_size(w * problem.scale, h * problem.scale, "the restored image")
     x = solve_tiled(prior, problem.height, problem.width, problem.scale, problem.tile, problem.damage,
                     sigma=problem.noise, steps=spec.steps if steps is None else steps, desc=task)
-    return planes.image(problem.last_step(x) if last_step else x, problem.scale)
+    if last_step:
+        x = problem.last_step(x)
+        if refine:
+            x = _refine(task, problem, x, y, settings.get("known"), device)
+    return planes.image(x, problem.scale)
 
 
-def inpaint(image, mask, steps: int | None = None, device: str = "auto", last_step: bool = True) -> Image.Image:
+def _refine(task: str, problem: Problem, x: torch.Tensor, y: torch.Tensor, known: torch.Tensor | None,
+            device: str) -> torch.Tensor:
+    """The refiner on the last step's estimate, unless it skips the task; known pixels stay
+    exactly as given."""
+    net = _refiner(device)
+    if task in net.config.skip:
+        return x
+    mask = torch.ones_like(x[:, :1]) if known is None else known
+    out = refined(net, x, observation(y, known, problem.scale), mask, condition(task, problem.damage))
+    return out if known is None else torch.where(known > 0, y, out)
+
+
+def inpaint(image, mask, steps: int | None = None, device: str = "auto", last_step: bool = True,
+            refine: bool = True) -> Image.Image:
     """Fill the pixels where `mask` is true (white = missing); known pixels are kept exactly.
 
     image: PIL image, array or path (alpha and grayscale are kept); mask: PIL image or HxW
     array of the same size. Ends with `local_wiener.inpaint`, which takes the latent MAP
-    estimate as its pilot (last_step=False returns the latent MAP estimate itself)."""
+    estimate as its pilot, then the refiner (refine=False leaves it out; last_step=False
+    returns the latent MAP estimate itself)."""
     planes = Planes.of(image)
     if isinstance(mask, (str, os.PathLike)):
         mask = open_image(mask)
@@ -226,15 +252,16 @@ def inpaint(image, mask, steps: int | None = None, device: str = "auto", last_st
     if missing.all():
         raise VQPressError("mask covers the whole image: nothing is known")
     known = torch.from_numpy(~missing)[None, None].float()
-    return _run("inpaint", planes, steps, device, last_step, known=known)
+    return _run("inpaint", planes, steps, device, last_step, refine, known=known)
 
 
 def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: float = 2.0,
-            steps: int | None = None, device: str = "auto", last_step: bool = True) -> Image.Image:
+            steps: int | None = None, device: str = "auto", last_step: bool = True,
+            refine: bool = True) -> Image.Image:
     """denoise (sigma: noise std in 8-bit units), sr (output `scale` times larger) or deblur
     (Gaussian blur of std `blur_sigma` pixels). Every task ends with `local_wiener`, which
-    takes the latent MAP estimate as its pilot (last_step=False returns the latent MAP
-    estimate itself)."""
+    takes the latent MAP estimate as its pilot, then the refiner (refine=False leaves it out;
+    last_step=False returns the latent MAP estimate itself)."""
     if not isinstance(task, str) or task not in TASKS or task == "inpaint":
         raise VQPressError(f"unknown task {task!r} (choose from denoise, sr, deblur; or use inpaint)")
     for name, value in (("sigma", sigma), ("blur_sigma", blur_sigma)):
@@ -242,5 +269,5 @@ def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: f
             raise VQPressError(f"{name} must be a number, got {value!r}")
     if task == "sr" and not _is_number(scale, whole=True):
         raise VQPressError(f"scale must be an integer (2, 3 or 4), got {scale!r}")
-    return _run(task, Planes.of(image), steps, device, last_step, sigma=sigma, scale=scale,
+    return _run(task, Planes.of(image), steps, device, last_step, refine, sigma=sigma, scale=scale,
                 blur_sigma=blur_sigma)

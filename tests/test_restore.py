@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -422,3 +424,46 @@ def test_local_wiener_inpainting_keeps_known_pixels_and_beats_its_pilot():
     assert torch.equal(out * known, clean * known)
     missing = known[:, 0] == 0
     assert _psnr(out.clamp(0, 1), clean, missing) > _psnr(pilot, clean, missing) + 1.0
+
+
+def test_refiner_starts_as_the_identity_and_its_tiles_join_exactly(monkeypatch):
+    from vqpress.nets.refiner import Refiner, RefinerConfig
+    from vqpress.restore import refine
+
+    torch.manual_seed(0)
+    x, obs = torch.rand(1, 3, 40, 56), torch.rand(1, 3, 40, 56)
+    known = (torch.rand(1, 1, 40, 56) > 0.5).float()
+    net = Refiner(RefinerConfig(8, 3))
+    cond = refine.condition("denoise", {"noise": 25 / 255})
+    assert torch.equal(net(x, obs, known, cond[None]), x)  # the last layer starts at zero
+    torch.nn.init.normal_(net.convs[-1].weight, std=0.1)
+    whole = refine.refined(net, x, obs, known, cond)
+    monkeypatch.setattr(refine, "TILE", 16)
+    assert torch.allclose(refine.refined(net, x, obs, known, cond), whole, atol=1e-6)
+    assert not torch.allclose(whole, x)
+
+
+def test_refiner_conditions_tell_the_tasks_and_settings_apart():
+    from vqpress.restore.refine import condition
+
+    rows = [condition("inpaint", {}), condition("denoise", {"noise": 15 / 255}),
+            condition("denoise", {"noise": 50 / 255}), condition("sr", {"scale": 2}),
+            condition("sr", {"scale": 4}), condition("deblur", {"blur": 2.0})]
+    assert len({tuple(r.tolist()) for r in rows}) == len(rows)
+    assert condition("sr", {"scale": 4})[5] == 1 and condition("denoise", {"noise": 25 / 255})[4] == pytest.approx(1)
+
+
+def test_the_refiner_changes_the_estimate_unless_off_or_skipping_the_task(photo, monkeypatch):
+    import dataclasses
+
+    from vqpress.restore import api
+
+    net = api._refiner("cpu")
+    task = next(t for t in ("deblur", "sr", "denoise") if t not in net.config.skip)
+    on = np.asarray(restore.restore(photo, task=task, device="cpu"))
+    off = np.asarray(restore.restore(photo, task=task, device="cpu", refine=False))
+    assert on.shape == off.shape and not np.array_equal(on, off)
+    skipping = copy.deepcopy(net)
+    skipping.config = dataclasses.replace(net.config, skip=(task,))
+    monkeypatch.setattr(api, "_refiner", lambda device: skipping)
+    assert np.array_equal(np.asarray(restore.restore(photo, task=task, device="cpu")), off)

@@ -11,6 +11,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from vqpress.cli.main import main
+from vqpress.codec.errors import VQPressError
 from vqpress.codec.ladder import DEFAULT_MODEL
 
 
@@ -516,7 +517,6 @@ def _abort_on_rank_one() -> None:
 def test_a_rank_that_dies_gives_a_one_line_error():
     """A rank killed by a signal (as gloo aborts on a broken connection) ends the launch with a
     VQPressError, which the command line prints as one line, not torch's traceback."""
-    from vqpress.codec.errors import VQPressError
     from vqpress.training.launch import launch
 
     with pytest.raises(VQPressError, match="a training process died: process 1 terminated with signal SIGABRT"):
@@ -591,3 +591,50 @@ def test_a_codec_file_on_a_base_it_was_not_made_on_is_refused(tmp_path):
         assert "\n" not in str(e.value)
     result = CliRunner().invoke(main, ["train", "repack", str(path), "--base", "rvq-dct-v12", "--out", str(tmp_path)])
     assert result.exit_code != 0 and "names a base of its own" in result.output
+
+
+def test_refiner_pairs_train_and_export(folder, tmp_path):
+    """Pairs are the shipped restoration's real output on damaged crops; a short run validates
+    per task and exports a refiner that loads."""
+    from vqpress.restore.refine import load_refiner
+    from vqpress.training.refiner import RefinerPairs, make_pairs
+
+    pairs, run, out = tmp_path / "pairs", tmp_path / "refiner", tmp_path / "weights"
+    invoke("train", "refiner-pairs", "--data", folder, "--out", pairs, "--count", 6, "--side", 48, "--workers", 1)
+    made = (pairs / "pairs-0000.npz").stat().st_mtime_ns
+    make_pairs(str(folder), pairs, 6, side=48)  # shards already made are kept
+    assert (pairs / "pairs-0000.npz").stat().st_mtime_ns == made
+    with pytest.raises(VQPressError, match="no image is at least 200x200"):
+        make_pairs(str(folder), tmp_path / "none", 6, side=200)
+    assert [p.name for p in sorted(pairs.glob("*"))] == ["pairs-0000.npz"]
+    data = RefinerPairs(sorted(pairs.glob("*.npz")), 32)
+    estimate, observed, known, cond, truth, keeps = data.batch(3)
+    assert estimate.shape == observed.shape == truth.shape == (3, 3, 32, 32) and known.shape == (3, 1, 32, 32)
+    assert cond.shape == (3, 7) and torch.all(cond[:, :4].sum(1) == 1)  # one task each
+    for i, task in enumerate(data.tasks):  # inpainting's known pixels are the truth; others see all
+        estimate, observed, known, _, truth, keeps = data.item(i)
+        assert keeps == (task == "inpaint") and (known.all() or task == "inpaint")
+        if task == "inpaint":
+            assert torch.equal(estimate * known, truth * known)
+            assert torch.allclose(observed * known, truth * known, atol=1e-3)  # held in fp16
+
+    for extra in ("pairs-0001.npz", "pairs-0002.npz"):  # shards to validate on (the last two)
+        (pairs / extra).write_bytes((pairs / "pairs-0000.npz").read_bytes())
+    invoke("train", "refiner", "--data", pairs, "--run", run, "--steps", 2, "--crop", 32, "--batch", 2,
+           "--channels", 8, "--layers", 3, "--validate-every", 2, "--threads", 1, "--device", "cpu")
+    ckpt = torch.load(run / "ckpt.pt", weights_only=False)
+    assert ckpt["step"] == 2 and any(k.startswith("gain_") for k in ckpt["history"][-1])
+    assert ckpt["train_config"]["extra"]["train_images"] == 6
+    invoke("train", "export-refiner", "--run", run, "--model-id", "tiny-refiner", "--out", out)
+    assert f"{sha256(out / 'tiny-refiner.safetensors')}  tiny-refiner.safetensors" in (out / "SHA256SUMS").read_text()
+    card = json.loads((out / "tiny-refiner.json").read_text())
+    assert card["refiner"]["steps"] == 2 and card["estimates_from"]["vae"]
+    from safetensors import safe_open
+
+    with safe_open(str(out / "tiny-refiner.safetensors"), "np") as f:
+        config = json.loads(f.metadata()["refiner_config"])
+    lost = [task for task in ("inpaint", "denoise", "sr", "deblur")  # off where validation saw no gain
+            if ckpt["history"][-1].get(f"gain_{task}", 1) <= 0]
+    assert config["skip"] == lost and config["channels"] == 8
+    with pytest.raises(Exception, match="not shipped"):
+        load_refiner("tiny-refiner")  # only shipped weights load

@@ -1,0 +1,69 @@
+"""The learned last step: the refiner (`vqpress.nets.refiner`) on the restoration's estimate, in
+tiles with overlap for big images."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file
+
+from vqpress import weights
+from vqpress.nets.refiner import CONDITIONS, Refiner, RefinerConfig
+
+from .damage import upscale
+
+DEFAULT_REFINER = "refiner-v1"
+TASK_ORDER = ("inpaint", "denoise", "sr", "deblur")
+TILE = 1024  # output pixels per tile side, even
+
+
+def condition(task: str, damage: dict) -> torch.Tensor:
+    """The refiner's numbers for a task and its damage (`api.Problem.damage`): which task, and
+    its setting near 1 at the benchmark's (noise 25/255, scale 4, blur 2 px)."""
+    c = torch.zeros(CONDITIONS)
+    c[TASK_ORDER.index(task)] = 1
+    if task == "denoise":
+        c[4] = damage["noise"] * 255 / 25
+    elif task == "sr":
+        c[5] = damage["scale"] / 4
+    elif task == "deblur":
+        c[6] = damage["blur"] / 2
+    return c
+
+
+def observation(y: torch.Tensor, known: torch.Tensor | None, scale: int) -> torch.Tensor:
+    """What the refiner sees of the damaged image y (1, 3, h, w), at the output's size: the
+    bicubic upscale for super-resolution, else y with its missing pixels (known == 0) zeroed."""
+    if scale > 1:
+        return upscale(y, scale)
+    return y if known is None else y * known
+
+
+def load_refiner(model_id: str = DEFAULT_REFINER) -> tuple[Refiner, dict]:
+    """A shipped refiner (checksum verified) in eval mode, and its card."""
+    path, _ = weights.verified(model_id)
+    meta = weights.metadata(path)
+    if "refiner_config" not in meta:
+        raise weights.WeightsError(f"model {model_id} is not a restoration refiner")
+    config = meta["refiner_config"]
+    net = Refiner(RefinerConfig(**{**config, "skip": tuple(config.get("skip", ()))}))
+    net.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in load_file(str(path)).items()})
+    return net.eval(), meta["card"]
+
+
+@torch.no_grad()
+def refined(net: Refiner, estimate: torch.Tensor, observed: torch.Tensor, known: torch.Tensor,
+           cond: torch.Tensor) -> torch.Tensor:
+    """The refined estimate of (1, 3, H, W) tensors (H, W even), tile by tile with a margin
+    wider than the net's reach, so tiles join exactly."""
+    h, w = estimate.shape[-2:]
+    margin = 2 * net.config.layers + 2  # each 3x3 layer at half resolution reaches 2 pixels
+    cond = cond[None].to(estimate)
+    out = torch.empty_like(estimate)
+    for y0 in range(0, h, TILE):
+        for x0 in range(0, w, TILE):
+            y1, x1 = min(y0 + TILE, h), min(x0 + TILE, w)
+            ya, xa, yb, xb = max(0, y0 - margin), max(0, x0 - margin), min(h, y1 + margin), min(w, x1 + margin)
+            part = net(*(t[..., ya:yb, xa:xb] for t in (estimate, observed, known)), cond)
+            out[..., y0:y1, x0:x1] = part[..., y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+    return out
