@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -392,8 +393,11 @@ def refiner_pairs(data, out, count, side, workers):
     """Damage crops of the training photos and restore them without the refiner: its training pairs."""
     import multiprocessing
 
-    from vqpress.training.refiner import make_pairs
+    from vqpress.training.loop import command_line
+    from vqpress.training.refiner import PAIRS_CARD, make_pairs
 
+    out.mkdir(parents=True, exist_ok=True)
+    (out / PAIRS_CARD).write_text(json.dumps({"command": command_line()}) + "\n")
     with multiprocessing.get_context("spawn").Pool(workers, initializer=_one_thread) as pool:
         pool.starmap(make_pairs, [(str(data), out, count, side, 0, w, workers) for w in range(workers)])
 

@@ -26,9 +26,11 @@ from .loop import TrainConfig, fit, prepare, read_checkpoint, resume
 from .release import half, release, summary, training_lines
 
 SHARD = 50  # crops per shard file
+PAIRS_CARD = "pairs.json"  # beside the shards: the command that made them, for the model card
 # `relative_loss` counts a crop whose estimate is better than 37 dB as if it were at 37 dB:
 # without a floor, near-perfect flat crops (MSE 2e-6) dominated it.
 FLOOR = 2e-4
+MIN_GAIN = 0.05  # dB in the last validation, below which a task is skipped: not worth its time
 
 
 def draw_damage(rng: np.random.Generator, side: int) -> dict:
@@ -236,10 +238,12 @@ def export_refiner(run, model_id: str, out: Path) -> Path:
 
     ckpt = read_checkpoint(run)
     last = ckpt["history"][-1] if ckpt["history"] else {}
-    skip = tuple(task for task in TASK_ORDER if last.get(f"gain_{task}", 1) <= 0)  # off where it lost
+    skip = tuple(task for task in TASK_ORDER if last.get(f"gain_{task}", 1) < MIN_GAIN)
     net = Refiner(RefinerConfig(**{**ckpt["model_config"], "skip": skip}))
     net.load_state_dict(ckpt["model"])
-    card = {"model_id": model_id, "refiner": summary(ckpt),
+    pairs_card = Path(ckpt["train_config"]["data"]) / PAIRS_CARD
+    pairs = json.loads(pairs_card.read_text()) if pairs_card.is_file() else {}
+    card = {"model_id": model_id, "refiner": summary(ckpt), "pairs": pairs,
             "estimates_from": {"vae": DEFAULT_VAE, "vae_sha256": weights.verified(DEFAULT_VAE)[1]}}
     intro = ["The learned last step of `vqpress restore` / `vqpress inpaint` (fp16): a CNN that "
              "corrects the restoration's estimate, given the observation, the known-pixel mask and "
@@ -247,11 +251,13 @@ def export_refiner(run, model_id: str, out: Path) -> Path:
     what = ("Trained by `vqpress train refiner` (the MSE relative to the estimate's, per crop) on pairs made by `vqpress train refiner-pairs`: "
             f"192-px crops of the training photos, damaged (`training.refiner.draw_damage`) and restored "
             f"by the shipped restoration without the refiner, with `{DEFAULT_VAE}`. Validation: the "
-            "mean PSNR gain over the estimate per task on held-out pairs. Tasks where the last "
-            f"validation showed no gain are skipped: {', '.join(skip) or 'none'}.")
+            "mean PSNR gain over the estimate per task on held-out pairs. Tasks whose last "
+            f"validation gain is under {MIN_GAIN} dB are skipped: {', '.join(skip) or 'none'}.")
 
     def write(path):
         save_file(half(net.state_dict()), str(path),
                   metadata={"refiner_config": json.dumps(net.config.to_dict()), "card": json.dumps(card)})
 
-    return release(out, model_id, write, card, intro, [("training", [what, "", *training_lines(card["refiner"])])])
+    lines = [f"- pairs: `{pairs['command']}`" + (f" ({pairs['note']})" if pairs.get("note") else "")] if pairs else []
+    return release(out, model_id, write, card, intro,
+                   [("training", [what, "", *lines, *training_lines(card["refiner"])])])
