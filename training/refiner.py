@@ -173,7 +173,7 @@ class RefinerPairs:
         for i in self.rng.choice(len(self), size):
             y, x = (2 * int(self.rng.integers(0, (side - c) // 2 + 1)) for _ in range(2))
             item = self.item(int(i), (slice(y, y + c), slice(x, x + c)))
-            if self.rng.random() < 0.5:
+            if self.rng.random() < 0.5:  # flip the images, not the condition
                 item = tuple(t.flip(-1) if t.ndim == 3 else t for t in item[:5]) + item[5:]
             items.append(item)
         return tuple(torch.stack([torch.as_tensor(v) for v in column]) for column in zip(*items))
@@ -187,12 +187,13 @@ def refined_mse(net, estimate, observed, known, cond, truth, keeps) -> torch.Ten
     return (out * (1 - kept) + truth * kept - truth).square().mean((1, 2, 3))
 
 
-def relative_loss(net, estimate, *rest) -> torch.Tensor:
+def relative_loss(net, estimate, observed, known, cond, truth, keeps) -> torch.Tensor:
     """The refined estimate's MSE over the estimate's, per crop, averaged: every crop weighs
     the same in relative terms (as in a mean PSNR gain), so the crops with large, unpredictable
     errors (big holes, strong noise) do not drown out the rest."""
-    before = (estimate - rest[-2]).square().mean((1, 2, 3))
-    return (refined_mse(net, estimate, *rest) / (before + FLOOR)).mean()
+    before = (estimate - truth).square().mean((1, 2, 3))
+    after = refined_mse(net, estimate, observed, known, cond, truth, keeps)
+    return (after / (before + FLOOR)).mean()
 
 
 @torch.no_grad()
@@ -210,8 +211,8 @@ def validate_refiner(net, pairs: RefinerPairs) -> dict:
 
 
 def train_refiner(cfg: TrainConfig, config: RefinerConfig, holdout: int = 2) -> Refiner:
-    """Fit the refiner (`relative_loss`) to the pairs in the shards of cfg.data, all but the last `holdout`
-    shards, which validate."""
+    """Fit the refiner (`relative_loss`) to the pairs in the shards of cfg.data, all but the
+    last `holdout` shards, which validate."""
     run = prepare(cfg)
     net = Refiner(config).to(cfg.device)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -248,9 +249,10 @@ def export_refiner(run, model_id: str, out: Path) -> Path:
     intro = ["The learned last step of `vqpress restore` / `vqpress inpaint` (fp16): a CNN that "
              "corrects the restoration's estimate, given the observation, the known-pixel mask and "
              "the task and its setting (`vqpress.nets.refiner`). No pretrained weights were used."]
-    what = ("Trained by `vqpress train refiner` (the MSE relative to the estimate's, per crop) on pairs made by `vqpress train refiner-pairs`: "
-            f"192-px crops of the training photos, damaged (`training.refiner.draw_damage`) and restored "
-            f"by the shipped restoration without the refiner, with `{DEFAULT_VAE}`. Validation: the "
+    what = ("Trained by `vqpress train refiner` (the MSE relative to the estimate's, per crop) on "
+            "pairs made by `vqpress train refiner-pairs`: crops of the training photos, damaged "
+            "(`training.refiner.draw_damage`) and restored by the shipped restoration without the "
+            f"refiner, with `{DEFAULT_VAE}`. Validation: the "
             "mean PSNR gain over the estimate per task on held-out pairs. Tasks whose last "
             f"validation gain is under {MIN_GAIN} dB are skipped: {', '.join(skip) or 'none'}.")
 
