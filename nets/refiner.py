@@ -28,6 +28,11 @@ class RefinerConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, config: dict) -> RefinerConfig:
+        """From `to_dict`'s output, after JSON (which turns `skip` into a list)."""
+        return cls(**{**config, "skip": tuple(config.get("skip", ()))})
+
 
 class Refiner(nn.Module):
     def __init__(self, config: RefinerConfig = RefinerConfig()):

@@ -45,8 +45,7 @@ def load_refiner(model_id: str = DEFAULT_REFINER) -> tuple[Refiner, dict]:
     meta = weights.metadata(path)
     if "refiner_config" not in meta:
         raise weights.WeightsError(f"model {model_id} is not a restoration refiner")
-    config = meta["refiner_config"]
-    net = Refiner(RefinerConfig(**{**config, "skip": tuple(config.get("skip", ()))}))
+    net = Refiner(RefinerConfig.from_dict(meta["refiner_config"]))
     net.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in load_file(str(path)).items()})
     return net.eval(), meta["card"]
 

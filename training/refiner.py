@@ -14,12 +14,14 @@ from PIL import Image
 from safetensors.numpy import save_file
 from tqdm import tqdm
 
-from vqpress import weights
+from vqpress import restore, weights
 from vqpress.codec.errors import VQPressError
 from vqpress.codec.imageio import image_paths, open_image, to_rgb8
 from vqpress.measure.metrics import psnr_of_mse
 from vqpress.nets.refiner import Refiner, RefinerConfig
+from vqpress.restore.api import DEFAULT_VAE
 from vqpress.restore.damage import strokes
+from vqpress.restore.operators import gaussian_blur
 from vqpress.restore.refine import TASK_ORDER, condition, observation
 
 from .loop import TrainConfig, fit, prepare, read_checkpoint, resume
@@ -70,8 +72,6 @@ def damage(rgb: np.ndarray, setting: dict, rng: np.random.Generator) -> np.ndarr
     if task == "sr":
         s = setting["scale"]
         return np.asarray(Image.fromarray(rgb).resize((rgb.shape[1] // s, rgb.shape[0] // s), Image.BICUBIC))
-    from vqpress.restore.operators import gaussian_blur
-
     x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
     blurred = gaussian_blur(setting["blur_sigma"])(x)[0].permute(1, 2, 0).numpy()
     return np.clip(np.round(blurred * 255), 0, 255).astype(np.uint8)
@@ -79,8 +79,6 @@ def damage(rgb: np.ndarray, setting: dict, rng: np.random.Generator) -> np.ndarr
 
 def restored(damaged: np.ndarray, setting: dict) -> np.ndarray:
     """What the shipped restoration makes of it, without the refiner."""
-    from vqpress import restore
-
     if setting["task"] == "inpaint":
         out = restore.inpaint(damaged, setting["missing"], device="cpu", refine=False)
     else:
@@ -235,12 +233,10 @@ def train_refiner(cfg: TrainConfig, config: RefinerConfig, holdout: int = 2) -> 
 
 def export_refiner(run, model_id: str, out: Path) -> Path:
     """Release a refiner run with its model card."""
-    from vqpress.restore.api import DEFAULT_VAE
-
     ckpt = read_checkpoint(run)
     last = ckpt["history"][-1] if ckpt["history"] else {}
     skip = tuple(task for task in TASK_ORDER if last.get(f"gain_{task}", 1) < MIN_GAIN)
-    net = Refiner(RefinerConfig(**{**ckpt["model_config"], "skip": skip}))
+    net = Refiner(RefinerConfig.from_dict({**ckpt["model_config"], "skip": skip}))
     net.load_state_dict(ckpt["model"])
     pairs_card = Path(ckpt["train_config"]["data"]) / PAIRS_CARD
     pairs = json.loads(pairs_card.read_text()) if pairs_card.is_file() else {}
