@@ -6,7 +6,7 @@ from the command line.
 - In process, a 768x512 photo: the median time of each task and setting of bench_restore.py
   (inpainting masks, denoising at sigma 15/25/50, super-resolution x2/x4 to 768x512, Gaussian
   deblurring), after one warm-up that loads the models; and without the refiner (the learned
-  last step), to show its cost.
+  last step), to show its cost. Then the refiner alone at 768x512 and at 4000x3000.
 - `vqpress inpaint` of a 4000x3000 photo (the same photo resized) with 40 strokes 16 px wide, in
   a fresh process: wall time from process start to file written, and peak memory (VmHWM,
   Linux).
@@ -29,6 +29,7 @@ from PIL import Image
 
 from vqpress import restore
 from vqpress.restore.damage import strokes
+from vqpress.restore.refine import condition, load_refiner, refined
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_codec import timed  # noqa: E402
@@ -63,6 +64,14 @@ def cases(rgb: np.ndarray):
     yield "deblur", "gaussian 2", lambda **kw: restore.restore(blurred, "deblur", blur_sigma=2.0, device="cpu", **kw)
 
 
+def refiner_alone(width: int, height: int, repeat: int) -> float:
+    """Median seconds of the refiner on a random image of that size (its cost does not depend
+    on the content)."""
+    net, _ = load_refiner()
+    x, known = torch.rand(1, 3, height, width), torch.ones(1, 1, height, width)
+    return timed(repeat, refined, net, x, x, known, condition("sr", {"scale": 4}))[0]
+
+
 def big_inpaint(photo: Image.Image) -> tuple[float, float]:
     """(wall seconds, peak memory in GB) of `vqpress inpaint` on a 4000x3000 photo."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,6 +103,8 @@ def main():
     for task, setting, fn in cases(rgb):
         on, off = timed(args.repeat, fn)[0], timed(args.repeat, lambda: fn(refine=False))[0]
         print(f"| {task} | {setting} | {on:.2f} | {off:.2f} |", flush=True)
+    for w, h in ((768, 512), (4000, 3000)):
+        print(f"\nthe refiner alone at {w}x{h}: {refiner_alone(w, h, args.repeat):.2f} s", flush=True)
     if not args.skip_big:
         seconds, peak = big_inpaint(photo)
         print(f"\n4000x3000 `vqpress inpaint`, 40 strokes 16 px wide, fresh process: {seconds:.1f} s, "
