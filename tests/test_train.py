@@ -639,3 +639,8 @@ def test_refiner_pairs_train_and_export(folder, tmp_path):
     assert config["skip"] == lost and config["channels"] == 8
     with pytest.raises(Exception, match="not shipped"):
         load_refiner("tiny-refiner")  # only shipped weights load
+    before = sha256(out / "tiny-refiner.safetensors")  # exporting again never replaces the file
+    again = CliRunner().invoke(main, ["train", "export-refiner", "--run", str(run), "--model-id", "tiny-refiner",
+                                      "--out", str(out)])
+    assert again.exit_code == 1 and "exists" in again.output and len(again.output.strip().splitlines()) == 1
+    assert sha256(out / "tiny-refiner.safetensors") == before

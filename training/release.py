@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vqpress import weights
+from vqpress.codec.errors import VQPressError
 
 
 def half(state: dict) -> dict[str, np.ndarray]:
@@ -85,9 +86,13 @@ def render_card(model_id: str, digest: str, intro: list[str], sections: list[tup
 def release(out: Path, model_id: str, write: Callable[[Path], None], card: dict,
             intro: list[str], sections: list[tuple[str, list[str]]]) -> Path:
     """Write <out>/<model_id>.safetensors (with `write(path)`), its SHA256SUMS line and its model
-    card (<model_id>.json and .md). Returns the weights file's path."""
-    out.mkdir(parents=True, exist_ok=True)
+    card (<model_id>.json and .md). Returns the weights file's path. A file already there is
+    never replaced: --out defaults to weights/, where the same id would overwrite a shipped
+    model."""
     path = out / f"{model_id}.safetensors"
+    if path.exists():
+        raise VQPressError(f"{path} exists: an export never replaces a file (choose another --model-id or --out)")
+    out.mkdir(parents=True, exist_ok=True)
     write(path)
     digest = weights.sha256_file(path)
     weights.record_checksum(out / weights.CHECKSUMS, path.name, digest)
