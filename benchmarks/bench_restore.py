@@ -11,7 +11,8 @@ Wiener). Ablation rows run latent MAP's last step (`restore.local_wiener`) on th
 output instead (biharmonic, NL-means, Lanczos, Wiener): their gap to latent MAP is what the
 learned prior adds (`--no-ablation` leaves them out: they take about a third of the time);
 `--compare-refiner` adds latent MAP without its learned last step, to show what the refiner adds. Writes
-OUT/restore.csv (per image), OUT/restore.md (means) and OUT/<task>.png side-by-side figures.
+OUT/restore.csv (per image), OUT/restore.md (means), OUT/<task>.png side-by-side figures and
+OUT/<task>-crops.png, their most detailed 128-px windows at 2x (PSNR of the window).
 OpenCV is optional: pip install -e ".[bench]".
 """
 
@@ -273,7 +274,10 @@ def write_table(rows, out):
     print("\n".join(lines))
 
 
-def write_figures(figures, out):
+def write_figures(figures, out, side=128):
+    """OUT/<task>.png, whole images side by side, and OUT/<task>-crops.png, the most detailed
+    side-px window of each at 2 screen pixels per pixel (nearest neighbour), where sharpening and
+    artefacts show."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -281,19 +285,36 @@ def write_figures(figures, out):
 
     for task, cases in figures.items():
         methods = list(cases[0][3])
-        fig, axes = plt.subplots(len(cases), 2 + len(methods), figsize=(3 * (2 + len(methods)), 3 * len(cases)),
-                                 squeeze=False)
-        for row, (setting, damaged, truth, results) in zip(axes, cases):
-            panels = [("input, " + setting, damaged), ("original", truth)] + [
-                (m, as8(results[m][0])) for m in methods]
-            for ax, (title, img) in zip(row, panels):
-                ax.imshow(img)
-                ax.set_title(title if title in ("original",) or title.startswith("input")
-                             else f"{title}\n{psnr(truth, as8(img)):.2f} dB", fontsize=8)
-                ax.axis("off")
-        fig.tight_layout()
-        fig.savefig(out / f"{task}.png", dpi=90)
-        plt.close(fig)
+        for name, crop in ((task, False), (f"{task}-crops", True)):
+            columns = 2 + len(methods)
+            fig, axes = plt.subplots(len(cases), columns, figsize=(3 * columns, 3.4 * len(cases)), squeeze=False)
+            for row, (setting, damaged, truth, results) in zip(axes, cases):
+                window = (slice(None), slice(None))
+                if crop:
+                    y, x = busiest_window(truth, side)
+                    window = (slice(y, y + side), slice(x, x + side))
+                scale = truth.shape[0] // damaged.shape[0]  # super-resolution's input is smaller
+                shown = damaged.repeat(scale, 0).repeat(scale, 1)[window] if crop else damaged
+                panels = [("input, " + setting, shown, None), ("original", truth[window], None)] + [
+                    (m, as8(results[m][0])[window], truth[window]) for m in methods]
+                for ax, (title, img, reference) in zip(row, panels):
+                    ax.imshow(img, interpolation="nearest")
+                    ax.set_title(title if reference is None else f"{title}\n{psnr(reference, img):.2f} dB", fontsize=8)
+                    ax.axis("off")
+            fig.tight_layout()
+            fig.savefig(out / f"{name}.png", dpi=90 if not crop else side * 2 / 3)
+            plt.close(fig)
+
+
+def busiest_window(rgb: np.ndarray, side: int) -> tuple[int, int]:
+    """Top-left corner of the side x side window (on a side/2 grid) with the most detail: the
+    largest sum of absolute differences between neighbouring pixels."""
+    grey = rgb.astype(np.float32).mean(2)
+    detail = np.abs(np.diff(grey, axis=0))[:, :-1] + np.abs(np.diff(grey, axis=1))[:-1]
+    step = side // 2
+    corners = [(y, x) for y in range(0, detail.shape[0] - side + 1, step)
+               for x in range(0, detail.shape[1] - side + 1, step)]
+    return max(corners, key=lambda c: detail[c[0]:c[0] + side, c[1]:c[1] + side].sum(), default=(0, 0))
 
 
 if __name__ == "__main__":

@@ -408,12 +408,18 @@ def _one_thread():
     torch.set_num_threads(1)
 
 
+REFINER_TASKS = ("inpaint", "denoise", "sr", "deblur")  # restore.refine.TASK_ORDER, without torch
+
+
 @train.command()
 @_common
 @click.option("--crop", type=int, default=96, show_default=True, help="Crop side in pixels (even).")
 @click.option("--channels", type=int, default=64, show_default=True)
 @click.option("--layers", type=click.IntRange(min=2), default=8, show_default=True, help="3x3 convolutions.")
-def refiner(data, valid, run, steps, batch, lr, validate_every, threads, nproc, device, crop, channels, layers):
+@click.option("--skip", multiple=True, type=click.Choice(REFINER_TASKS),
+              help="A task to leave out of training; the export skips it (repeatable).")
+def refiner(data, valid, run, steps, batch, lr, validate_every, threads, nproc, device, crop, channels, layers,
+            skip):
     """Train the restoration refiner on the shards of `train refiner-pairs` (--data); the last
     two shards validate."""
     from vqpress.nets.refiner import RefinerConfig
@@ -421,8 +427,10 @@ def refiner(data, valid, run, steps, batch, lr, validate_every, threads, nproc, 
 
     if crop % 2:
         raise VQPressError(f"--crop {crop}: the refiner needs an even crop side")
+    if len(set(skip)) == len(REFINER_TASKS):
+        raise VQPressError("--skip leaves no task to train")
     cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
-    launch(train_refiner, cfg, RefinerConfig(channels, layers), nproc=nproc)
+    launch(train_refiner, cfg, RefinerConfig(channels, layers, tuple(sorted(set(skip)))), nproc=nproc)
 
 
 @train.command(name="export-refiner")

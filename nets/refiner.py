@@ -23,7 +23,7 @@ PLANES = 7  # estimate (3), observation (3), known-pixel mask (1)
 class RefinerConfig:
     channels: int = 64
     layers: int = 8  # 3x3 convolutions, ReLU between them
-    skip: tuple[str, ...] = ()  # tasks whose estimate it leaves as it is (too little gain in validation)
+    skip: tuple[str, ...] = ()  # tasks whose estimate it leaves as it is (untrained, or too little gain)
 
     def to_dict(self) -> dict:
         return asdict(self)

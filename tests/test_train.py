@@ -596,7 +596,8 @@ def test_a_codec_file_on_a_base_it_was_not_made_on_is_refused(tmp_path):
 def test_refiner_pairs_train_and_export(folder, tmp_path):
     """Pairs are the shipped restoration's real output on damaged crops; a short run validates
     per task and exports a refiner that loads."""
-    from vqpress.restore.refine import load_refiner
+    from vqpress.cli.train import REFINER_TASKS
+    from vqpress.restore.refine import TASK_ORDER, load_refiner
     from vqpress.training.refiner import RefinerPairs, make_pairs
 
     pairs, run, out = tmp_path / "pairs", tmp_path / "refiner", tmp_path / "weights"
@@ -634,8 +635,8 @@ def test_refiner_pairs_train_and_export(folder, tmp_path):
 
     with safe_open(str(out / "tiny-refiner.safetensors"), "np") as f:
         config = json.loads(f.metadata()["refiner_config"])
-    lost = [task for task in ("inpaint", "denoise", "sr", "deblur")  # off where validation saw little gain
-            if ckpt["history"][-1].get(f"gain_{task}", 1) < 0.05]
+    lost = [task for task in TASK_ORDER  # off where validation saw little gain, or no pair of it
+            if ckpt["history"][-1].get(f"gain_{task}", 0) < 0.05]
     assert config["skip"] == lost and config["channels"] == 8
     with pytest.raises(Exception, match="not shipped"):
         load_refiner("tiny-refiner")  # only shipped weights load
@@ -644,3 +645,17 @@ def test_refiner_pairs_train_and_export(folder, tmp_path):
                                       "--out", str(out)])
     assert again.exit_code == 1 and "exists" in again.output and len(again.output.strip().splitlines()) == 1
     assert sha256(out / "tiny-refiner.safetensors") == before
+
+    left_out = data.tasks[0]  # --skip trains without a task's pairs, and the export skips it
+    invoke("train", "refiner", "--data", pairs, "--run", tmp_path / "skipping", "--steps", 1, "--crop", 32,
+           "--batch", 2, "--channels", 8, "--layers", 3, "--skip", left_out, "--threads", 1, "--device", "cpu")
+    ckpt = torch.load(tmp_path / "skipping" / "ckpt.pt", weights_only=False)
+    assert ckpt["train_config"]["extra"]["train_images"] == 6 - data.tasks.count(left_out)
+    assert f"gain_{left_out}" not in ckpt["history"][-1]
+    invoke("train", "export-refiner", "--run", tmp_path / "skipping", "--model-id", "skipping", "--out", out)
+    assert left_out in json.loads((out / "skipping.json").read_text())["refiner"]["model_config"]["skip"]
+    every = [a for task in TASK_ORDER for a in ("--skip", task)]
+    result = CliRunner().invoke(main, ["train", "refiner", "--data", str(pairs), "--run", str(tmp_path / "none"),
+                                       *every])
+    assert result.exit_code == 1 and result.output.strip() == "Error: --skip leaves no task to train"
+    assert REFINER_TASKS == TASK_ORDER  # the CLI's list, kept without importing torch

@@ -135,11 +135,14 @@ def _save_shard(file: Path, items: dict) -> None:
 class RefinerPairs:
     """The pairs of a folder of shards as tensors, served as random aligned crops with flips."""
 
-    def __init__(self, shards: list[Path], crop: int, seed: int = 0):
+    def __init__(self, shards: list[Path], crop: int, seed: int = 0, skip: tuple[str, ...] = ()):
         self.estimate, self.observed, self.known, self.truth, self.cond, self.tasks = [], [], [], [], [], []
         for file in tqdm(shards, desc="loading pairs", leave=False):
             with np.load(file) as data:
-                for k, setting in enumerate(json.loads(str(data["settings"]))):
+                settings = json.loads(str(data["settings"]))
+                kept = [k for k, setting in enumerate(settings) if setting["task"] not in skip]
+                for k in kept:
+                    setting = settings[k]
                     task, scale = setting["task"], setting.get("scale", 1)
                     y = torch.from_numpy(data[f"damaged{k}"]).permute(2, 0, 1)[None].float() / 255
                     known = torch.ones(1, 1, *data["truth"].shape[1:3])
@@ -151,8 +154,8 @@ class RefinerPairs:
                     self.known.append(known[0].bool())
                     self.cond.append(condition(task, damage))
                     self.tasks.append(task)
-                self.estimate.append(torch.from_numpy(data["estimate"]).permute(0, 3, 1, 2))
-                self.truth.append(torch.from_numpy(data["truth"]).permute(0, 3, 1, 2))
+                self.estimate.append(torch.from_numpy(data["estimate"][kept]).permute(0, 3, 1, 2))
+                self.truth.append(torch.from_numpy(data["truth"][kept]).permute(0, 3, 1, 2))
         self.estimate, self.truth = torch.cat(self.estimate), torch.cat(self.truth)
         self.crop, self.rng = crop, np.random.default_rng(seed)
 
@@ -210,7 +213,7 @@ def validate_refiner(net, pairs: RefinerPairs) -> dict:
 
 def train_refiner(cfg: TrainConfig, config: RefinerConfig, holdout: int = 2) -> Refiner:
     """Fit the refiner (`relative_loss`) to the pairs in the shards of cfg.data, all but the
-    last `holdout` shards, which validate."""
+    last `holdout` shards, which validate. Pairs of the tasks in config.skip are left out."""
     run = prepare(cfg)
     net = Refiner(config).to(cfg.device)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -218,8 +221,8 @@ def train_refiner(cfg: TrainConfig, config: RefinerConfig, holdout: int = 2) -> 
     shards = sorted(Path(cfg.data).glob("pairs-*.npz"))
     if len(shards) <= holdout:
         raise VQPressError(f"{cfg.data}: {len(shards)} shards of pairs; need more than {holdout}")
-    pairs = RefinerPairs(shards[:-holdout], cfg.crop, cfg.seed + progress.step)
-    valid = RefinerPairs(shards[-holdout:], cfg.crop)
+    pairs = RefinerPairs(shards[:-holdout], cfg.crop, cfg.seed + progress.step, config.skip)
+    valid = RefinerPairs(shards[-holdout:], cfg.crop, skip=config.skip)
     cfg.extra.update(train_images=len(pairs), valid_pairs=len(valid))  # crops, one pair each
 
     def batch_loss():
@@ -235,7 +238,7 @@ def export_refiner(run, model_id: str, out: Path) -> Path:
     """Release a refiner run with its model card."""
     ckpt = read_checkpoint(run)
     last = ckpt["history"][-1] if ckpt["history"] else {}
-    skip = tuple(task for task in TASK_ORDER if last.get(f"gain_{task}", 1) < MIN_GAIN)
+    skip = tuple(task for task in TASK_ORDER if last.get(f"gain_{task}", 0) < MIN_GAIN)  # or not trained
     net = Refiner(RefinerConfig.from_dict({**ckpt["model_config"], "skip": skip}))
     net.load_state_dict(ckpt["model"])
     pairs_card = Path(ckpt["train_config"]["data"]) / PAIRS_CARD
@@ -249,8 +252,9 @@ def export_refiner(run, model_id: str, out: Path) -> Path:
             "pairs made by `vqpress train refiner-pairs`: crops of the training photos, damaged "
             "(`training.refiner.draw_damage`) and restored by the shipped restoration without the "
             f"refiner, with `{DEFAULT_VAE}`. Validation: the "
-            "mean PSNR gain over the estimate per task on held-out pairs. Tasks whose last "
-            f"validation gain is under {MIN_GAIN} dB are skipped: {', '.join(skip) or 'none'}.")
+            "mean PSNR gain over the estimate per task on held-out pairs. Tasks it was not trained "
+            f"on (`--skip`) or whose last validation gain is under {MIN_GAIN} dB are skipped: "
+            f"{', '.join(skip) or 'none'}.")
 
     def write(path):
         save_file(half(net.state_dict()), str(path),
