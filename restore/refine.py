@@ -12,7 +12,7 @@ from vqpress.nets.refiner import CONDITIONS, Refiner, RefinerConfig
 
 from .damage import upscale
 
-DEFAULT_REFINER = "refiner-v1"
+DEFAULT_REFINER = "refiner-v2"
 TASK_ORDER = ("inpaint", "denoise", "sr", "deblur")
 TILE = 1024  # output pixels per tile side, even
 
