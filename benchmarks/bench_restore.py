@@ -2,6 +2,7 @@
 
     python benchmarks/bench_restore.py DIR -o OUT [--limit N] [--steps 40] [--tasks inpaint,denoise,sr,deblur]
                                                   [--size WxH] [--no-ablation] [--compare-refiner]
+                                                  [--compare-ensemble]
 
 For each image of DIR (deterministic damage, seeded per image): inpainting with thin strokes,
 thick strokes, a 128x128 box and 50/90% random missing pixels (OpenCV Telea and Navier-Stokes,
@@ -10,7 +11,8 @@ super-resolution x2/x4 (bicubic, Lanczos); Gaussian deblurring at sigma 2 (Richa
 Wiener). Ablation rows run latent MAP's last step (`restore.local_wiener`) on the best classical
 output instead (biharmonic, NL-means, Lanczos, Wiener): their gap to latent MAP is what the
 learned prior adds (`--no-ablation` leaves them out: they take about a third of the time);
-`--compare-refiner` adds latent MAP without its learned last step, to show what the refiner adds. Writes
+`--compare-refiner` adds latent MAP without its learned last step, to show what the refiner adds;
+`--compare-ensemble` adds it with the refiner run once, on the image as given (no self-ensemble). Writes
 OUT/restore.csv (per image), OUT/restore.md (means), OUT/<task>.png side-by-side figures and
 OUT/<task>-crops.png, their most detailed 128-px windows at 2x (PSNR of the window).
 OpenCV is optional: pip install -e ".[bench]".
@@ -22,6 +24,7 @@ import argparse
 import csv
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -30,7 +33,7 @@ from PIL import Image
 from vqpress import restore
 from vqpress.codec.imageio import image_paths, open_image, to_rgb8
 from vqpress.measure.metrics import ms_ssim, psnr
-from vqpress.restore import local_wiener
+from vqpress.restore import local_wiener, refine
 from vqpress.restore.damage import strokes
 from vqpress.restore.operators import Downsample, gaussian_kernel
 
@@ -199,10 +202,14 @@ CASES = {"inpaint": inpaint_cases, "denoise": denoise_cases, "sr": sr_cases, "de
 
 def ours(results, args, run):
     """latent MAP with the default (or --steps) steps, and with --compare-steps; without the
-    refiner with --compare-refiner."""
+    refiner with --compare-refiner, and with the refiner's self-ensemble off with
+    --compare-ensemble."""
     results["latent MAP"] = timed(run, args.steps)
     if args.compare_refiner:
         results["latent MAP, no refiner"] = timed(run, args.steps, refine=False)
+    if args.compare_ensemble:
+        with mock.patch.object(refine, "ENSEMBLE", 1):
+            results["latent MAP, refiner without self-ensemble"] = timed(run, args.steps)
     if args.compare_steps is not None:
         results[f"latent MAP, {args.compare_steps} steps"] = timed(run, args.compare_steps)
 
@@ -232,6 +239,9 @@ def main():
                         help="also run latent MAP with N steps, as its own row")
     parser.add_argument("--compare-refiner", action="store_true",
                         help="also run latent MAP without its learned last step (the refiner), as its own row")
+    parser.add_argument("--compare-ensemble", action="store_true",
+                        help="also run latent MAP with the refiner on the image as given only (no "
+                             "self-ensemble), as its own row")
     parser.add_argument("--tasks", default="inpaint,denoise,sr,deblur")
     parser.add_argument("--size", type=size_arg,
                         help="resize every photo to WxH first (e.g. 768x512, for timing)")

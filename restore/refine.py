@@ -12,9 +12,32 @@ from vqpress.nets.refiner import CONDITIONS, Refiner, RefinerConfig
 
 from .damage import upscale
 
-DEFAULT_REFINER = "refiner-v2"
+DEFAULT_REFINER = "refiner-v3"
 TASK_ORDER = ("inpaint", "denoise", "sr", "deblur")
 TILE = 1024  # output pixels per tile side, even
+ORIENTATIONS = 8  # the square's symmetries: k's bits are a transpose, a vertical and a horizontal flip
+# The refiner's outputs are averaged over the first ENSEMBLE orientations (the flips), each
+# refined whole. On the held-out training pairs the flips' mean added 0.04-0.13 dB to the
+# refiner's gain per task; the transposes as well added under 0.01 dB more for twice the time.
+ENSEMBLE = 4
+
+
+def oriented(t: torch.Tensor, k: int) -> torch.Tensor:
+    """The image tensor (..., h, w) in orientation k (0 is itself)."""
+    if k & 4:
+        t = t.transpose(-1, -2)
+    if k & 2:
+        t = t.flip(-2)
+    return t.flip(-1) if k & 1 else t
+
+
+def unoriented(t: torch.Tensor, k: int) -> torch.Tensor:
+    """The inverse of `oriented`."""
+    if k & 1:
+        t = t.flip(-1)
+    if k & 2:
+        t = t.flip(-2)
+    return t.transpose(-1, -2) if k & 4 else t
 
 
 def condition(task: str, damage: dict) -> torch.Tensor:
@@ -52,9 +75,20 @@ def load_refiner(model_id: str = DEFAULT_REFINER) -> tuple[Refiner, dict]:
 
 @torch.no_grad()
 def refined(net: Refiner, estimate: torch.Tensor, observed: torch.Tensor, known: torch.Tensor,
+           cond: torch.Tensor, orientations: int | None = None) -> torch.Tensor:
+    """The refined estimate of (1, 3, H, W) tensors (H, W even): the mean of the net's outputs
+    over the first `orientations` (default ENSEMBLE) orientations of its inputs, each computed
+    tile by tile with a margin wider than the net's reach, so tiles join exactly."""
+    orientations = ENSEMBLE if orientations is None else orientations
+    total = torch.zeros_like(estimate)
+    for k in range(orientations):
+        inputs = (oriented(t, k) for t in (estimate, observed, known))
+        total += unoriented(_tiled(net, *inputs, cond), k)
+    return total / orientations
+
+
+def _tiled(net: Refiner, estimate: torch.Tensor, observed: torch.Tensor, known: torch.Tensor,
            cond: torch.Tensor) -> torch.Tensor:
-    """The refined estimate of (1, 3, H, W) tensors (H, W even), tile by tile with a margin
-    wider than the net's reach, so tiles join exactly."""
     h, w = estimate.shape[-2:]
     margin = 2 * net.config.layers + 2  # each 3x3 layer at half resolution reaches 2 pixels
     cond = cond[None].to(estimate)

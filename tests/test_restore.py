@@ -443,6 +443,34 @@ def test_refiner_starts_as_the_identity_and_its_tiles_join_exactly(monkeypatch):
     assert not torch.allclose(whole, x)
 
 
+def test_the_refiners_self_ensemble_turns_and_flips_with_its_input():
+    from vqpress.nets.refiner import Refiner, RefinerConfig
+    from vqpress.restore import refine
+
+    torch.manual_seed(0)
+    x, obs = torch.rand(1, 3, 24, 40), torch.rand(1, 3, 24, 40)
+    known = (torch.rand(1, 1, 24, 40) > 0.5).float()
+    for k in range(refine.ORIENTATIONS):
+        assert torch.equal(refine.unoriented(refine.oriented(x, k), k), x)
+    assert len({refine.oriented(x, k).flatten().numpy().tobytes() for k in range(refine.ORIENTATIONS)}) == 8
+    net = Refiner(RefinerConfig(8, 3))
+    torch.nn.init.normal_(net.convs[-1].weight, std=0.1)
+    cond = refine.condition("sr", {"scale": 2})
+
+    def turned(k, orientations=refine.ORIENTATIONS):
+        return refine.refined(net, *(refine.oriented(t, k) for t in (x, obs, known)), cond, orientations)
+
+    one = refine.refined(net, x, obs, known, cond, orientations=1)
+    assert not torch.allclose(turned(5, orientations=1), refine.oriented(one, 5), atol=1e-4)
+    whole = refine.refined(net, x, obs, known, cond, refine.ORIENTATIONS)
+    for k in (1, 2, 5, 7):  # the mean over every orientation turns with the input
+        assert torch.allclose(turned(k), refine.oriented(whole, k), atol=1e-5)
+    flipped = refine.refined(net, x, obs, known, cond)  # the default: the mean over the flips
+    for k in (1, 2, 3):
+        assert torch.allclose(turned(k, refine.ENSEMBLE), refine.oriented(flipped, k), atol=1e-5)
+    assert not torch.allclose(flipped, whole, atol=1e-4)
+
+
 def test_refiner_conditions_tell_the_tasks_and_settings_apart():
     from vqpress.restore.refine import condition
 

@@ -60,7 +60,7 @@ def test_codec_training_resumes_and_exports(folder, tmp_path):
     # the resumed run was extended from 2 to 4 steps: its card says so
     assert card["vqvae"]["schedules"] == [{"from_step": 0, "steps": 2}, {"from_step": 2, "steps": 4}]
     text = (out / "tiny.md").read_text()
-    assert "## vqvae" in text and "restarted cosine over steps 2-4" in text
+    assert "## vqvae" in text and "from step 2 that of a 4-step run" in text
     assert len(card["vqvae"]["commands"]) == 2 and text.count("- command: `") == 3  # two vqvae runs, one prior
     saved = torch.from_numpy(load_codec_file(path).vqvae_state["decoder.0.weight"].astype(np.float32))
     trained = ckpt["model"]["decoder.0.weight"]

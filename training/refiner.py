@@ -22,7 +22,7 @@ from vqpress.nets.refiner import Refiner, RefinerConfig
 from vqpress.restore.api import DEFAULT_VAE
 from vqpress.restore.damage import strokes
 from vqpress.restore.operators import gaussian_blur
-from vqpress.restore.refine import TASK_ORDER, condition, observation
+from vqpress.restore.refine import ORIENTATIONS, TASK_ORDER, condition, observation, oriented
 
 from .loop import TrainConfig, fit, prepare, read_checkpoint, resume
 from .release import half, release, summary, training_lines
@@ -133,7 +133,8 @@ def _save_shard(file: Path, items: dict) -> None:
 
 
 class RefinerPairs:
-    """The pairs of a folder of shards as tensors, served as random aligned crops with flips."""
+    """The pairs of a folder of shards as tensors, served as random aligned crops in random
+    orientations (flips and transposes: the refiner is run in all of them)."""
 
     def __init__(self, shards: list[Path], crop: int, seed: int = 0, skip: tuple[str, ...] = ()):
         self.estimate, self.observed, self.known, self.truth, self.cond, self.tasks = [], [], [], [], [], []
@@ -174,8 +175,8 @@ class RefinerPairs:
         for i in self.rng.choice(len(self), size):
             y, x = (2 * int(self.rng.integers(0, (side - c) // 2 + 1)) for _ in range(2))
             item = self.item(int(i), (slice(y, y + c), slice(x, x + c)))
-            if self.rng.random() < 0.5:  # flip the images, not the condition
-                item = tuple(t.flip(-1) if t.ndim == 3 else t for t in item[:5]) + item[5:]
+            k = int(self.rng.integers(ORIENTATIONS))  # orient the images, not the condition
+            item = tuple(oriented(t, k) if t.ndim == 3 else t for t in item[:5]) + item[5:]
             items.append(item)
         return tuple(torch.stack([torch.as_tensor(v) for v in column]) for column in zip(*items))
 
@@ -251,7 +252,9 @@ def export_refiner(run, model_id: str, out: Path) -> Path:
     what = ("Trained by `vqpress train refiner` (the MSE relative to the estimate's, per crop) on "
             "pairs made by `vqpress train refiner-pairs`: crops of the training photos, damaged "
             "(`training.refiner.draw_damage`) and restored by the shipped restoration without the "
-            f"refiner, with `{DEFAULT_VAE}`. Validation: the "
+            f"refiner, with `{DEFAULT_VAE}`. Each training crop is drawn in one of the square's 8 "
+            "orientations (flips and transposes; commands before vqpress 0.11 flipped crops "
+            "horizontally only). Validation: the "
             "mean PSNR gain over the estimate per task on held-out pairs. Tasks it was not trained "
             f"on (`--skip`) or whose last validation gain is under {MIN_GAIN} dB are skipped: "
             f"{', '.join(skip) or 'none'}.")

@@ -54,18 +54,20 @@ def exported_summary(ckpt: dict) -> dict:
 
 def training_lines(c: dict) -> list[str]:
     """A card section's lines for one training run (a `summary`)."""
+    schedules = c.get("schedules") or []
+    lr = f"lr {c['lr']} in the last command" if len(schedules) > 1 else f"peak lr {c['lr']}"
     lines = [f"- data: `{c['data']}` ({c['train_images']} images)"
              + (f", validation `{c['valid']}`" if c.get("valid") else ""),
-             f"- {c['steps']} steps, batch {c['batch']}, crop {c['crop']}, peak lr {c['lr']}"]
+             f"- {c['steps']} steps, batch {c['batch']}, crop {c['crop']}, {lr}"]
     if c.get("planned_steps", 0) > c["steps"]:
         lines.append(f"- stopped at step {c['steps']} of a planned {c['planned_steps']}: the cosine "
                      "lr schedule had not decayed")
     lines.append(f"- {c['train_seconds'] / 60:.0f} min of training on {c['hardware']}")
-    schedules = c.get("schedules") or []
-    if len(schedules) > 1:
-        parts = [f"steps {s['from_step']}-{s['steps']}" for s in schedules]
-        lines.append(f"- lr schedule: warm-up and cosine over {', then a restarted cosine over '.join(parts)} "
-                     "(the run was resumed with a new number of steps)")
+    if len(schedules) > 1:  # `loop.learning_rate`: a resumed run takes up the cosine of its new length
+        later = [f"from step {s['from_step']} that of a {s['steps']}-step run" for s in schedules[1:]]
+        lines.append(f"- lr schedule: warm-up and cosine over steps 0-{schedules[0]['steps']}, then "
+                     f"{', then '.join(later)} (resumed with a new number of steps, each part at "
+                     "its command's --lr)")
     lines.append(f"- config: `{json.dumps(c['model_config'])}`")
     lines += [f"- command: `{command}`" for command in c.get("commands") or []]
     if c.get("last_validation") is not None:
