@@ -16,9 +16,10 @@ DEFAULT_REFINER = "refiner-v3"
 TASK_ORDER = ("inpaint", "denoise", "sr", "deblur")
 TILE = 1024  # output pixels per tile side, even
 ORIENTATIONS = 8  # the square's symmetries: k's bits are a transpose, a vertical and a horizontal flip
-# The refiner's outputs are averaged over the first ENSEMBLE orientations (the flips), each
-# refined whole. On the held-out training pairs the flips' mean added 0.04-0.13 dB to the
-# refiner's gain per task; the transposes as well added under 0.01 dB more for twice the time.
+# The refiner's outputs are averaged over the first ENSEMBLE orientations of its input (the
+# four flips). With refiner-v3 on the held-out training pairs the mean over them added 0.04
+# (deblurring) to 0.14 dB (denoising) to the refiner's gain; all eight orientations added
+# 0.00-0.04 dB more, for twice the time (benchmarks/study_refiner_ensemble.py).
 ENSEMBLE = 4
 
 
