@@ -1,9 +1,9 @@
 """The training loop every model shares, readable in one sitting.
 
 A run checkpoints to `<run>/ckpt.pt` every `checkpoint_every` steps and resumes from it, so a
-stopped run loses at most that much work. Resuming with another number of steps (or --lr) takes
-up the cosine schedule of a run that long from the step it stopped at; the checkpoint records
-it for the model card.
+stopped run loses at most that much work. Resuming with another number of steps takes up the
+cosine schedule of a run that long (at this command's --lr) from the step it stopped at; the
+checkpoint records it for the model card.
 
 Data-parallel: started by `torchrun --nproc_per_node N` or `vqpress train ... --nproc N`, every
 process (rank) starts from the same weights, draws batches from its own shard of the images
