@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from safetensors.numpy import load_file
+from tqdm import tqdm
 
 from vqpress import weights
 from vqpress.nets.refiner import CONDITIONS, Refiner, RefinerConfig
@@ -81,15 +82,18 @@ def refined(net: Refiner, estimate: torch.Tensor, observed: torch.Tensor, known:
     over the first `orientations` (default ENSEMBLE) orientations of its inputs, each computed
     tile by tile with a margin wider than the net's reach, so tiles join exactly."""
     orientations = ENSEMBLE if orientations is None else orientations
+    tiles = -(-estimate.shape[-2] // TILE) * -(-estimate.shape[-1] // TILE)
     total = torch.zeros_like(estimate)
-    for k in range(orientations):
-        inputs = (oriented(t, k) for t in (estimate, observed, known))
-        total += unoriented(_tiled(net, *inputs, cond), k)
+    passes = orientations * tiles
+    with tqdm(total=passes, desc="refiner", unit="tile", disable=passes < 2) as bar:
+        for k in range(orientations):
+            inputs = (oriented(t, k) for t in (estimate, observed, known))
+            total += unoriented(_tiled(net, *inputs, cond, bar), k)
     return total / orientations
 
 
 def _tiled(net: Refiner, estimate: torch.Tensor, observed: torch.Tensor, known: torch.Tensor,
-           cond: torch.Tensor) -> torch.Tensor:
+           cond: torch.Tensor, bar: tqdm) -> torch.Tensor:
     h, w = estimate.shape[-2:]
     margin = 2 * net.config.layers + 2  # each 3x3 layer at half resolution reaches 2 pixels
     cond = cond[None].to(estimate)
@@ -100,4 +104,5 @@ def _tiled(net: Refiner, estimate: torch.Tensor, observed: torch.Tensor, known: 
             ya, xa, yb, xb = max(0, y0 - margin), max(0, x0 - margin), min(h, y1 + margin), min(w, x1 + margin)
             part = net(*(t[..., ya:yb, xa:xb] for t in (estimate, observed, known)), cond)
             out[..., y0:y1, x0:x1] = part[..., y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+            bar.update()
     return out
