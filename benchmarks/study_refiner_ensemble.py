@@ -5,7 +5,7 @@ the held-out pairs of `vqpress train refiner-pairs` (the last two shards, as in 
 
     python benchmarks/study_refiner_ensemble.py runs/refine/pairs [--run runs/refine/r4]
 
-Measured on shards 78-79 (100 crops, 60 without inpainting's; 1-2 min per refiner), with
+Measured on shards 78-79 (100 crops, 60 without inpainting's; under a minute per refiner), with
 the shipped fp16 files (refiner-v2 is vqpress 0.10's, git e99d635; `--run runs/refine/r4`
 gives its fp32 weights):
 
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from vqpress.measure.metrics import psnr_of_mse
 from vqpress.nets.refiner import Refiner, RefinerConfig
-from vqpress.restore.refine import load_refiner, refined
+from vqpress.restore.refine import load_refiner, oriented, refined, unoriented
 from vqpress.training.loop import read_checkpoint
 from vqpress.training.refiner import RefinerPairs
 
@@ -60,8 +60,11 @@ def main():
         estimate, observed, known, cond, truth, _ = (torch.as_tensor(t) for t in pairs.item(i))
         estimate, observed, known, truth = (t[None] for t in (estimate, observed, known, truth))
         before = psnr_of_mse(F.mse_loss(estimate, truth).item(), 1.0)
+        # each orientation's pass once; the ensembles are means of their first n
+        passes = [unoriented(refined(net, *(oriented(t, k) for t in (estimate, observed, known)), cond, 1), k)
+                  for k in range(max(COUNTS))]
         for n in COUNTS:
-            after = F.mse_loss(refined(net, estimate, observed, known, cond, n), truth).item()
+            after = F.mse_loss(torch.stack(passes[:n]).mean(0), truth).item()
             gains[n].setdefault(pairs.tasks[i], []).append(psnr_of_mse(after, 1.0) - before)
     tasks = sorted(gains[1])
     print("| orientations | " + " | ".join(tasks) + " |")
