@@ -41,20 +41,23 @@ def rough_fill(y: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     return operators.gaussian_smooth(smooth_fill(y, known), 16)
 
 
+# Conjugate-gradient iterations of `kriging_fill`. 100, the earlier default, took half of latent
+# MAP's time for inpainting and changed the final inpainting by under 0.03 dB against 25 (a
+# scratch measurement on 3 training crops); 12 lost 0.06 dB on thin strokes
+# (benchmarks/fit_refine.py, docs/results/fit-refine.md).
+KRIGING_ITERATIONS = 25
+
+
 def kriging_fill(y: torch.Tensor, known: torch.Tensor, image_power: torch.Tensor,
-                 rough: torch.Tensor | None = None, iters: int = 25) -> torch.Tensor:
+                 rough: torch.Tensor | None = None) -> torch.Tensor:
     """First guess for the missing pixels, sharper than `smooth_fill`: the most probable image
     under a stationary Gaussian field with the photos' power spectrum, given the known pixels
-    (simple kriging), around a rough mean (`rough_fill` unless given). Known pixels are kept.
-
-    25 conjugate-gradient iterations: 100, the earlier default, took half of latent MAP's time
-    for inpainting and changed the final inpainting by under 0.03 dB (a scratch measurement on
-    3 training crops, not kept as a script)."""
+    (simple kriging), around a rough mean (`rough_fill` unless given). Known pixels are kept."""
     if rough is None:
         rough = rough_fill(y, known)
     power = image_power.clone()
     power[0] = power[1]  # the mean offset is observed: see LatentPrior.error_power
-    fill = refine(rough, y * known, lambda v: v * known, 2 / 255, power, iters=iters)
+    fill = refine(rough, y * known, lambda v: v * known, 2 / 255, power, iters=KRIGING_ITERATIONS)
     return torch.where(known > 0, y, fill)
 
 

@@ -23,7 +23,10 @@ from tqdm import tqdm
 from .spectra import power_gain, refine
 from .vae import VAE
 
-TILE_PIXELS = 960  # output pixels per tile side (a 768x512 photo is one tile): a multiple of 8 x each scale (2, 3, 4)
+# Output pixels per tile side, a multiple of 8 x each scale (2, 3, 4). A 768x512 or 1024x1024
+# photo is one tile, a 1920x1080 one two, a 4000x3000 one 4 x 3: the tiles cover 1.33 times its
+# area, where tiles of 960 (5 x 4 of them) covered 1.54 times.
+TILE_PIXELS = 1152
 OVERLAP = 96  # so tile starts (multiples of TILE_PIXELS - OVERLAP) stay on that grid too
 # Conjugate-gradient iterations of the pixel step after z*: on 4 training crops inpainted with
 # thin strokes, a 128 box and 50% missing (benchmarks/fit_refine.py; docs/results/fit-refine.md)

@@ -37,6 +37,7 @@ from tqdm import tqdm
 from vqpress.codec.blocks import BLOCK, COLOR, DCT
 
 from .operators import Downsample
+from .spectra import fft_size
 
 # The pilot's error std in [0, 1] units, and how many times the filter runs: fitted on 8
 # training crops at noise 15/25/50 (benchmarks/fit_local_wiener.py). Mean PSNR 31.99 dB against
@@ -86,48 +87,52 @@ def _filter(y: torch.Tensor, pilot: torch.Tensor, sigma: float, tau: float,
     size = (y.shape[-2] + pads[2] + pads[3], y.shape[-1] + pads[0] + pads[1])
     yc, pc = _windows(y, dct, grid), _windows(pilot, dct, grid)
     precision = pc.square().clamp_min_(1e-10).reciprocal_()
-    precision[:, 0, 0] = 0  # no prior on a window's mean: a N(0, p^2) one would darken dark regions
+    precision[:, :, 0, 0] = 0  # no prior on a window's mean: a N(0, p^2) one would darken dark regions
     precision += 1 / tau**2 + 1 / sigma**2
     gain = precision.reciprocal_().mul_(1 / sigma**2)  # the weight each coefficient gives y
     estimate = pc.mul_(sigma**2 / tau**2).add_(yc).mul_(gain)
-    weight = gain.square_().sum((1, 2)).mul_(sigma**2).reciprocal_()  # (3, C, R)
-    total = _overlap_add(estimate.mul_(weight[:, None, None]), dct, size, grid.stride)
-    norm = _overlap_add(weight[:, None, None], None, size, grid.stride)
+    weight = gain.square_().sum((2, 3), keepdim=True).mul_(sigma**2).reciprocal_()  # (3, R, 1, 1, C)
+    total = _overlap_add(estimate.mul_(weight), dct, size, grid.stride)
+    norm = _overlap_add(weight, None, size, grid.stride)
     left, _, top, _ = pads
     return (total / norm)[:, 0, top:top + y.shape[-2], left:left + y.shape[-1]]
 
 
 def _windows(image: torch.Tensor, dct: torch.Tensor, grid: Grid = DENSE) -> torch.Tensor:
     """The 2-D DCT of every 8x8 window of (3, h, w) on the grid, edges replicated
-    (`Grid.pads`): (3, 8, 8, C, R), frequency down then across, window column, window row.
+    (`Grid.pads`): (3, R, 8, 8, C), window row, frequency down, frequency across, window column.
 
-    Separable: a strided 1-D DCT down the columns, then the same across the rows, done as a
-    convolution down the transposed image: 1.7x faster than unfold and a 64x64 matrix."""
+    Separable, each pass a strided convolution: down the columns, then along each of the 8
+    rows of every strip of windows. That layout is the one `_overlap_add` inverts without a
+    copy: a pass of the filter took about 30% less time than with (3, 8, 8, C, R)."""
+    n, s = image.shape[0], grid.stride
     padded = F.pad(image[:, None], grid.pads(), mode="replicate")
-    down = F.conv2d(padded, dct, stride=(grid.stride, 1))  # (3, 8, R, W)
-    across = F.conv2d(down.flatten(0, 1)[:, None].mT.contiguous(), dct, stride=(grid.stride, 1))
-    return across.unflatten(0, (image.shape[0], -1))  # (3, 8, 8, C, R)
+    down = F.conv2d(padded, dct[:, None, :, None], stride=(s, 1))  # (3, 8, R, W)
+    rows, width = down.shape[-2:]
+    strips = down.transpose(1, 2).reshape(n * rows * BLOCK, 1, 1, width)
+    across = F.conv2d(strips, dct[:, None, None, :], stride=(1, s))  # (3 R 8, 8, 1, C)
+    return across.view(n, rows, BLOCK, BLOCK, -1)
 
 
 def _overlap_add(windows: torch.Tensor, dct: torch.Tensor | None, size: tuple[int, int],
                  stride: int = STRIDE) -> torch.Tensor:
-    """The inverse of `_windows` summed where windows overlap: (3, 8, 8, C, R) -> (3, 1, *size),
-    size that of the padded image. With dct None, windows (3, 1, 1, C, R) hold one value per
-    window, spread over its 64 pixels (so a window of ones counts each pixel's windows).
+    """The inverse of `_windows` summed where windows overlap: (3, R, 8, 8, C) -> (3, 1, *size),
+    size that of the padded image. With dct None, windows (3, R, 1, 1, C) hold one value per
+    window, spread over its 64 pixels (so a window of ones counts each pixel's windows) without
+    being copied 64 times.
 
     A window's row i lands on image row stride * (R + g) + r for i = stride * g + r, so the sum
     is (BLOCK / stride)^2 shifted additions (3x faster than a transposed convolution at stride 4)."""
-    n, _, _, cols, rows = windows.shape
-    if dct is None:
-        pixels = windows[:, 0, 0].mT[:, :, None, :, None].expand(n, rows, BLOCK, cols, BLOCK)
-    else:  # the inverse DCT down, then across: (3, j, i, C, R), viewed as (3, R, i, C, j)
-        m = dct[:, 0, :, 0].T
-        down = torch.matmul(m, windows.flatten(2)).view(n, BLOCK, BLOCK, cols, rows)
-        both = torch.matmul(m, down.transpose(1, 2).reshape(n, BLOCK, -1)).view(n, BLOCK, BLOCK, cols, rows)
-        pixels = both.permute(0, 4, 2, 3, 1)
+    n, rows, _, _, cols = windows.shape
     k = BLOCK // stride
+    if dct is None:  # each of a window's k x k parts is its value, broadcast over the part
+        parts = windows.view(n, rows, 1, 1, 1, 1, cols).expand(n, rows, k, 1, k, 1, cols)
+    else:  # the inverse DCT across, then down: pixels (3, R, i, j, C)
+        across = torch.matmul(dct.T, windows)
+        pixels = torch.matmul(dct.T, across.view(n, rows, BLOCK, BLOCK * cols))
+        parts = pixels.view(n, rows, k, stride, k, stride, cols)
+    parts = parts.permute(0, 1, 2, 3, 6, 4, 5)  # (3, R, g, r, C, h, q): pixel (r, q) of part (g, h)
     out = windows.new_zeros(n, rows + k - 1, stride, cols + k - 1, stride)
-    parts = pixels.reshape(n, rows, k, stride, cols, k, stride)
     for g in range(k):
         for h in range(k):
             out[:, g:g + rows, :, h:h + cols, :] += parts[:, :, g, :, :, h, :]
@@ -161,10 +166,10 @@ def inpaint(y: torch.Tensor, known: torch.Tensor, pilot: torch.Tensor,
     levels: plug-and-play noise levels (first, last, count in 8-bit units), INPAINT_LEVELS
     unless given; grids: the window grids the passes take in turn (band: a multiple of their
     strides)."""
-    observed, known = _opponent(y), known[0].float()
-    v = _plug_and_play(lambda v, s: known * observed + (1 - known) * v, _opponent(pilot),
+    observed, known = _opponent(y), known[0] > 0
+    v = _plug_and_play(lambda v, s: torch.where(known, observed, v), _opponent(pilot),
                        levels or INPAINT_LEVELS, band, grids)
-    return torch.where(known > 0, y.float(), _rgb(v))
+    return torch.where(known, y.float(), _rgb(v))
 
 
 def deblur(y: torch.Tensor, kernel: torch.Tensor, pilot: torch.Tensor, sigma: float,
@@ -174,19 +179,25 @@ def deblur(y: torch.Tensor, kernel: torch.Tensor, pilot: torch.Tensor, sigma: fl
     sharp image. Returns the refined estimate. levels and grids: as for `inpaint`, levels
     DEBLUR_LEVELS unless given.
 
-    The data step is exact: reflect padding equals circular convolution over the image's mirror
-    extension (2H-2 x 2W-2), where the blur is diagonal in the Fourier domain."""
+    The data step is a Fourier-domain solve: reflect padding equals circular convolution over
+    the mirror extension (2H-2 x 2W-2), where the blur is diagonal. It runs on a canvas
+    (`_canvas_side`) at least 16 pixels larger, y and the estimate reflected into the extra
+    rows and columns, whose mirror extension has only the prime factors 2, 3, 5 and 7: a
+    768x512 image's own (1534 x 1022: 59 and 73) took 2.4 times as long per FFT. On four
+    768x512 photos the output's PSNR was the same to 0.001 dB (with replicated edges, up to
+    0.57 dB lower)."""
     if not (torch.equal(kernel, kernel.flip(0)) and torch.equal(kernel, kernel.flip(1))):
         raise ValueError("the Fourier data step needs a kernel symmetric under flips")
     y, v = _opponent(y), _opponent(pilot)
     h, w = y.shape[-2:]
-    size = (2 * h - 2, 2 * w - 2)
+    canvas = (_canvas_side(h), _canvas_side(w))
+    size = (2 * canvas[0] - 2, 2 * canvas[1] - 2)
     otf = _transfer(kernel.to(y.device), size)
-    data = otf.conj() * torch.fft.rfft2(_mirror(y)) / sigma**2
+    data = otf.conj() * torch.fft.rfft2(_mirror(_extended(y, canvas))) / sigma**2
     gain = otf.abs().square() / sigma**2
 
     def x_step(v, s):  # argmin |k * x - y|^2 / sigma^2 + |x - v|^2 / s^2
-        solved = (data + torch.fft.rfft2(_mirror(v)) / s**2) / (gain + 1 / s**2)
+        solved = (data + torch.fft.rfft2(_mirror(_extended(v, canvas))) / s**2) / (gain + 1 / s**2)
         return torch.fft.irfft2(solved, s=size)[..., :h, :w]
 
     return _rgb(_plug_and_play(x_step, v, levels or DEBLUR_LEVELS, band, grids))
@@ -253,8 +264,8 @@ def _pass(y: torch.Tensor, pilot: torch.Tensor, sigma: float, tau: float, band: 
 
 @cache
 def _dct(device: torch.device) -> torch.Tensor:
-    """The 8-point DCT as an (8, 1, 8, 1) kernel: one output channel per frequency."""
-    return torch.tensor(DCT, dtype=torch.float32, device=device)[:, None, :, None]
+    """The 8-point DCT matrix (frequency, position)."""
+    return torch.tensor(DCT, dtype=torch.float32, device=device)
 
 
 def _bar(runs: int, like: torch.Tensor, band: int) -> tqdm:
@@ -280,6 +291,19 @@ def _transfer(kernel: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     psf = torch.zeros(size, device=kernel.device)
     psf[:kh, :kw] = kernel.float() / kernel.sum()
     return torch.fft.rfft2(torch.roll(psf, (-(kh // 2), -(kw // 2)), (0, 1)))
+
+
+def _canvas_side(n: int, margin: int = 16) -> int:
+    """The deblurring canvas's side for an image side n: the smallest m >= n + margin whose
+    mirror extension 2m - 2 is a fast FFT size (n itself when the image is too small to reflect
+    that far)."""
+    m = (fft_size(2 * (n + margin) - 2) + 2) // 2
+    return m if m - n < n else n
+
+
+def _extended(x: torch.Tensor, canvas: tuple[int, int]) -> torch.Tensor:
+    """(C, H, W) -> (C, *canvas), reflected beyond its last row and column."""
+    return F.pad(x[None], (0, canvas[1] - x.shape[-1], 0, canvas[0] - x.shape[-2]), mode="reflect")[0]
 
 
 def _mirror(x: torch.Tensor) -> torch.Tensor:

@@ -57,16 +57,32 @@ def power_gain(transform: Callable[[torch.Tensor], torch.Tensor], like: torch.Te
     return (radial_power(transform(noise)) / radial_power(noise)).cpu()
 
 
+def fft_size(n: int) -> int:
+    """The smallest m >= n that is a multiple of 4 with no prime factor over 7: a size the FFT
+    is fast at. Others took up to 2.4 times as long (1534 = 2 x 13 x 59 against 1536, and
+    1250 = 2 x 5^4 against 1260)."""
+    m = -(-n // 4) * 4
+    while True:
+        rest = m
+        for p in (2, 3, 5, 7):
+            while rest % p == 0:
+                rest //= p
+        if rest == 1:
+            return m
+        m += 4
+
+
 def refine(x0: torch.Tensor, y: torch.Tensor, op: Callable, sigma: float, power: torch.Tensor,
            pad: int = 32, iters: int = 50, tol: float = 1e-5) -> torch.Tensor:
     """argmin_x ||A x - y||^2 / sigma^2 + (x - x0)^T C^-1 (x - x0), C the covariance of a
     stationary field with radial spectrum `power`, for a linear A.
 
     Solved by conjugate gradients in whitened coordinates x = x0 + C^(1/2) u, which keeps the
-    system well conditioned, on a canvas `pad` pixels wider on each side (A sees the centre), so
-    the FFT's wrap-around joins edges through unobserved pixels. A^T comes from autograd."""
+    system well conditioned, on a canvas at least `pad` pixels wider on each side (A sees the
+    image at its top left corner, `pad` in; the canvas is a fast FFT size), so the FFT's
+    wrap-around joins edges through unobserved pixels. A^T comes from autograd."""
     h, w = x0.shape[-2:]
-    hp, wp = h + 2 * pad, w + 2 * pad
+    hp, wp = fft_size(h + 2 * pad), fft_size(w + 2 * pad)
     root = power_grid(power.to(x0.device), hp, wp).sqrt()
 
     def colour(u):  # C^(1/2) u: symmetric, real
@@ -81,7 +97,7 @@ def refine(x0: torch.Tensor, y: torch.Tensor, op: Callable, sigma: float, power:
         return op(colour(u)[..., pad:pad + h, pad:pad + w])
 
     def back(v):  # its adjoint
-        return colour(F.pad(adjoint(v), (pad, pad, pad, pad)))
+        return colour(F.pad(adjoint(v), (pad, wp - w - pad, pad, hp - h - pad)))
 
     with torch.no_grad():
         r = back(y - op(x0))

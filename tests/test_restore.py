@@ -46,10 +46,12 @@ def test_blur_kernels_by_hand():
     assert torch.allclose(operators.Blur(m)(impulse)[0, 0, 7, 5:10], torch.full((5,), 0.2))
 
 
-def test_separable_smoothing_equals_the_blur_operator():
-    x = torch.rand(1, 3, 40, 50)
+def test_gaussian_smoothing_by_fft_equals_the_2d_blur():
+    x = torch.rand(1, 3, 40, 50, generator=torch.Generator().manual_seed(0))
     for sigma in (0.7, 2.0, 13.0):
-        assert torch.allclose(operators.gaussian_smooth(x, sigma), operators.gaussian_blur(sigma)(x), atol=1e-5)
+        two_d = operators.Blur(operators.gaussian_kernel(sigma))(x)  # the 2-D convolution
+        assert torch.allclose(operators.gaussian_blur(sigma)(x), two_d, atol=1e-5)
+        assert torch.allclose(operators.gaussian_smooth(x, sigma), two_d, atol=1e-5)
 
 
 def test_tiles_cover_the_image_and_blend_to_the_whole(monkeypatch):
@@ -294,18 +296,18 @@ def test_local_wiener_windows_are_8x8_dcts_and_overlap_add_inverts_them():
     image = torch.rand(3, 13, 10, generator=g)
     d = torch.tensor(DCT, dtype=torch.float32)
     for grid in (DENSE, *PNP_GRIDS):
-        windows = _windows(image, _dct(image.device), grid)  # (3, 8, 8, C, R)
+        windows = _windows(image, _dct(image.device), grid)  # (3, R, 8, 8, C)
         left, right, top, bottom = grid.pads()
         padded = torch.nn.functional.pad(image[:, None], grid.pads(), mode="replicate")[:, 0]
         size, s = padded.shape[-2:], grid.stride
-        assert windows.shape[-2:] == ((size[1] - BLOCK) // s + 1, (size[0] - BLOCK) // s + 1)
+        assert windows.shape[1:] == ((size[0] - BLOCK) // s + 1, BLOCK, BLOCK, (size[1] - BLOCK) // s + 1)
         for row, col in ((0, 0), (1, 2), (4, 3)):
             patch = padded[1, s * row:s * row + BLOCK, s * col:s * col + BLOCK]
-            assert torch.allclose(windows[1, :, :, col, row], d @ patch @ d.T, atol=1e-5)
+            assert torch.allclose(windows[1, row, ..., col], d @ patch @ d.T, atol=1e-5)
         # the DCT is orthonormal: putting every window back and dividing by the count gives
         # the image (inside the padding, which the filter crops: the padding's last rows may
         # have no window)
-        count = _overlap_add(torch.ones_like(windows[:, :1, :1]), None, size, s)
+        count = _overlap_add(torch.ones_like(windows[:, :, :1, :1]), None, size, s)
         back = _overlap_add(windows, _dct(image.device), size, s) / count
         assert back.shape[-2:] == size and count[..., top:-bottom, left:-right].min() >= 1
         assert torch.allclose(back[:, 0, top:-bottom, left:-right], image, atol=1e-5)
@@ -337,8 +339,8 @@ def test_plug_and_play_grids_are_the_dense_grids_windows_and_filter_in_bands_exa
         sparse = _windows(image, _dct(image.device), grid)
         down, across = grid.offset
         for row, col in ((1, 1), (3, 2), (5, 4)):
-            assert torch.allclose(sparse[..., col, row],
-                                  dense[..., 2 * col - across // 2, 2 * row - down // 2], atol=1e-5)
+            assert torch.allclose(sparse[:, row, ..., col], dense[:, 2 * row - down // 2, ..., 2 * col - across // 2],
+                                  atol=1e-5)
         bands = [_pass(image, pilot, 0.1, math.inf, band, local_wiener._bar(1, image, band), grid)
                  for band in (1000, 16)]
         assert torch.allclose(*bands, atol=1e-5)
@@ -389,6 +391,31 @@ def test_local_wiener_deblurring_sharpens_a_photo_and_refuses_asymmetric_kernels
     assert _psnr(out.clamp(0, 1), clean) > _psnr(blurred, clean) + 2.0
     with pytest.raises(ValueError, match="symmetric"):
         local_wiener.deblur(blurred, torch.tensor([[0.0, 1.0, 2.0]]), blurred, 1 / 255)
+
+
+def test_deblurring_on_a_fast_fourier_canvas_matches_the_images_own_mirror_extension(monkeypatch):
+    # the data step runs on a larger canvas whose mirror extension has only small prime factors;
+    # the reflected extra rows and columns leave the deblurred photo as it was
+    from vqpress.restore import local_wiener
+
+    for n in (8, 9, 17, 200, 511, 512, 3000):
+        m = local_wiener._canvas_side(n)
+        rest = 2 * m - 2
+        for p in (2, 3, 5, 7):
+            while rest % p == 0:
+                rest //= p
+        assert rest == 1 or m == n
+        assert m == n or m >= n + 16
+    clean = _astronaut()
+    blurred = operators.gaussian_blur(2.0)(clean).mul(255).round().div(255)
+    kernel = operators.gaussian_kernel(2.0)
+    assert local_wiener._canvas_side(clean.shape[-1]) > clean.shape[-1]
+    fast = local_wiener.deblur(blurred, kernel, blurred, 1 / 255, levels=(40, 1, 8))
+    monkeypatch.setattr(local_wiener, "_canvas_side", lambda n: n)
+    own = local_wiener.deblur(blurred, kernel, blurred, 1 / 255, levels=(40, 1, 8))
+    assert fast.shape == own.shape
+    assert abs(_psnr(fast.clamp(0, 1), clean) - _psnr(own.clamp(0, 1), clean)) < 0.01
+    assert (fast - own).abs().mean() < 1e-3
 
 
 def test_downsampling_is_a_matrix_down_the_columns_and_one_across_the_rows():
