@@ -108,9 +108,9 @@ def _centred_fft(g: torch.Tensor, n: int, fft) -> torch.Tensor:
 
 
 class GaussianBlur(Blur):
-    """A Gaussian blur: `Blur` of its 2-D kernel, computed by `_smoothed` (latent MAP's pixel
-    step runs it and its adjoint 50 times; the 2-D convolution with the 13x13 kernel of std 2
-    took 5 times as long as two 1-D passes, which are slower still than the FFT)."""
+    """A Gaussian blur: `Blur` of its 2-D kernel, computed by `_smoothed`. Latent MAP's pixel
+    step runs it and its adjoint at every iteration: as a 2-D convolution (13x13 at std 2) they
+    took 3.7 s of a 17 s deblurring of a 768x512 photo on one thread."""
 
     def __init__(self, sigma: float):
         super().__init__(gaussian_kernel(sigma))
