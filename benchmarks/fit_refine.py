@@ -35,9 +35,9 @@ from fit_plug_and_play import CROP, INPAINT_SETTINGS, crops, psnr, tensor  # noq
 
 def cases(rgb: np.ndarray, seed: int):
     """(setting, restore function, missing mask or None) of one crop."""
+    drawn = masks(rgb.shape[:2], seed)
     for name in INPAINT_SETTINGS:
-        missing = masks(rgb.shape[:2], seed)[name]
-        yield name, lambda m=missing: restore.inpaint(rgb, m, device="cpu"), missing
+        yield name, lambda m=drawn[name]: restore.inpaint(rgb, m, device="cpu"), drawn[name]
     blurred = to_uint8(damage.as_8bit(gaussian_blur(2.0)(tensor(rgb)))[0])
     yield "deblur", lambda: restore.restore(blurred, "deblur", device="cpu"), None
     small = Image.fromarray(rgb).resize((CROP[1] // 4, CROP[0] // 4), Image.BICUBIC)
