@@ -200,6 +200,18 @@ def export_postfilter(run, model_id, base, out):
     click.echo(f"wrote {export(run, model_id, out, base)}")
 
 
+@train.command(name="dc-signs")
+@click.option("--base", "base_model", required=True,
+              help="Codec whose detail layer to code DC signs in context: a shipped model, or a codec file's path.")
+@click.option("--model-id", required=True, help="File stem of the new codec, e.g. rvq-dct-v14.")
+@out_option
+def dc_signs(base_model, model_id, out):
+    """Write a codec that codes the detail layer's DC signs in context; the rest is the base's."""
+    from vqpress.training.detail import export_dc_signs
+
+    click.echo(f"wrote {export_dc_signs(base_model, model_id, out)}")
+
+
 @train.command()
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--base", "base_model", required=True, help="The shipped, complete codec model it names as its base.")

@@ -78,13 +78,13 @@ class Layout:
     in passes: zig-zag positions up to the first split, then up to the next, and so on. Splits
     fall between band groups, so each group's rows belong to one pass."""
 
-    def __init__(self, modes: int = 1, splits: tuple[int, ...] = (), classes: int = 1):
+    def __init__(self, modes: int = 1, splits: tuple[int, ...] = (), classes: int = 1, dc_signs: bool = False):
         splits = tuple(splits)
         whole = all(isinstance(x, int) and not isinstance(x, bool) for x in (modes, classes, *splits))
-        if not whole or not 1 <= modes <= 3 or not 1 <= classes <= MAX_CLASSES:
-            raise ValueError(f"a layout needs 1 to 3 modes and 1 to {MAX_CLASSES} classes, "
-                             f"got {modes!r} and {classes!r}")
-        self.modes, self.splits, self.classes = modes, splits, classes
+        if not whole or not 1 <= modes <= 3 or not 1 <= classes <= MAX_CLASSES or not isinstance(dc_signs, bool):
+            raise ValueError(f"a layout needs 1 to 3 modes, 1 to {MAX_CLASSES} classes and dc_signs true or "
+                             f"false, got {modes!r}, {classes!r} and {dc_signs!r}")
+        self.modes, self.splits, self.classes, self.dc_signs = modes, splits, classes, dc_signs
         edges = [0, *self.splits, 64]
         self.passes = [np.flatnonzero((_ZIGZAG_POSITION >= a) & (_ZIGZAG_POSITION < b)) for a, b in zip(edges, edges[1:])]
         if len(self.passes) == 1:
@@ -103,9 +103,11 @@ class Layout:
         # each row's row in the neighbours-only layout (channel, band group, context)
         self.parent = np.repeat(np.arange(3 * GROUPS * CONTEXTS), np.repeat(rows_per_group // CONTEXTS, CONTEXTS))
         self._classes_of_sums = np.minimum(_bit_lengths(64 * LIMIT + 1), classes - 1)
+        self.dc_rows = np.repeat(np.arange(3 * GROUPS) % GROUPS == BAND_GROUP[0], rows_per_group)  # (rows,)
 
     def spec(self) -> dict:
-        return {"modes": self.modes, "splits": list(self.splits), "classes": self.classes}
+        spec = {"modes": self.modes, "splits": list(self.splits), "classes": self.classes}
+        return {**spec, "dc_signs": True} if self.dc_signs else spec
 
     def own_classes(self, magnitudes: np.ndarray, k: int) -> np.ndarray:
         """(...) class of pass k of blocks' channels from their magnitudes (..., 64)."""
@@ -133,7 +135,8 @@ class Layout:
 
 
 NEIGHBOURS = Layout()  # rvq-dct-v9 and before
-MODES_PASSES = Layout(modes=3, splits=(6, 15, 28), classes=9)
+MODES_PASSES = Layout(modes=3, splits=(6, 15, 28), classes=9)  # rvq-dct-v10 to v13
+MODES_PASSES_SIGNS = Layout(modes=3, splits=(6, 15, 28), classes=9, dc_signs=True)  # rvq-dct-v14
 
 
 class Table:
@@ -164,8 +167,28 @@ class Table:
 
     @cached_property
     def bits(self) -> np.ndarray:
-        """(rows, SYMBOLS) float32: what each level costs in each row, in bits (static)."""
+        """(rows, SYMBOLS) float32: what each level costs in each row, in bits (static; the sign
+        of a level counts one bit, also where `DcSigns` codes it)."""
         return -np.log2(self.float_weights / self.float_sums[:, None]).astype(np.float32)
+
+    @cached_property
+    def coding_weights(self) -> np.ndarray:
+        """The float64 weights the levels are coded with: `float_weights`, except, in a layout
+        with DC signs, the DC rows folded onto magnitudes (level m > 0 weighs w(m) + w(-m) at
+        symbol LIMIT + m, and the negative symbols, never coded, weigh 1): `DcSigns` codes the
+        signs."""
+        if not self.layout.dc_signs:
+            return self.float_weights
+        weights = self.float_weights.copy()
+        dc = weights[self.layout.dc_rows]
+        dc[:, LIMIT + 1:] += dc[:, LIMIT - 1::-1]
+        dc[:, :LIMIT] = 1
+        weights[self.layout.dc_rows] = dc
+        return weights
+
+    @cached_property
+    def coding_sums(self) -> np.ndarray:
+        return self.coding_weights.sum(-1)
 
 
 # -- the residual ---------------------------------------------------------------------------
@@ -314,9 +337,9 @@ class Probabilities:
 
     def __init__(self, table: Table, adaptive: bool):
         self.adaptive = adaptive
-        self.total = table.float_sums
+        self.total = table.coding_sums
         # kept up to date in place, with their row sums (summing rows costs more)
-        self.weights = table.float_weights * ADAPT_PRIOR if adaptive else table.float_weights
+        self.weights = table.coding_weights * ADAPT_PRIOR if adaptive else table.coding_weights
         self.row_sums = self.total * ADAPT_PRIOR if adaptive else self.total
 
     def rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -334,6 +357,54 @@ class Probabilities:
             np.add.at(self.row_sums, rows, added)
 
 
+class DcSigns:
+    """The signs of the nonzero DC levels, in a layout with DC signs: coded after each
+    anti-diagonal's levels, one binary symbol each, with counts per channel and context (the
+    signs of the left and upper blocks' DC levels, summed: 5 contexts) that adapt as the image
+    is coded (integers: encoder and decoder compute the same weights). The VQ base's errors in
+    a block's mean colour persist over regions, so its neighbours' residual DC signs predict a
+    block's. Measured on 32 training photos (the shipped encoder's levels at qualities 2, 3, 5
+    and 8): 54% of those sign bits saved at quality 3 against one bit each, and files at
+    qualities 2, 3, 5 and 8 0.94%, 1.44%, 0.35% and 0.62% smaller than with the signs in the
+    level's symbol, whose adaptive rows already learn some of a sign's bias. The encoder's
+    estimates (`bits`) still count a sign as one bit: counting 0.6 or 0.35 moved the BD-rate by
+    +0.01% / +0.02% on 16 training photos."""
+
+    def __init__(self):
+        self.counts = np.ones((3, 5, 2))  # +2 per sign: the Krichevsky-Trofimov estimate
+
+    def _rows(self, levels: np.ndarray, rows: np.ndarray, cols: np.ndarray):
+        """(channel, context, whether positive) of the nonzero DC levels of blocks (rows, cols),
+        with those of every earlier anti-diagonal already in `levels` (bh, bw, 3, 64)."""
+        left = np.where((cols > 0)[:, None], np.sign(levels[rows, cols - 1, :, 0]), 0)
+        up = np.where((rows > 0)[:, None], np.sign(levels[rows - 1, cols, :, 0]), 0)
+        dc = levels[rows, cols, :, 0]
+        block, channel = np.nonzero(dc)
+        return channel, (left + up + 2)[block, channel], (dc[block, channel] > 0).astype(np.int32)
+
+    def encode(self, encoder, levels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> float:
+        channel, context, positive = self._rows(levels, rows, cols)
+        if not len(positive):
+            return 0.0
+        weights = self.counts[channel, context]
+        encoder.encode(positive, CATEGORICAL, weights)
+        np.add.at(self.counts, (channel, context, positive), 2)
+        return float(-np.log2(weights[np.arange(len(positive)), positive] / weights.sum(1)).sum())
+
+    def decode(self, decoder, levels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
+        """Negate, in `levels`, the DC levels of blocks (rows, cols) whose sign is negative;
+        those levels hold their magnitudes."""
+        channel, context, _ = self._rows(levels, rows, cols)
+        if not len(channel):
+            return
+        positive = decoder.categorical(self.counts[channel, context])
+        np.add.at(self.counts, (channel, context, positive), 2)
+        dc = levels[rows, cols, :, 0]
+        block = np.nonzero(dc)[0]
+        dc[block, channel] *= 2 * positive - 1
+        levels[rows, cols, :, 0] = dc
+
+
 def encode(encoder, levels: np.ndarray, table: Table, modes: np.ndarray | None = None, bar=None,
            adaptive: bool = False) -> float:
     """Append levels (bh, bw, 3, 64) to a constriction queue encoder, with one quality's
@@ -342,8 +413,12 @@ def encode(encoder, levels: np.ndarray, table: Table, modes: np.ndarray | None =
     bh, bw = levels.shape[:2]
     symbols = (np.clip(levels, -LIMIT, LIMIT) + LIMIT).astype(np.int32)
     magnitudes = padded_magnitudes(levels)
+    signs = DcSigns() if table.layout.dc_signs else None
+    if signs is not None:
+        symbols[..., 0] = magnitudes[1:, 1:, :, 0] + LIMIT
     model = Probabilities(table, adaptive)
     chosen, sums = [], []  # each coded symbol's weight and its row's sum, for the cross-entropy
+    sign_bits = 0.0
     slots = [channel * 64 + np.arange(64)[positions] for channel in range(3) for positions in table.layout.passes]
     for rows, cols in diagonals(bh, bw):
         # the decoder's order: channel by channel, pass by pass, block by block. Its calls read
@@ -356,9 +431,11 @@ def encode(encoder, levels: np.ndarray, table: Table, modes: np.ndarray | None =
         chosen.append(probs[np.arange(len(flat)), flat])
         sums.append(row_sums)
         model.update([flat_rows], [flat])
+        if signs is not None:
+            sign_bits += signs.encode(encoder, levels, rows, cols)
         if bar is not None:
             bar.update(3 * len(rows))
-    bits = float(np.log2(np.concatenate(sums)).sum() - np.log2(np.concatenate(chosen)).sum())
+    bits = float(np.log2(np.concatenate(sums)).sum() - np.log2(np.concatenate(chosen)).sum()) + sign_bits
     excess = np.abs(levels[np.abs(levels) >= LIMIT]).astype(np.int64) - LIMIT
     return bits + _encode_tails(encoder, excess)
 
@@ -384,6 +461,7 @@ def decode(decoder, table: Table, bh: int, bw: int, modes: np.ndarray | None = N
     levels = np.zeros((bh, bw, 3, 64), dtype=np.int32)
     magnitudes = np.zeros((bh + 1, bw + 1, 3, 64), dtype=np.int32)
     model = Probabilities(table, adaptive)
+    signs = DcSigns() if layout.dc_signs else None
     for rows, cols in diagonals(bh, bw):
         spatial = spatial_contexts(magnitudes, rows, cols)
         mode = None if modes is None else modes[rows, cols].astype(np.int64)[:, None]
@@ -412,6 +490,8 @@ def decode(decoder, table: Table, bh: int, bw: int, modes: np.ndarray | None = N
         decoded -= LIMIT
         levels[rows, cols] = decoded
         magnitudes[rows + 1, cols + 1] = np.abs(decoded)
+        if signs is not None:
+            signs.decode(decoder, levels, rows, cols)
         if bar is not None:
             bar.update(3 * len(rows))
     escaped = np.abs(levels) >= LIMIT

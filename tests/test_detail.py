@@ -178,6 +178,74 @@ def test_layout_with_modes_and_passes_round_trips_exactly():
         assert other is None or not np.array_equal(other, levels)
 
 
+def _regional_dc(rng, shape=(9, 11)):
+    """Levels whose DC signs hold over regions (left half positive, right half negative), as
+    the VQ base's colour errors do, with zeros, escapes and sparse AC levels."""
+    levels = (np.round(rng.laplace(0, 1.2, (*shape, 3, 64))) * (rng.random((*shape, 3, 64)) < 0.3)).astype(np.int32)
+    dc = rng.integers(0, 4, (*shape, 3)) * (rng.random((*shape, 3)) < 0.8)
+    side = np.where(np.arange(shape[1]) < shape[1] // 2, 1, -1)[None, :, None]
+    levels[..., 0] = dc * side
+    levels[2, 3, 1, 0], levels[5, 9, 0, 0], levels[0, 0, 2, 0] = 40, -detail.LIMIT, detail.LIMIT + 2
+    return levels
+
+
+def test_dc_signs_in_context_round_trip_exactly_and_cost_less_where_they_hold_over_regions():
+    rng = np.random.default_rng(12)
+    levels = _regional_dc(rng)
+    modes = rng.integers(0, 3, levels.shape[:2]).astype(np.uint8)
+    plain = detail.Table.from_codes(_plain_codes(levels, modes), detail.MODES_PASSES)
+    signed = detail.Table.from_codes(_plain_codes(levels, modes), detail.MODES_PASSES_SIGNS)
+    assert detail.Layout(**signed.layout.spec()).dc_signs and "dc_signs" not in plain.layout.spec()
+    for adaptive in (False, True):
+        sizes = {}
+        for table in (plain, signed):
+            encoder = new_encoder()
+            bits = detail.encode(encoder, levels, table, modes, adaptive=adaptive)
+            payload = encoder.get_compressed().tobytes()
+            assert np.array_equal(detail.decode(PayloadDecoder(payload), table, *levels.shape[:2], modes,
+                                                adaptive=adaptive), levels)
+            assert len(payload) * 8 <= (bits + 3) * 1.01 + 64
+            sizes[table.layout.dc_signs] = bits
+        nonzero_dc = np.count_nonzero(levels[..., 0])
+        assert sizes[True] < sizes[False] - 0.3 * nonzero_dc  # most of a bit per sign saved
+        encoder = new_encoder()  # the same payload read without signs in context: other levels
+        detail.encode(encoder, levels, signed, modes, adaptive=adaptive)
+        try:
+            other = detail.decode(PayloadDecoder(encoder.get_compressed().tobytes()), plain, *levels.shape[:2],
+                                  modes, adaptive=adaptive)
+        except (CorruptStream, AssertionError, ValueError):
+            other = None
+        assert other is None or not np.array_equal(other, levels)
+
+
+def _plain_codes(levels, modes):
+    return detail.codes_from_counts(_counts(levels, modes), detail.MODES_PASSES)
+
+
+def _counts(levels, modes, layout=detail.MODES_PASSES):
+    counts = np.zeros((layout.rows, detail.SYMBOLS))
+    detail.count(levels, counts, layout, modes)
+    return counts
+
+
+def test_dc_signs_fold_only_the_dc_rows_and_leave_the_estimates_alone():
+    """The coder's DC rows weigh each magnitude as both signs together (negative symbols are
+    never coded); every other row, and the encoder's estimates (`bits`), are the table's own."""
+    rng = np.random.default_rng(13)
+    levels = _regional_dc(rng)
+    codes = _plain_codes(levels, None)
+    plain = detail.Table.from_codes(codes, detail.MODES_PASSES)
+    signed = detail.Table.from_codes(codes, detail.MODES_PASSES_SIGNS)
+    dc = signed.layout.dc_rows
+    assert dc.sum() == 3 * detail.CONTEXTS * detail.MODES_PASSES.modes
+    assert np.array_equal(plain.bits, signed.bits)
+    assert np.array_equal(plain.coding_weights[~dc], signed.coding_weights[~dc])
+    folded, whole = signed.coding_weights[dc], plain.float_weights[dc]
+    L = detail.LIMIT
+    assert (folded[:, :L] == 1).all() and np.array_equal(folded[:, L], whole[:, L])
+    assert np.array_equal(folded[:, L + 1:], 2 * whole[:, L + 1:])
+
+
 def test_table_costs_are_distortion_plus_the_tables_bits():
     """A block's cost against a predictor is its quantisation error plus lambda step^2 times
     the bits of its levels in their rows (the mode's own rows); a perfect predictor costs

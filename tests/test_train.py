@@ -570,6 +570,32 @@ def test_a_repacked_codec_holds_only_its_changed_parts_and_codes_the_same(tmp_pa
     assert again.weights_hash == Codec("rvq-dct-v12", device="cpu").weights_hash != bytes.fromhex(weights.sha256_file(shipped))[:4]
 
 
+def test_dc_signs_make_a_codec_with_the_same_pixels_in_fewer_bits(tmp_path):
+    """`train dc-signs`: the base's tables, levels and pixels; the DC signs coded in context
+    take fewer bits where the VQ base's colour errors hold over regions (a photo's sky here)."""
+    from skimage import data
+
+    from vqpress import weights
+    from vqpress.codec.api import Codec
+    from vqpress.codec.container import unpack
+
+    result = CliRunner().invoke(main, ["train", "dc-signs", "--base", "rvq-dct-v13", "--model-id", "tiny-s",
+                                       "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "tiny-s.safetensors"
+    assert weights.metadata(path)["detail_layout"]["dc_signs"] is True
+    assert "DC levels' signs coded in context" in (tmp_path / "tiny-s.md").read_text()
+    image = data.astronaut()[:256, :256]
+    # a file not shipped runs the float analysis (`Codec`): so does the base here
+    base, signed = Codec("rvq-dct-v13", device="cpu", int8_analysis=False), Codec(path=path, device="cpu")
+    for quality in (3, 9):
+        old, new = base.compress(image, quality), signed.compress(image, quality)
+        assert len(unpack(new)[1]) < len(unpack(old)[1])
+        assert np.array_equal(np.asarray(base.decompress(old)), np.asarray(signed.decompress(new)))
+    result = CliRunner().invoke(main, ["train", "dc-signs", "--base", "rvq-dct-v9", "--model-id", "x", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "no detail tables stored as codes" in result.output
+
+
 def test_a_codec_file_on_a_base_it_was_not_made_on_is_refused(tmp_path):
     from safetensors.numpy import save_file
 

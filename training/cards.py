@@ -74,6 +74,10 @@ def detail_lines(d: dict, ladder: list[Rung]) -> list[str]:
                      "chosen once for the most stages the ladder uses, and cut for rungs with fewer)")
     if d.get("command"):
         lines.append(f"- command: `{d['command']}`")
+    if d.get("dc_signs_by"):
+        by = d["dc_signs_by"]
+        lines.append(f"- then the DC levels' signs coded in context (`detail.DcSigns`; the same tables and "
+                     f"levels as `{by['base_model']}`, fewer bits): `{by['command']}`")
     if "validation" in d:
         lines.append(f"- validation on whole photos of `{d['valid']}` (detail-layer bits per pixel "
                      "from the tables' cross-entropy, on top of the base's): "

@@ -191,3 +191,26 @@ def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str
         save_file(tensors, str(path), metadata=metadata)
 
     return release(out, model_id, write, card, CODEC_INTRO, codec_sections(card, ladder))
+
+
+def export_dc_signs(base_model: str, model_id: str, out: Path) -> Path:
+    """Release <out>/<model_id>.safetensors: `base_model` (a shipped codec, or a codec file's
+    path, with tables stored as codes) whose detail layer codes the DC levels' signs in context
+    (`detail.DcSigns`). The tables, networks and filter are the base's, and so are the levels
+    an encoder chooses and the pixels they decode to: only the bits change. Nothing is fitted."""
+    base_path = Path(base_model) if base_model.endswith(".safetensors") else weights.verified(base_model)[0]
+    meta, tensors = codec_file(base_path)
+    if "detail.codes" not in tensors:
+        raise VQPressError(f"{base_path.stem} has no detail tables stored as codes (rvq-dct-v10 and later)")
+    layout = detail.Layout(**{**meta["detail_layout"], "dc_signs": True})
+    base_card = meta["card"]
+    card = {**base_card, "model_id": model_id,
+            "detail": {**base_card["detail"], "layout": layout.spec(),
+                       "dc_signs_by": {"base_model": base_path.stem, "command": command_line()}}}
+
+    def write(path):
+        metadata = {**meta, "card": card, "detail_layout": layout.spec()}
+        save_file(tensors, str(path), metadata={k: json.dumps(v) for k, v in metadata.items()})
+
+    ladder = [Rung(*r) for r in meta["ladder"]]
+    return release(out, model_id, write, card, CODEC_INTRO, codec_sections(card, ladder))
