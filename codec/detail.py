@@ -14,8 +14,9 @@ pixels), so encoder and decoder use the same row on any machine.
 Order: 8x8 blocks by anti-diagonals (block (i, j) at step i + j, after its left and upper
 neighbours); within a step, channel by channel; within a channel, pass by pass (one pass of all
 64 coefficients up to rvq-dct-v9; see `Layout`), and within a pass block by block, the pass's
-coefficients in raster order. Magnitudes of LIMIT or more are coded as an escape symbol, and
-their excess (an Exp-Golomb code) after all blocks.
+coefficients in raster order; from rvq-dct-v14, the signs of the step's nonzero DC levels
+then follow (`DcSigns`). Magnitudes of LIMIT or more are coded as an escape symbol, and their
+excess (an Exp-Golomb code) after all blocks.
 
 A model's `Layout` says which row codes a coefficient. Up to rvq-dct-v9: its channel, band
 group and neighbours (`contexts`). From rvq-dct-v10 also its block's predictor (`codec.modes`)

@@ -22,7 +22,7 @@ from vqpress.codec.api import ECVQ_LAMBDA, Codec
 from vqpress.codec.entropy import new_encoder
 from vqpress.codec.errors import VQPressError
 from vqpress.codec.imageio import open_image, to_rgb8
-from vqpress.codec.ladder import Rung
+from vqpress.codec.ladder import Rung, ladder_from_metadata
 from vqpress.codec.model import codec_file
 from vqpress.measure.metrics import psnr
 
@@ -212,5 +212,4 @@ def export_dc_signs(base_model: str, model_id: str, out: Path) -> Path:
         metadata = {**meta, "card": card, "detail_layout": layout.spec()}
         save_file(tensors, str(path), metadata={k: json.dumps(v) for k, v in metadata.items()})
 
-    ladder = [Rung(*r) for r in meta["ladder"]]
-    return release(out, model_id, write, card, CODEC_INTRO, codec_sections(card, ladder))
+    return release(out, model_id, write, card, CODEC_INTRO, codec_sections(card, ladder_from_metadata(meta)))
