@@ -155,7 +155,7 @@ def compress_file(job, quality, targets, strip, force, device, progress) -> Done
         data, quality = model.compress_to_target(image, strip=strip, **targets)
     else:
         data = model.compress(image, quality, progress=progress, strip=strip)
-    write_atomically(job.target, lambda f: f.write(data))
+    write_atomically(job.target, lambda f: f.write(data), replace=force)
     bpp = len(data) * 8 / (image.width * image.height)
     return Done(job.source.stat().st_size, len(data), f"{job.target}: {len(data)} bytes, {bpp:.3f} bpp, quality {quality}")
 
@@ -173,7 +173,7 @@ def decompress_file(job, force, device, progress) -> Done:
     from vqpress.codec.imageio import save_image
 
     image = api.decompress(data, device, progress=progress)
-    save_image(image, job.target)
+    save_image(image, job.target, replace=force)
     return Done(len(data), job.target.stat().st_size, f"{job.target}: {image.width}x{image.height} {image.mode}")
 
 
@@ -365,7 +365,7 @@ def inpaint(input_path, mask_path, box, output, steps, force, device):
     if mask_path is not None and output.resolve() == mask_path.resolve():
         raise VQPressError(f"{output}: refusing to overwrite the mask file")
     frames_note(image)
-    save_image(restore.inpaint(image, mask, steps=steps, device=device), output)
+    save_image(restore.inpaint(image, mask, steps=steps, device=device), output, replace=force)
     click.echo(f"{output}: inpainted")
 
 
@@ -394,7 +394,7 @@ def restore_command(input_path, task, sigma, scale, blur_sigma, output, steps, f
     frames_note(image)
     out = restore.restore(image, task=task, sigma=sigma, scale=scale, blur_sigma=blur_sigma,
                           steps=steps, device=device)
-    save_image(out, output)
+    save_image(out, output, replace=force)
     click.echo(f"{output}: {out.width}x{out.height}, {task}")
 
 

@@ -7,6 +7,7 @@ replicated to three channels (and restored on decode); 16-bit and float images a
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import tempfile
@@ -209,8 +210,9 @@ def output_format(path: str | os.PathLike) -> str:
     return fmt
 
 
-def save_image(image: Image.Image, path: str | os.PathLike) -> None:
-    """Write by the path's extension (PNG when it has none), atomically: no partial files."""
+def save_image(image: Image.Image, path: str | os.PathLike, replace: bool = True) -> None:
+    """Write by the path's extension (PNG when it has none), atomically: no partial files
+    (`write_atomically`, which keeps an existing file unless replace)."""
     fmt = output_format(path)
     if fmt == "JPEG" and has_alpha(image):  # no alpha in JPEG: as a viewer shows it, on white
         white = Image.new("RGBA", image.size, (255, 255, 255, 255))
@@ -227,7 +229,7 @@ def save_image(image: Image.Image, path: str | os.PathLike) -> None:
         except EXIF_ERRORS as e:  # OSError too: Pillow's "cannot write mode ..."
             raise ImageError(f"{path}: cannot write this image as {fmt} ({e})") from None
 
-    write_atomically(path, write)
+    write_atomically(path, write, replace)
 
 
 def _umask() -> int:
@@ -247,11 +249,12 @@ def make_folder(folder: str | os.PathLike) -> None:
         raise VQPressError(f"{folder}: cannot create the folder ({e.strerror or e})") from None
 
 
-def write_atomically(path: str | os.PathLike, write) -> None:
+def write_atomically(path: str | os.PathLike, write, replace: bool = True) -> None:
     """Call write(file) on a new temporary file beside `path` (a random name, created
     exclusively: no link is followed), then rename it to `path`; on failure nothing is left.
-    An existing file at `path` is replaced; the callers decide whether that is allowed. The
-    file gets the permissions a plain new file would."""
+    The file gets the permissions a plain new file would. With replace False, a file at `path`
+    is never replaced, not even one that appears while `write` runs (the finished file is
+    linked to `path`, which fails if it exists): the call is then a VQPressError."""
     path = Path(path)
     if path.is_dir():
         raise VQPressError(f"{path}: is a folder")
@@ -263,9 +266,28 @@ def write_atomically(path: str | os.PathLike, write) -> None:
         with os.fdopen(fd, "wb") as f:
             write(f)
             os.fchmod(f.fileno(), FILE_MODE)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _link_new(tmp, path)
     except OSError as e:
         raise VQPressError(f"{path}: cannot write ({e.strerror})") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _link_new(tmp: str, path: Path) -> None:
+    """Give the finished file `tmp` the name `path` unless that name exists. Where the file
+    system has no hard links, it checks and renames (a short window remains there)."""
+    try:
+        os.link(tmp, path)
+        return
+    except FileExistsError:
+        raise VQPressError(f"{path} exists: not replaced") from None
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+    if path.exists():
+        raise VQPressError(f"{path} exists: not replaced")
+    os.replace(tmp, path)

@@ -69,6 +69,39 @@ def test_temporary_files_follow_no_links_and_bad_outputs_fail_first(tmp_path, ph
                    "cannot write images with the extension .xyz")
 
 
+def test_a_file_that_appears_while_the_output_is_written_is_kept_without_force(tmp_path, photo, monkeypatch):
+    """The existing-output check runs before the work; a file that appears at the output path
+    during the work (another program, a second vqpress) is kept too, unless --force."""
+    from vqpress.codec import api, imageio
+
+    src = tmp_path / "photo.png"
+    Image.fromarray(photo).save(src)
+    target = tmp_path / "photo.vqp"
+    compress = api.Codec.compress
+
+    def meanwhile(self, *args, **kwargs):  # another program writes the output during the encode
+        data = compress(self, *args, **kwargs)
+        target.write_bytes(b"theirs")
+        return data
+
+    monkeypatch.setattr(api.Codec, "compress", meanwhile)
+    one_line_error(run("compress", src), "photo.vqp exists: not replaced")
+    assert target.read_bytes() == b"theirs"
+    assert run("compress", src, "--force").exit_code == 0 and target.read_bytes()[:4] == b"\x89VQP"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+    def appear(f):  # the same for images, through the library
+        f.write(b"ours")
+        (tmp_path / "out.png").write_bytes(b"theirs")
+
+    with pytest.raises(codec.VQPressError, match="out.png exists: not replaced"):
+        imageio.write_atomically(tmp_path / "out.png", appear, replace=False)
+    assert (tmp_path / "out.png").read_bytes() == b"theirs"
+    imageio.write_atomically(tmp_path / "out.png", appear)  # replace: the caller's choice
+    assert (tmp_path / "out.png").read_bytes() == b"ours"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
 # -- files that must decode ------------------------------------------------------------------------
 @pytest.mark.parametrize("width, height", [(8, 16), (16, 16), (1, 48), (16, 600), (1, 1), (2, 2), (17, 3)])
 def test_narrow_and_tiny_images_round_trip(model, width, height):
