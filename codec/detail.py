@@ -374,19 +374,21 @@ class DcSigns:
     def __init__(self):
         self.counts = np.ones((3, 5, 2))  # +2 per sign: the Krichevsky-Trofimov estimate
 
-    def _rows(self, levels: np.ndarray, rows: np.ndarray, cols: np.ndarray):
-        """(channel, context, whether positive) of the nonzero DC levels of blocks (rows, cols),
-        with those of every earlier anti-diagonal already in `levels` (bh, bw, 3, 64)."""
+    @staticmethod
+    def _nonzero(levels: np.ndarray, rows: np.ndarray, cols: np.ndarray):
+        """(DC levels (n, 3), block, channel, context) of blocks (rows, cols) and their nonzero
+        DC levels, with those of every earlier anti-diagonal already in `levels` (bh, bw, 3, 64)."""
         left = np.where((cols > 0)[:, None], np.sign(levels[rows, cols - 1, :, 0]), 0)
         up = np.where((rows > 0)[:, None], np.sign(levels[rows - 1, cols, :, 0]), 0)
         dc = levels[rows, cols, :, 0]
         block, channel = np.nonzero(dc)
-        return channel, (left + up + 2)[block, channel], (dc[block, channel] > 0).astype(np.int32)
+        return dc, block, channel, (left + up + 2)[block, channel]
 
     def encode(self, encoder, levels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> float:
-        channel, context, positive = self._rows(levels, rows, cols)
-        if not len(positive):
+        dc, block, channel, context = self._nonzero(levels, rows, cols)
+        if not len(block):
             return 0.0
+        positive = (dc[block, channel] > 0).astype(np.int32)
         weights = self.counts[channel, context]
         encoder.encode(positive, CATEGORICAL, weights)
         np.add.at(self.counts, (channel, context, positive), 2)
@@ -395,13 +397,11 @@ class DcSigns:
     def decode(self, decoder, levels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
         """Negate, in `levels`, the DC levels of blocks (rows, cols) whose sign is negative;
         those levels hold their magnitudes."""
-        channel, context, _ = self._rows(levels, rows, cols)
-        if not len(channel):
+        dc, block, channel, context = self._nonzero(levels, rows, cols)
+        if not len(block):
             return
         positive = decoder.categorical(self.counts[channel, context])
         np.add.at(self.counts, (channel, context, positive), 2)
-        dc = levels[rows, cols, :, 0]
-        block = np.nonzero(dc)[0]
         dc[block, channel] *= 2 * positive - 1
         levels[rows, cols, :, 0] = dc
 

@@ -60,7 +60,8 @@ def power_gain(transform: Callable[[torch.Tensor], torch.Tensor], like: torch.Te
 def fft_size(n: int) -> int:
     """The smallest m >= n that is a multiple of 4 with no prime factor over 7: a size the FFT
     is fast at. Others took up to 2.4 times as long (1534 = 2 x 13 x 59 against 1536, and
-    1250 = 2 x 5^4 against 1260)."""
+    1250 = 2 x 5^4 against 1260). (scipy.fft.next_fast_len allows 11 for complex transforms,
+    only 2, 3 and 5 for real ones, and no multiple of 4: other canvases.)"""
     m = -(-n // 4) * 4
     while True:
         rest = m

@@ -193,8 +193,8 @@ def test_dc_signs_in_context_round_trip_exactly_and_cost_less_where_they_hold_ov
     rng = np.random.default_rng(12)
     levels = _regional_dc(rng)
     modes = rng.integers(0, 3, levels.shape[:2]).astype(np.uint8)
-    plain = detail.Table.from_codes(_plain_codes(levels, modes), detail.MODES_PASSES)
-    signed = detail.Table.from_codes(_plain_codes(levels, modes), detail.MODES_PASSES_SIGNS)
+    plain = _layout_table(levels, modes)
+    signed = _layout_table(levels, modes, detail.MODES_PASSES_SIGNS)  # the same rows, so the same codes
     assert detail.Layout(**signed.layout.spec()).dc_signs and "dc_signs" not in plain.layout.spec()
     for adaptive in (False, True):
         sizes = {}
@@ -218,24 +218,13 @@ def test_dc_signs_in_context_round_trip_exactly_and_cost_less_where_they_hold_ov
         assert other is None or not np.array_equal(other, levels)
 
 
-def _plain_codes(levels, modes):
-    return detail.codes_from_counts(_counts(levels, modes), detail.MODES_PASSES)
-
-
-def _counts(levels, modes, layout=detail.MODES_PASSES):
-    counts = np.zeros((layout.rows, detail.SYMBOLS))
-    detail.count(levels, counts, layout, modes)
-    return counts
-
-
 def test_dc_signs_fold_only_the_dc_rows_and_leave_the_estimates_alone():
     """The coder's DC rows weigh each magnitude as both signs together (negative symbols are
     never coded); every other row, and the encoder's estimates (`bits`), are the table's own."""
     rng = np.random.default_rng(13)
     levels = _regional_dc(rng)
-    codes = _plain_codes(levels, None)
-    plain = detail.Table.from_codes(codes, detail.MODES_PASSES)
-    signed = detail.Table.from_codes(codes, detail.MODES_PASSES_SIGNS)
+    plain = _layout_table(levels, None)
+    signed = _layout_table(levels, None, detail.MODES_PASSES_SIGNS)
     dc = signed.layout.dc_rows
     assert dc.sum() == 3 * detail.CONTEXTS * detail.MODES_PASSES.modes
     assert np.array_equal(plain.bits, signed.bits)

@@ -114,6 +114,11 @@ def validate(codec: Codec, paths: list[Path], ladder: list[Rung], tables, adapti
             for (_, rung), b, p in zip(rungs, bpp, quality)}
 
 
+def codec_path(model: str) -> Path:
+    """A codec given as a shipped model id (verified) or a codec file's path."""
+    return Path(model) if model.endswith(".safetensors") else weights.verified(model)[0]
+
+
 def kept_filter(model, ladder: list[Rung], block_modes: bool) -> tuple[dict[str, np.ndarray], dict]:
     """(tensors, config) of a codec model's reconstruction filter for a ladder that continues
     the model's own: each added quality gets the last quality's bias and is skipped, since the
@@ -146,7 +151,7 @@ def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str
     reconstruction filter (`kept_filter`). contexts: the tables' layout (`LAYOUTS`); encoded:
     count what the base's own encoder codes (`fit_tables`), which needs the base's ladder,
     block modes and layout."""
-    base_path = Path(base_model) if base_model.endswith(".safetensors") else weights.verified(base_model)[0]
+    base_path = codec_path(base_model)
     codec = Codec(device=device, path=base_path)
     ladder = parse_ladder(ladder_text, codec.model.vqvae_config["num_stages"])
     if soft_from is not None and not (block_modes and 1 <= soft_from <= len(ladder)):
@@ -198,7 +203,7 @@ def export_dc_signs(base_model: str, model_id: str, out: Path) -> Path:
     path, with tables stored as codes) whose detail layer codes the DC levels' signs in context
     (`detail.DcSigns`). The tables, networks and filter are the base's, and so are the levels
     an encoder chooses and the pixels they decode to: only the bits change. Nothing is fitted."""
-    base_path = Path(base_model) if base_model.endswith(".safetensors") else weights.verified(base_model)[0]
+    base_path = codec_path(base_model)
     meta, tensors = codec_file(base_path)
     if "detail.codes" not in tensors:
         raise VQPressError(f"{base_path.stem} has no detail tables stored as codes (rvq-dct-v10 and later)")
