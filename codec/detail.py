@@ -343,19 +343,22 @@ class Probabilities:
         self.weights = table.coding_weights * ADAPT_PRIOR if adaptive else table.coding_weights
         self.row_sums = self.total * ADAPT_PRIOR if adaptive else self.total
 
-    def rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(weights (n, SYMBOLS), their row sums) of table rows (n,)."""
-        return np.take(self.weights, rows, axis=0), self.row_sums[rows]
+    def rows(self, rows: np.ndarray) -> np.ndarray:
+        """The weights (n, SYMBOLS) of table rows (n,)."""
+        return np.take(self.weights, rows, axis=0)
 
-    def update(self, rows: list[np.ndarray], symbols: list[np.ndarray]) -> None:
-        """Count coded symbols in their table rows (adaptive models only). The coder counts a
-        diagonal's symbols once all are coded: the decoder's calls for it (one per channel and
-        pass) read disjoint rows, so counting after each call would give the same weights."""
+    def update(self, rows: np.ndarray, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Count coded symbols in their table rows (adaptive models only). Returns the weights
+        they were coded with and their rows' sums. The coder counts a diagonal's symbols once
+        all are coded: the decoder's calls for it (one per channel and pass) read disjoint
+        rows, so counting after each call would give the same weights."""
+        cells = rows * SYMBOLS + symbols
+        coded = self.weights.reshape(-1)[cells], self.row_sums[rows]
         if self.adaptive:
-            rows, symbols = np.concatenate(rows), np.concatenate(symbols)
             added = self.total[rows]
-            np.add.at(self.weights.reshape(-1), rows * SYMBOLS + symbols, added)  # 1-d: numpy's fast path
+            np.add.at(self.weights.reshape(-1), cells, added)  # 1-d: numpy's fast path
             np.add.at(self.row_sums, rows, added)
+        return coded
 
 
 class DcSigns:
@@ -427,11 +430,10 @@ def encode(encoder, levels: np.ndarray, table: Table, modes: np.ndarray | None =
         order = np.concatenate([(np.arange(len(rows))[:, None] * 192 + slot).ravel() for slot in slots])
         flat = symbols[rows, cols].reshape(-1)[order]
         flat_rows = all_rows(table.layout, magnitudes, rows, cols, modes).reshape(-1)[order]
-        probs, row_sums = model.rows(flat_rows)
-        encoder.encode(flat, CATEGORICAL, probs)
-        chosen.append(probs[np.arange(len(flat)), flat])
+        encoder.encode(flat, CATEGORICAL, model.rows(flat_rows))
+        weights, row_sums = model.update(flat_rows, flat)
+        chosen.append(weights)
         sums.append(row_sums)
-        model.update([flat_rows], [flat])
         if signs is not None:
             sign_bits += signs.encode(encoder, levels, rows, cols)
         if bar is not None:
@@ -478,8 +480,7 @@ def decode(decoder, table: Table, bh: int, bw: int, modes: np.ndarray | None = N
                 if k:
                     table_rows = table_rows + layout.class_of(before)[:, None]
                 table_rows = table_rows.reshape(-1)
-                probs, sums = model.rows(table_rows)
-                symbols = decoder.categorical(probs, sums)
+                symbols = decoder.categorical_on_account(model.rows(table_rows))
                 used.append(table_rows)
                 counted.append(symbols)
                 decoded[:, channel, positions] = symbols.reshape(len(rows), -1)
@@ -487,7 +488,7 @@ def decode(decoder, table: Table, bh: int, bw: int, modes: np.ndarray | None = N
                     before = before + np.abs(decoded[:, channel, positions] - LIMIT).sum(1)
             if channel < 2:
                 earlier = earlier + np.abs(decoded[:, channel] - LIMIT)
-        model.update(used, counted)
+        decoder.charge(*model.update(np.concatenate(used), np.concatenate(counted)))
         decoded -= LIMIT
         levels[rows, cols] = decoded
         magnitudes[rows + 1, cols + 1] = np.abs(decoded)

@@ -74,13 +74,21 @@ class PayloadDecoder:
         if self.budget < 0:
             raise CorruptStream("corrupted payload (its data ends before the image does)")
 
-    def categorical(self, weights: np.ndarray, sums: np.ndarray | None = None) -> np.ndarray:
-        """One symbol per row of integer probability weights (n, K), whose row sums the caller
-        may know (n,)."""
+    def categorical(self, weights: np.ndarray) -> np.ndarray:
+        """One symbol per row of integer probability weights (n, K)."""
         symbols = self._decoder.decode(CATEGORICAL, weights)
-        chosen = weights[np.arange(len(symbols)), symbols]
-        self._spend(float(-np.log2(chosen / (weights.sum(1) if sums is None else sums)).sum()))
+        self.charge(weights[np.arange(len(symbols)), symbols], weights.sum(1))
         return symbols
+
+    def categorical_on_account(self, weights: np.ndarray) -> np.ndarray:
+        """As `categorical`, for a caller that charges the symbols' information itself
+        (`charge`) before it decodes far more: it can charge many calls' symbols at once."""
+        return self._decoder.decode(CATEGORICAL, weights)
+
+    def charge(self, chosen: np.ndarray, sums: np.ndarray) -> None:
+        """Count decoded symbols' information against the payload: their weights and their
+        rows' sums."""
+        self._spend(float(np.log2(sums).sum() - np.log2(chosen).sum()))
 
     def uniform(self, sizes: np.ndarray) -> np.ndarray:
         """One symbol in 0..size-1 per entry of sizes (int32)."""
