@@ -65,14 +65,17 @@ def stage_times(codec, repeat: int, rgb, q: int, map, stages: list[str]) -> list
     levels = modes = None
     if rung.step is not None:
         row["detail levels"], (levels, modes) = median_ms(repeat, codec.detail_levels, rgb, base, q, map)
-    row["payload encode"], (data, _) = median_ms(repeat, payload.encode, codec.model, q, indices,
-                                                 levels, None, modes)
-    row["payload decode"], _ = median_ms(repeat, payload.decode, codec.model, q, data, h, w)
     out = base
     if levels is not None:
         row["base + detail"], out = median_ms(repeat, codec.with_detail, q, base, levels, modes, map)
+    choose = None
+    if codec.model.strength_tile(q) is not None:
+        row["filter strengths"], choose = median_ms(repeat, codec.filter_strengths, rgb, out, q)
+    row["payload encode"], (data, _) = median_ms(repeat, payload.encode, codec.model, q, indices,
+                                                 levels, None, modes, choose)
+    row["payload decode"], decoded = median_ms(repeat, payload.decode, codec.model, q, data, h, w)
     if codec.postfilter is not None and codec.postfilter.applies(q):
-        row["filter"], _ = median_ms(repeat, codec.postfilter, out, q)
+        row["filter"], _ = median_ms(repeat, codec.postfilter, out, q, None, decoded[3])
     return [row.get(s) for s in stages]
 
 
@@ -94,8 +97,8 @@ def main():
     h, w = rgb.shape[:2]
     codec = Codec(device="cpu", threads=args.threads)
     codec.compress(image, codec.qualities[-1])  # warm-up
-    stages = ["analysis", "nearest codes", "ECVQ", "synthesis", "detail levels", "payload encode",
-              "payload decode", "base + detail", "filter"]
+    stages = ["analysis", "nearest codes", "ECVQ", "synthesis", "detail levels", "base + detail",
+              "filter strengths", "payload encode", "payload decode", "filter"]
     print(f"768x512, {args.threads} threads, median of {args.repeat}, milliseconds\n")
     print("| quality | " + " | ".join(stages) + " |\n|---:|" + "---:|" * len(stages))
     # as compress and decompress run them: one BLAS thread, chunked work on the codec's pool

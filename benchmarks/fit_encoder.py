@@ -82,10 +82,11 @@ def measure(codec: api.Codec, rgb: np.ndarray, variants: dict[str, dict[str, flo
             levels = modes = None
             if rung.step is not None:
                 levels, modes = codec.detail_levels(rgb, base, q)
-            data, _ = codec.encode_payload(q, indices, levels, modes=modes)
             out = base if levels is None else codec.with_detail(q, base, levels, modes)
+            choose = codec.filter_strengths(rgb, out, q) if codec.model.strength_tile(q) else None
+            data, _ = codec.encode_payload(q, indices, levels, modes=modes, strengths=choose)
             if codec.postfilter is not None and codec.postfilter.applies(q):
-                out = codec.postfilter(out, q)
+                out = codec.postfilter(out, q, None, codec.decode_payload(q, data, h, w)[3])
             rows.append({"variant": name, "quality": q, "bpp": (len(data) + HEADER_BYTES) * 8 / (w * h),
                          "psnr": psnr(out, rgb), "ms_ssim": ms_ssim_db(ms_ssim(out, rgb))})
     return rows

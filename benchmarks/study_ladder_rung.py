@@ -63,7 +63,7 @@ def coded_point(codec: Codec, rgb: np.ndarray, quality: int) -> tuple[float, flo
     """(bpp, PSNR before the filter, PSNR after) of one encode and decode."""
     data = codec.compress(rgb, quality)
     header, payload = unpack(data)
-    unfiltered = codec.decode_image(quality, payload, header.height, header.width)
+    unfiltered = codec.decode_image(quality, payload, header.height, header.width)[0]
     return (8 * len(data) / (rgb.shape[0] * rgb.shape[1]), psnr(rgb, unfiltered),
             psnr(rgb, np.asarray(codec.decompress(data).convert("RGB"))))
 

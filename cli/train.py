@@ -200,6 +200,20 @@ def export_postfilter(run, model_id, base, out):
     click.echo(f"wrote {export(run, model_id, out, base)}")
 
 
+@train.command(name="filter-strengths")
+@click.option("--base", "base_model", required=True,
+              help="Codec with a reconstruction filter: a shipped model, or a codec file's path.")
+@click.option("--model-id", required=True, help="File stem of the new codec, e.g. rvq-dct-v15.")
+@click.option("--tile", default=64, show_default=True, help="Side of the tiles that each get a strength, in pixels.")
+@out_option
+def filter_strengths(base_model, model_id, tile, out):
+    """Write a codec whose encoder scales the filter's correction per tile (and codes the
+    choices); the rest is the base's."""
+    from vqpress.training.postfilter import export_filter_strengths
+
+    click.echo(f"wrote {export_filter_strengths(base_model, model_id, out, tile)}")
+
+
 @train.command(name="dc-signs")
 @click.option("--base", "base_model", required=True,
               help="Codec whose detail layer to code DC signs in context: a shipped model, or a codec file's path.")

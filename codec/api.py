@@ -16,7 +16,7 @@ from PIL import Image
 
 from vqpress import weights
 
-from . import container, detail, ecvq, limits, payload
+from . import container, detail, ecvq, limits, payload, strength
 from . import modes as block_modes
 from .blocks import BLOCK, DOWNSCALE
 from .errors import VQPressError
@@ -108,25 +108,27 @@ class Codec:
     def pixels(self, indices, height: int, width: int, bar=None):
         return self.transforms.pixels(indices, height, width, bar)
 
-    def encode_payload(self, quality: int, indices, levels=None, bar=None, modes=None) -> tuple[bytes, float]:
-        return payload.encode(self.model, quality, indices, levels, bar, modes)
+    def encode_payload(self, quality: int, indices, levels=None, bar=None, modes=None,
+                       strengths=None) -> tuple[bytes, float]:
+        return payload.encode(self.model, quality, indices, levels, bar, modes, strengths)
 
     def decode_payload(self, quality: int, data: bytes, height: int, width: int, bar=None):
         return payload.decode(self.model, quality, data, height, width, bar)
 
     def decode_image(self, quality: int, data: bytes, height: int, width: int, bar=None):
-        """(H, W, 3) uint8 image of a payload. The VQ base is synthesised in a worker thread
-        while the detail layer is still being range-decoded (ONNX Runtime releases the GIL;
-        the detail layer never reads the base's pixels, only its reconstruction does). The
-        worker first builds the ONNX Runtime sessions that a fresh process has not made yet."""
+        """((H, W, 3) uint8 image of a payload before the filter, the filter's strengths or
+        None). The VQ base is synthesised in a worker thread while the detail layer is still
+        being range-decoded (ONNX Runtime releases the GIL; the detail layer never reads the
+        base's pixels, only its reconstruction does). The worker first builds the ONNX Runtime
+        sessions that a fresh process has not made yet."""
         with one_blas_thread(), ThreadPoolExecutor(1) as pool, ThreadPoolExecutor(self.workers) as helpers:
             prepared = pool.submit(self.prepare_decoder, quality)
             base = []
-            indices, levels, modes = payload.decode(
+            indices, levels, modes, strengths = payload.decode(
                 self.model, quality, data, height, width, bar,
                 on_symbols=lambda idx: base.append(pool.submit(self.pixels, idx, height, width, bar)))
             prepared.result()  # its error (a damaged graph file), if any, before the pixels' own
-            return self.with_detail(quality, base[0].result(), levels, modes, helpers.map)
+            return self.with_detail(quality, base[0].result(), levels, modes, helpers.map), strengths
 
     def prepare_decoder(self, quality: int) -> None:
         """Make the sessions that decoding a quality runs, if not made yet."""
@@ -199,6 +201,14 @@ class Codec:
                                         weights=error_weights)
         return levels, modes
 
+    def filter_strengths(self, rgb, decoded, quality: int):
+        """The encoder's choice of filter strengths (`codec.strength`) for an image whose
+        decoded pixels before the filter are `decoded`: a function of the bits coded before
+        them, which price them."""
+        tile = self.model.strength_tile(quality)
+        errors = strength.tile_errors(rgb, decoded, self.postfilter.correction(decoded, quality), tile)
+        return lambda bits: strength.choose(errors, strength.price_per_bit(errors, bits))
+
     # -- bytes ------------------------------------------------------------------------------------
     def compress_detailed(self, image, quality: int, progress: bool = False,
                           strip: bool = False) -> CompressResult:
@@ -212,19 +222,26 @@ class Codec:
         limits.check_size(w, h)
         rung = self.ladder[quality - 1]
         has_detail = rung.step is not None
+        tile = self.model.strength_tile(quality)
         with progress_bar(progress, "compress", h, w, rung.stages + 1 + 4 * has_detail) as bar, \
                 one_blas_thread(), ThreadPoolExecutor(1) as pool, ThreadPoolExecutor(self.workers) as helpers:
             indices = self.symbols(rgb, rung.stages, bar, ECVQ_LAMBDA)
 
-            def detail_layer():  # the VQ base's synthesis and the levels: in a worker thread
-                levels, modes = self.detail_levels(rgb, self.pixels(indices, h, w, bar), quality, helpers.map)
-                if mode in GRAY_MODES:  # decoded as gray: the colour differences are not kept
-                    levels[:, :, 1:] = 0
-                return levels, modes
+            def later():  # the VQ base's synthesis, the levels and the tiles' errors: in a worker thread
+                base = self.pixels(indices, h, w, bar)
+                levels = modes = choose = None
+                if has_detail:
+                    levels, modes = self.detail_levels(rgb, base, quality, helpers.map)
+                    if mode in GRAY_MODES:  # decoded as gray: the colour differences are not kept
+                        levels[:, :, 1:] = 0
+                if tile is not None:
+                    decoded = self.with_detail(quality, base, levels, modes, helpers.map)
+                    choose = self.filter_strengths(rgb, decoded, quality)
+                return levels, modes, choose
 
             # while the symbol maps are range-coded (ONNX Runtime releases the GIL)
-            later = pool.submit(detail_layer) if has_detail else None
-            data, bits = payload.encode_later(self.model, quality, indices, later.result if later else None, bar)
+            computed = pool.submit(later) if has_detail or tile is not None else None
+            data, bits = payload.encode_later(self.model, quality, indices, computed.result if computed else None, bar)
         header = container.Header(self.model_id, self.weights_hash, w, h, mode, quality,
                                   extensions=extensions(image, alpha, strip))
         return CompressResult(container.pack(header, data), bits)
@@ -287,9 +304,9 @@ class Codec:
         filtered = self.postfilter is not None and self.postfilter.applies(header.quality)
         passes = rung.stages + 1 + 3 * (rung.step is not None) + filtered
         with progress_bar(progress, "decompress", h, w, passes) as bar:
-            rgb = self.decode_image(header.quality, data, h, w, bar)
+            rgb, strengths = self.decode_image(header.quality, data, h, w, bar)
             if filtered:
-                rgb = self.postfilter(rgb, header.quality, bar)
+                rgb = self.postfilter(rgb, header.quality, bar, strengths)
         return with_extensions(from_rgb8(rgb, header.mode), header)
 
 

@@ -11,7 +11,8 @@ levels' reconstruction offset, whether its tables adapt to each image as it is c
 per block (`block_modes`, `codec.modes`: true for a choice of the first two predictors at every
 quality, or per quality how many it chooses from); the first models have neither. A model with
 a reconstruction filter (`vqpress.nets.postfilter`) holds its weights (`postfilter.*`, fp16)
-and its config in the metadata.
+and its config in the metadata; from rvq-dct-v15 the config has `strength_tile`: the encoder
+scales the filter's correction per tile of that size (`codec.strength`).
 
 A codec file may instead name a shipped base model (`base_model`, pinned by `base_sha256`) and
 hold only the parts (`vqvae`, `prior`, `detail`, `postfilter`) that differ from it, with the
@@ -34,6 +35,7 @@ from vqpress import weights
 from . import detail
 from .ladder import Rung, ladder_from_metadata
 from .prior import FixedPointPrior
+from .strength import TILES as STRENGTH_TILES
 
 DELTA_KEYS = ("base_model", "base_sha256", "shipped_sha256")
 
@@ -90,6 +92,14 @@ class CodecModel:
                                      else detail.Table.from_codes(stored, self.detail_layout))
         return self._tables[quality]
 
+    def strength_tile(self, quality: int) -> int | None:
+        """The size of the tiles whose filter strengths (`codec.strength`) end a payload of this
+        quality, or None where there are none."""
+        config = self.postfilter_config
+        if config is None or quality in config.get("skip", []):
+            return None
+        return config.get("strength_tile")
+
     def predictors(self, quality: int) -> int:
         """How many predictors a block of the detail layer chooses from at a quality (0: no choice)."""
         return self.block_modes[quality - 1] if self.block_modes else 0
@@ -123,6 +133,9 @@ def load_codec_file(path) -> CodecModel:
     filter_state = {k[11:]: v for k, v in tensors.items() if k.startswith("postfilter.")} or None
     if (filter_config is None) != (filter_state is None) or (filter_config and filter_config["qualities"] != len(ladder)):
         raise weights.WeightsError(f"{path}: the reconstruction filter does not fit the quality ladder")
+    if filter_config and filter_config.get("strength_tile", 64) not in STRENGTH_TILES:
+        raise weights.WeightsError(f"{path}: filter strength tiles of {filter_config['strength_tile']!r} pixels "
+                                   f"(known: {', '.join(map(str, STRENGTH_TILES))})")
     predictors = meta.get("block_modes", False)
     if isinstance(predictors, bool):
         predictors = [2 * predictors] * len(ladder)

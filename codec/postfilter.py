@@ -7,6 +7,7 @@ from functools import cached_property
 
 import numpy as np
 
+from . import strength
 from .transforms import GRAPH_INPUT, advance
 
 BIAS_INPUT = "bias"
@@ -23,6 +24,7 @@ class OnnxPostFilter:
         self.skipped = set(config.get("skip", []))  # qualities where validation showed no gain
         self.graph, self.threads = postfilter_graph(config), threads
         self.halo = 2 * config["layers"] + 2  # context on each side of a tile: more than the filter's reach
+        self.strength_tile = config.get("strength_tile")  # tiles whose correction is scaled (`codec.strength`)
         self.tensors = {k: v for k, v in state.items() if k != "quality_bias"}
 
     @cached_property
@@ -38,20 +40,40 @@ class OnnxPostFilter:
     def applies(self, quality: int) -> bool:
         return quality not in self.skipped
 
-    def __call__(self, image: np.ndarray, quality: int, bar=None) -> np.ndarray:
-        """(H, W, 3) uint8 -> the filtered image, tile by tile with overlap."""
+    def correction(self, image: np.ndarray, quality: int) -> np.ndarray:
+        """(H, W, 3) float32: what the filter adds to an (H, W, 3) uint8 image, in pixel units."""
+        out = np.empty(image.shape, np.float32)
+        for rows, cols, y in self._tiles(image, quality):
+            out[rows, cols] = y * np.float32(255) - image[rows, cols]
+        return out
+
+    def __call__(self, image: np.ndarray, quality: int, bar=None, strengths: np.ndarray | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 -> the filtered image; its correction scaled per tile by the
+        `codec.strength` choices `strengths` (tiles down, across), if given."""
+        out = np.empty_like(image)
+        for rows, cols, y in self._tiles(image, quality):
+            y = np.multiply(y, np.float32(255), order="C")  # pixel-interleaved, as the image
+            if strengths is not None:
+                x = image[rows, cols]
+                y -= x
+                y *= strength.per_pixel(strengths, self.strength_tile, rows, cols)
+                y += x
+            out[rows, cols] = np.clip(np.round(y, out=y), 0, 255, out=y)
+            advance(bar, (rows.stop - rows.start) * (cols.stop - cols.start) // 64)
+        return out
+
+    def _tiles(self, image: np.ndarray, quality: int):
+        """(rows, cols, the filter's output there in (h, w, 3) float32, 0..1) of each tile of an
+        (H, W, 3) uint8 image, filtered with overlap."""
         h, w = image.shape[:2]
         padded = np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         bias = self.bias[quality - 1][None, :, None, None]
-        out = np.empty_like(padded)
-        for y0 in range(0, padded.shape[0], TILE_PIXELS):
-            for x0 in range(0, padded.shape[1], TILE_PIXELS):
+        for y0 in range(0, h, TILE_PIXELS):
+            for x0 in range(0, w, TILE_PIXELS):
                 y1, x1 = min(y0 + TILE_PIXELS, padded.shape[0]), min(x0 + TILE_PIXELS, padded.shape[1])
                 ya, xa = max(0, y0 - self.halo), max(0, x0 - self.halo)
                 yb, xb = min(padded.shape[0], y1 + self.halo), min(padded.shape[1], x1 + self.halo)
                 tile = padded[ya:yb, xa:xb].transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255)
                 y = self.session.run(**{GRAPH_INPUT: tile, BIAS_INPUT: bias})[0]
-                y = y[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa].transpose(1, 2, 0)
-                out[y0:y1, x0:x1] = np.clip(np.round(y * 255), 0, 255)
-                advance(bar, (y1 - y0) * (x1 - x0) // 64)
-        return out[:h, :w]
+                rows, cols = slice(y0, min(y1, h)), slice(x0, min(x1, w))
+                yield rows, cols, y[:, rows.start - ya:rows.stop - ya, cols.start - xa:cols.stop - xa].transpose(1, 2, 0)

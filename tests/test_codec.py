@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from vqpress import codec
+from vqpress.codec import strength
 from vqpress.codec.container import unpack
 from vqpress.measure.metrics import psnr
 
@@ -101,12 +102,14 @@ sys.stdout.buffer.write(codec.load(device="cpu", threads={threads}).compress(img
 DECODE = """
 import sys, numpy as np
 from vqpress import codec
+from vqpress.codec import strength
 from vqpress.codec.container import unpack
 data = sys.stdin.buffer.read()
 m = codec.load(device="cpu", threads={threads})
 h, payload = unpack(data)
-indices, levels, modes = m.decode_payload(h.quality, payload, h.height, h.width)
-np.savez(sys.stdout.buffer, indices=indices, levels=levels, modes=np.zeros(0) if modes is None else modes)
+indices, levels, modes, strengths = m.decode_payload(h.quality, payload, h.height, h.width)
+np.savez(sys.stdout.buffer, indices=indices, levels=levels, modes=np.zeros(0) if modes is None else modes,
+         strengths=np.zeros(0) if strengths is None else strengths)
 """
 
 
@@ -132,7 +135,10 @@ def test_bit_exact_across_processes_and_thread_counts(model):
     # re-encoding what was decoded must give the very payload: nothing was decoded wrongly
     modes = decoded["modes"] if decoded["modes"].size else None
     assert model.model.predictors(header.quality) < 3 or (modes == 2).any()  # all three predictors in the test
-    again, _ = model.encode_payload(header.quality, decoded["indices"], decoded["levels"], modes=modes)
+    strengths = decoded["strengths"] if decoded["strengths"].size else None
+    assert model.model.strength_tile(header.quality) is None or (strengths != strength.NEUTRAL).any()
+    again, _ = model.encode_payload(header.quality, decoded["indices"], decoded["levels"], modes=modes,
+                                    strengths=strengths)
     assert again == payload
 
 
@@ -146,9 +152,9 @@ def test_encoded_on_gpu_decodes_on_cpu(photo):
     from vqpress.codec.api import ECVQ_LAMBDA
 
     symbols = gpu.symbols(photo, gpu.ladder[top - 1].stages, lam=ECVQ_LAMBDA)  # as compress chose them
-    indices, levels, modes = cpu.decode_payload(top, payload, header.height, header.width)
+    indices, levels, modes, strengths = cpu.decode_payload(top, payload, header.height, header.width)
     assert np.array_equal(indices, symbols)
-    assert cpu.encode_payload(top, indices, levels, modes=modes)[0] == payload
+    assert cpu.encode_payload(top, indices, levels, modes=modes, strengths=strengths)[0] == payload
     assert cpu.decompress(data).size == gpu.decompress(data).size
 
 

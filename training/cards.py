@@ -121,6 +121,10 @@ def filter_lines(c: dict) -> list[str]:
         lines.append(f"- kept from `{kept['model']}` (`train detail --keep-filter`), which has {kept['qualities']} "
                      "qualities; it is not applied at the qualities added after them, where it was "
                      "neither trained nor validated")
+    if "strength_tile" in c:
+        by = c["strengths_by"]
+        lines.append(f"- scaled per {c['strength_tile']}x{c['strength_tile']} tile by a strength the encoder "
+                     f"chooses and codes (`codec/strength.py`; `{by['command']}`, from `{by['base_model']}`)")
     return lines
 
 

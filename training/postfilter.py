@@ -38,7 +38,7 @@ def decoded(codec: Codec, rgb: np.ndarray, qualities: int) -> list[np.ndarray]:
     out = []
     for quality in range(1, qualities + 1):
         _, data = container.unpack(codec.compress(rgb, quality))
-        out.append(codec.decode_image(quality, data, h, w))
+        out.append(codec.decode_image(quality, data, h, w)[0])
     return out
 
 
@@ -243,11 +243,41 @@ def export_postfilter(run, model_id: str, out: Path, base: Path | None = None) -
     if "max_quality" in ckpt["train_config"]["extra"]:
         card["postfilter"]["max_quality"] = trained
 
+    strengths = {k: v for k, v in (meta.get("postfilter_config") or {}).items() if k == "strength_tile"}
+
     def write(path):
         metadata = {**{k: json.dumps(v) for k, v in meta.items()}, "card": json.dumps(card),
-                    "postfilter_config": json.dumps({**ckpt["model_config"], "skip": skip})}
+                    "postfilter_config": json.dumps({**ckpt["model_config"], "skip": skip, **strengths})}
         save_file(tensors, str(path), metadata=metadata)
 
     from vqpress.codec.ladder import ladder_from_metadata
+
+    return release(out, model_id, write, card, CODEC_INTRO, codec_sections(card, ladder_from_metadata(meta)))
+
+
+def export_filter_strengths(base_model: str, model_id: str, out: Path, tile: int) -> Path:
+    """Release <out>/<model_id>.safetensors: `base_model` (a shipped codec, or a codec file's
+    path, with a reconstruction filter) whose encoder scales the filter's correction per tile
+    of `tile` pixels and codes the choices (`codec.strength`). Networks, tables and filter
+    weights are the base's; nothing is fitted."""
+    from vqpress.codec.ladder import ladder_from_metadata
+    from vqpress.codec.strength import TILES
+
+    from .detail import codec_path
+    from .loop import command_line
+
+    base_path = codec_path(base_model)
+    meta, tensors = codec_file(base_path)
+    if meta.get("postfilter_config") is None:
+        raise VQPressError(f"{base_path.stem} has no reconstruction filter")
+    if tile not in TILES:
+        raise VQPressError(f"tiles of {tile} pixels are not known (known: {', '.join(map(str, TILES))})")
+    card = {**meta["card"], "model_id": model_id}
+    card["postfilter"] = {**card["postfilter"], "strength_tile": tile,
+                          "strengths_by": {"base_model": base_path.stem, "command": command_line()}}
+
+    def write(path):
+        metadata = {**meta, "card": card, "postfilter_config": {**meta["postfilter_config"], "strength_tile": tile}}
+        save_file(tensors, str(path), metadata={k: json.dumps(v) for k, v in metadata.items()})
 
     return release(out, model_id, write, card, CODEC_INTRO, codec_sections(card, ladder_from_metadata(meta)))
