@@ -20,13 +20,16 @@ from vqpress.codec import container
 from vqpress.codec.api import Codec
 from vqpress.codec.errors import VQPressError
 from vqpress.codec.imageio import image_paths, open_image, to_rgb8
+from vqpress.codec.ladder import ladder_from_metadata
 from vqpress.codec.model import codec_file
+from vqpress.codec.strength import TILES as STRENGTH_TILES
 from vqpress.measure.metrics import psnr, psnr_of_mse
 from vqpress.nets.postfilter import PostFilter, PostFilterConfig
 
 from .cards import CODEC_INTRO, codec_sections
 from .data import evenly_spread
-from .loop import TrainConfig, fit, prepare, read_checkpoint, resume, world
+from .detail import codec_path
+from .loop import TrainConfig, command_line, fit, prepare, read_checkpoint, resume, world
 from .release import exported_summary, half, release
 
 
@@ -250,8 +253,6 @@ def export_postfilter(run, model_id: str, out: Path, base: Path | None = None) -
                     "postfilter_config": json.dumps({**ckpt["model_config"], "skip": skip, **strengths})}
         save_file(tensors, str(path), metadata=metadata)
 
-    from vqpress.codec.ladder import ladder_from_metadata
-
     return release(out, model_id, write, card, CODEC_INTRO, codec_sections(card, ladder_from_metadata(meta)))
 
 
@@ -260,18 +261,12 @@ def export_filter_strengths(base_model: str, model_id: str, out: Path, tile: int
     path, with a reconstruction filter) whose encoder scales the filter's correction per tile
     of `tile` pixels and codes the choices (`codec.strength`). Networks, tables and filter
     weights are the base's; nothing is fitted."""
-    from vqpress.codec.ladder import ladder_from_metadata
-    from vqpress.codec.strength import TILES
-
-    from .detail import codec_path
-    from .loop import command_line
-
     base_path = codec_path(base_model)
     meta, tensors = codec_file(base_path)
     if meta.get("postfilter_config") is None:
         raise VQPressError(f"{base_path.stem} has no reconstruction filter")
-    if tile not in TILES:
-        raise VQPressError(f"tiles of {tile} pixels are not known (known: {', '.join(map(str, TILES))})")
+    if tile not in STRENGTH_TILES:
+        raise VQPressError(f"tiles of {tile} pixels are not known (known: {', '.join(map(str, STRENGTH_TILES))})")
     card = {**meta["card"], "model_id": model_id}
     card["postfilter"] = {**card["postfilter"], "strength_tile": tile,
                           "strengths_by": {"base_model": base_path.stem, "command": command_line()}}
