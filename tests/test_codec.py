@@ -102,7 +102,6 @@ sys.stdout.buffer.write(codec.load(device="cpu", threads={threads}).compress(img
 DECODE = """
 import sys, numpy as np
 from vqpress import codec
-from vqpress.codec import strength
 from vqpress.codec.container import unpack
 data = sys.stdin.buffer.read()
 m = codec.load(device="cpu", threads={threads})
