@@ -133,7 +133,7 @@ def load_codec_file(path) -> CodecModel:
     filter_state = {k[11:]: v for k, v in tensors.items() if k.startswith("postfilter.")} or None
     if (filter_config is None) != (filter_state is None) or (filter_config and filter_config["qualities"] != len(ladder)):
         raise weights.WeightsError(f"{path}: the reconstruction filter does not fit the quality ladder")
-    if filter_config and filter_config.get("strength_tile", 64) not in STRENGTH_TILES:
+    if filter_config and "strength_tile" in filter_config and filter_config["strength_tile"] not in STRENGTH_TILES:
         raise weights.WeightsError(f"{path}: filter strength tiles of {filter_config['strength_tile']!r} pixels "
                                    f"(known: {', '.join(map(str, STRENGTH_TILES))})")
     predictors = meta.get("block_modes", False)

@@ -44,7 +44,7 @@ class OnnxPostFilter:
         """(H, W, 3) float32: what the filter adds to an (H, W, 3) uint8 image, in pixel units."""
         out = np.empty(image.shape, np.float32)
         for rows, cols, y in self._tiles(image, quality):
-            out[rows, cols] = y * np.float32(255) - image[rows, cols]
+            out[rows, cols] = np.multiply(y, np.float32(255), order="C") - image[rows, cols]
         return out
 
     def __call__(self, image: np.ndarray, quality: int, bar=None, strengths: np.ndarray | None = None) -> np.ndarray:

@@ -38,11 +38,11 @@ def tile_errors(photo: np.ndarray, decoded: np.ndarray, correction: np.ndarray, 
     sums = np.zeros((3, th, tw))  # per tile: residual^2, residual x correction, correction^2
     for i in range(th):
         rows = slice(i * tile, (i + 1) * tile)
-        residual = photo[rows].astype(np.float32) - decoded[rows]
-        c = correction[rows].astype(np.float32, copy=False)
-        pad = ((0, tile - len(residual)), (0, tw * tile - residual.shape[1]), (0, 0))
-        for k, product in enumerate((residual * residual, residual * c, c * c)):
-            sums[k, i] = np.pad(product, pad).reshape(tile, tw, tile, 3).sum((0, 2, 3), dtype=np.float64)
+        pad = ((0, tile - len(photo[rows])), (0, tw * tile - photo.shape[1]), (0, 0))
+        r = np.pad(photo[rows].astype(np.float32) - decoded[rows], pad).reshape(tile, tw, tile, 3)
+        c = np.pad(correction[rows].astype(np.float32, copy=False), pad).reshape(tile, tw, tile, 3)
+        for k, (a, b) in enumerate(((r, r), (r, c), (c, c))):
+            sums[k, i] = (a * b).sum((0, 2, 3), dtype=np.float64)
     s = STRENGTHS.astype(np.float64)
     return sums[0, ..., None] - 2 * s * sums[1, ..., None] + s * s * sums[2, ..., None]
 
