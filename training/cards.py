@@ -4,10 +4,14 @@ decoder, detail layer, reconstruction filter), rendered from the card's facts.""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from vqpress.codec.ladder import Rung
+import numpy as np
+from safetensors.numpy import save_file
 
-from .release import training_lines
+from vqpress.codec.ladder import Rung, ladder_from_metadata
+
+from .release import release, training_lines
 
 CODEC_INTRO = [
     ("VQ-VAE (fp16 weights) + PixelCNN prior (int32 fixed-point tables) of the vqpress codec. "
@@ -16,6 +20,16 @@ CODEC_INTRO = [
      "photos for each number of stages (psnr@k), and the float prior's bits per pixel of the "
      "whole validation photos at each quality (bpp@k)."),
 ]
+
+
+def release_codec(out: Path, model_id: str, tensors: dict[str, np.ndarray], metadata: dict, card: dict) -> Path:
+    """`release` a codec file of `tensors`, its metadata (values as objects, stored as JSON)
+    with `card` as its card, and the card rendered from the codec's sections."""
+    def write(path):
+        save_file(tensors, str(path), metadata={k: json.dumps(v) for k, v in {**metadata, "card": card}.items()})
+
+    ladder = ladder_from_metadata(metadata) if "detail" in card else None
+    return release(out, model_id, write, card, CODEC_INTRO, codec_sections(card, ladder))
 
 
 def codec_sections(card: dict, ladder: list[Rung] | None = None) -> list[tuple[str, list[str]]]:

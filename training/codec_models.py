@@ -14,13 +14,12 @@ from tqdm import tqdm
 
 from vqpress.codec.blocks import DOWNSCALE
 from vqpress.codec.errors import VQPressError
-from vqpress.codec.ladder import ladder_from_metadata
 from vqpress.codec.prior import PriorConfig
 from vqpress.measure.metrics import psnr_of_mse
 from vqpress.nets.pixelcnn import PixelCNNPrior
 from vqpress.nets.vqvae import VQVAE, VQVAEConfig
 
-from .cards import CODEC_INTRO, codec_sections
+from .cards import CODEC_INTRO, codec_sections, release_codec
 from .data import RandomCrops, center_crops, load_folder
 from .fixedpoint import export_tables
 from .loop import TrainConfig, fit, prepare, read_checkpoint, resume
@@ -240,9 +239,4 @@ def export_part(run, model_id: str, out: Path, onto: Path | None = None) -> Path
         tensors.update({f"prior.{k}": v for k, v in export_tables(prior).items()})
     card = {**meta["card"], "model_id": model_id, part: exported_summary(ckpt)}
 
-    def write(path):
-        save_file(tensors, str(path), metadata={**{k: json.dumps(v) for k, v in meta.items()},
-                                                "card": json.dumps(card)})
-
-    ladder = ladder_from_metadata(meta) if "detail" in card else None
-    return release(out, model_id, write, card, CODEC_INTRO, codec_sections(card, ladder))
+    return release_codec(out, model_id, tensors, meta, card)

@@ -7,13 +7,11 @@ rung of the ladder (its number of VQ stages and its step).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import save_file
 from tqdm import tqdm
 
 from vqpress import weights
@@ -22,14 +20,13 @@ from vqpress.codec.api import ECVQ_LAMBDA, Codec
 from vqpress.codec.entropy import new_encoder
 from vqpress.codec.errors import VQPressError
 from vqpress.codec.imageio import open_image, to_rgb8
-from vqpress.codec.ladder import Rung, ladder_from_metadata
+from vqpress.codec.ladder import Rung
 from vqpress.codec.model import codec_file
 from vqpress.measure.metrics import psnr
 
-from .cards import CODEC_INTRO, codec_sections
+from .cards import release_codec
 from .data import evenly_spread, image_paths
 from .loop import command_line, hardware
-from .release import release
 
 # The ladder of rvq-dct-v6: one VQ stage under the detail layer up to quality 3, two from
 # quality 4. With rvq-dct-v5's prior (the second stage costs less than under v4's), 14 random
@@ -181,21 +178,16 @@ def export_detail(base_model: str, data: Path, valid: Path | None, model_id: str
         card["detail"]["validation"] = validate(codec, evenly_spread(image_paths(valid), limit), ladder, tables, adaptive,
                                                 predictors, layout)
 
-    def write(path):
-        tensors = {k: v for k, v in codec_file(base_path)[1].items() if not k.startswith(("detail.", "postfilter."))}
-        tensors["detail.tables" if layout is detail.NEIGHBOURS else "detail.codes"] = np.ascontiguousarray(tables)
-        tensors.update({f"postfilter.{k}": v for k, v in filter_state.items()})
-        metadata = {"vqvae_config": json.dumps(codec.model.vqvae_config), "card": json.dumps(card),
-                    "ladder": json.dumps([[r.stages, r.step, r.offset] for r in ladder]),
-                    "adaptive_detail": json.dumps(adaptive),
-                    "block_modes": json.dumps(predictors if soft_from is not None else block_modes)}
-        if layout is not detail.NEIGHBOURS:
-            metadata["detail_layout"] = json.dumps(layout.spec())
-        if filter_config is not None:
-            metadata["postfilter_config"] = json.dumps(filter_config)
-        save_file(tensors, str(path), metadata=metadata)
-
-    return release(out, model_id, write, card, CODEC_INTRO, codec_sections(card, ladder))
+    tensors = {k: v for k, v in codec_file(base_path)[1].items() if not k.startswith(("detail.", "postfilter."))}
+    tensors["detail.tables" if layout is detail.NEIGHBOURS else "detail.codes"] = np.ascontiguousarray(tables)
+    tensors.update({f"postfilter.{k}": v for k, v in filter_state.items()})
+    metadata = {"vqvae_config": codec.model.vqvae_config, "ladder": [[r.stages, r.step, r.offset] for r in ladder],
+                "adaptive_detail": adaptive, "block_modes": predictors if soft_from is not None else block_modes}
+    if layout is not detail.NEIGHBOURS:
+        metadata["detail_layout"] = layout.spec()
+    if filter_config is not None:
+        metadata["postfilter_config"] = filter_config
+    return release_codec(out, model_id, tensors, metadata, card)
 
 
 def export_dc_signs(base_model: str, model_id: str, out: Path) -> Path:
@@ -213,8 +205,4 @@ def export_dc_signs(base_model: str, model_id: str, out: Path) -> Path:
             "detail": {**base_card["detail"], "layout": layout.spec(),
                        "dc_signs_by": {"base_model": base_path.stem, "command": command_line()}}}
 
-    def write(path):
-        metadata = {**meta, "card": card, "detail_layout": layout.spec()}
-        save_file(tensors, str(path), metadata={k: json.dumps(v) for k, v in metadata.items()})
-
-    return release(out, model_id, write, card, CODEC_INTRO, codec_sections(card, ladder_from_metadata(meta)))
+    return release_codec(out, model_id, tensors, {**meta, "detail_layout": layout.spec()}, card)

@@ -4,7 +4,6 @@ output: pairs of (what the decoder makes of a training photo at a quality, the p
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors.numpy import save_file
 from tqdm import tqdm
 
 from vqpress import __version__
@@ -20,17 +18,16 @@ from vqpress.codec import container
 from vqpress.codec.api import Codec
 from vqpress.codec.errors import VQPressError
 from vqpress.codec.imageio import image_paths, open_image, to_rgb8
-from vqpress.codec.ladder import ladder_from_metadata
 from vqpress.codec.model import codec_file
 from vqpress.codec.strength import TILES as STRENGTH_TILES
 from vqpress.measure.metrics import psnr, psnr_of_mse
 from vqpress.nets.postfilter import PostFilter, PostFilterConfig
 
-from .cards import CODEC_INTRO, codec_sections
+from .cards import release_codec
 from .data import evenly_spread
 from .detail import codec_path
 from .loop import TrainConfig, command_line, fit, prepare, read_checkpoint, resume, world
-from .release import exported_summary, half, release
+from .release import exported_summary, half
 
 
 def decoded(codec: Codec, rgb: np.ndarray, qualities: int) -> list[np.ndarray]:
@@ -248,12 +245,8 @@ def export_postfilter(run, model_id: str, out: Path, base: Path | None = None) -
 
     strengths = {k: v for k, v in (meta.get("postfilter_config") or {}).items() if k == "strength_tile"}
 
-    def write(path):
-        metadata = {**{k: json.dumps(v) for k, v in meta.items()}, "card": json.dumps(card),
-                    "postfilter_config": json.dumps({**ckpt["model_config"], "skip": skip, **strengths})}
-        save_file(tensors, str(path), metadata=metadata)
-
-    return release(out, model_id, write, card, CODEC_INTRO, codec_sections(card, ladder_from_metadata(meta)))
+    filter_config = {**ckpt["model_config"], "skip": skip, **strengths}
+    return release_codec(out, model_id, tensors, {**meta, "postfilter_config": filter_config}, card)
 
 
 def export_filter_strengths(base_model: str, model_id: str, out: Path, tile: int) -> Path:
@@ -271,8 +264,5 @@ def export_filter_strengths(base_model: str, model_id: str, out: Path, tile: int
     card["postfilter"] = {**card["postfilter"], "strength_tile": tile,
                           "strengths_by": {"base_model": base_path.stem, "command": command_line()}}
 
-    def write(path):
-        metadata = {**meta, "card": card, "postfilter_config": {**meta["postfilter_config"], "strength_tile": tile}}
-        save_file(tensors, str(path), metadata={k: json.dumps(v) for k, v in metadata.items()})
-
-    return release(out, model_id, write, card, CODEC_INTRO, codec_sections(card, ladder_from_metadata(meta)))
+    return release_codec(out, model_id, tensors,
+                         {**meta, "postfilter_config": {**meta["postfilter_config"], "strength_tile": tile}}, card)

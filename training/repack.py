@@ -9,16 +9,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import save_file
 
 from vqpress import weights
 from vqpress.codec.errors import VQPressError
-from vqpress.codec.ladder import ladder_from_metadata
 from vqpress.codec.model import codec_file, part
 
-from .cards import CODEC_INTRO, codec_sections
+from .cards import release_codec
 from .loop import command_line
-from .release import release
 
 
 def repack(source: Path, base_id: str, out: Path) -> Path:
@@ -45,15 +42,8 @@ def repack(source: Path, base_id: str, out: Path) -> Path:
     card = {**card, "repacked": {"base": base_id, "base_sha256": base_digest, "command": command_line(),
                                  "parts": sorted(changed), **({"shipped_sha256": shipped} if shipped else {})}}
 
-    def write(path):
-        metadata = {**{k: json.dumps(v) for k, v in meta.items()}, "card": json.dumps(card),
-                    "base_model": json.dumps(base_id), "base_sha256": json.dumps(base_digest)}
-        if shipped:
-            metadata["shipped_sha256"] = json.dumps(shipped)
-        save_file(own, str(path), metadata=metadata)
-
-    ladder = ladder_from_metadata(meta) if "detail" in card else None
-    return release(out, model_id, write, card, CODEC_INTRO, codec_sections(card, ladder))
+    delta = {"base_model": base_id, "base_sha256": base_digest, **({"shipped_sha256": shipped} if shipped else {})}
+    return release_codec(out, model_id, own, {**meta, **delta}, card)
 
 
 def of_part(tensors: dict[str, np.ndarray], name: str) -> dict[str, np.ndarray]:
