@@ -85,6 +85,17 @@ class FixedPointPrior:
         # absent[k] (taps, 2C): what the stages from k on add where they are absent (a map of k stages)
         outside = first[:, :, self.config.num_codes]
         self.absent = np.concatenate([np.cumsum(outside[::-1], axis=0)[::-1], np.zeros_like(outside[:1])])
+        # The run-time form of each layer, in three numpy calls instead of ten: floor(acc * 2^-shift)
+        # plus the gate's table offsets, as (acc * 2^-shift + bias * 2^-shift + offsets). Scaling
+        # integers by powers of two and adding these dyadic numbers is exact in float64, and
+        # truncation equals floor wherever the index is >= 0 (the gate clips below 0 to row 0).
+        # The clamp to +-ACT_CLIP before the gate is the tables' own clip (ACT_CLIP > both ranges).
+        offsets = np.repeat([TANH_RANGE, SIGMOID_RANGE], self.config.channels).astype(np.float64)
+        self.gate_inputs = [(weight * 2.0**-shift, bias * 2.0**-shift + offsets, 2.0**-shift)
+                            for weight, bias, shift, _ in self.layers]
+        self.scaled_tanh = self.tanh * 2.0**-ACT_BITS  # exact: the gate's product then needs no rescale
+        self.scaled_head = self.head * 2.0**-self.head_shift
+        self.scaled_head_bias = self.head_bias * 2.0**-self.head_shift
 
     def _first_layer_table(self) -> np.ndarray:
         """(stages, taps, codes + 2, 2C): what each stage's token at each tap adds to the first
@@ -98,17 +109,12 @@ class FixedPointPrior:
         return np.concatenate([table, np.zeros_like(table[:, :, :1])], axis=2)
 
     # -- building blocks -------------------------------------------------------------------
-    def _gate(self, pre: np.ndarray) -> np.ndarray:
-        """tanh(a) sigmoid(b) from the lookup tables; np.take's clip mode clamps the arguments
-        to the tables' ranges."""
-        c = pre.shape[-1] // 2
-        ta = np.take(self.tanh, (pre[:, :c] + TANH_RANGE).astype(np.int64), mode="clip")
-        sb = np.take(self.sigmoid, (pre[:, c:] + SIGMOID_RANGE).astype(np.int64), mode="clip")
-        return np.floor(ta * sb * 2.0**-ACT_BITS)
-
-    @staticmethod
-    def _rescale(acc: np.ndarray, shift: int) -> np.ndarray:
-        return clamp(np.floor(acc * 2.0**-shift), -ACT_CLIP, ACT_CLIP)
+    def _gate(self, index: np.ndarray) -> np.ndarray:
+        """tanh(a) sigmoid(b) from the lookup tables, at table rows `index` (n, 2C) int64 (a's,
+        then b's); np.take's clip mode clamps them to the tables' ranges."""
+        c = index.shape[-1] // 2
+        return np.floor(np.take(self.scaled_tanh, index[:, :c], mode="clip")
+                        * np.take(self.sigmoid, index[:, c:], mode="clip"))
 
     def new_state(self, height: int, width: int, stages: int) -> dict:
         """Buffers for a map of `stages` coded stages (the others are absent): tokens (outside
@@ -145,19 +151,21 @@ class FixedPointPrior:
     def stage_weights(self, features: np.ndarray, earlier: np.ndarray, stage: int) -> np.ndarray:
         """Integer probability weights (n, K) of `stage` given trunk features and the sum of
         the earlier stages' same-position embeddings."""
-        return self.exp[self._gaps(features, earlier, stage)]
+        return np.take(self.exp, self._gaps(features, earlier, stage), mode="clip")
 
     def stage_bits(self, features: np.ndarray, earlier: np.ndarray, stage: int) -> np.ndarray:
         """What each code of `stage` would cost, in bits (n, K): -log2 of its probability under
         `stage_weights` (an encoder's estimate; the coder normalises the weights itself)."""
         gaps = self._gaps(features, earlier, stage)
-        return np.log2(self.exp[gaps].sum(1, keepdims=True)) - self.log2_exp[gaps]
+        return (np.log2(np.take(self.exp, gaps, mode="clip").sum(1, keepdims=True))
+                - np.take(self.log2_exp, gaps, mode="clip"))
 
     def _gaps(self, features, earlier, stage) -> np.ndarray:
+        """How far (int64, >= 0) each logit is below its row's largest; the tables clip those
+        beyond EXP_RANGE to their last row."""
         u = np.maximum(features + earlier, 0)
-        acc = u @ self.head[stage] + self.head_bias[stage]
-        logits = np.floor(acc * 2.0**-self.head_shift)
-        return np.minimum(logits.max(1, keepdims=True) - logits, EXP_RANGE).astype(np.int64)
+        logits = np.floor(u @ self.scaled_head[stage] + self.scaled_head_bias[stage])
+        return (logits.max(1, keepdims=True) - logits).astype(np.int64)
 
     # -- whole maps (encoder side) -------------------------------------------------------------
     def token_map(self, indices: np.ndarray) -> np.ndarray:
@@ -182,25 +190,28 @@ class FixedPointPrior:
         return state["hidden"][-1].reshape(height + 2, width + 4, -1)[2:, 2:-2]
 
     def _first_at(self, state: dict, at: np.ndarray) -> np.ndarray:
-        """The first (type A) layer's rescaled sums at flat positions `at`: table rows of the
-        coded stages' tokens, plus the absent stages' constant where a tap is inside the map."""
-        _, bias, shift, _ = self.layers[0]
+        """The first (type A) layer's gate table rows at flat positions `at`: its sums are the
+        table rows of the coded stages' tokens, plus the absent stages' constant where a tap is
+        inside the map."""
+        _, bias, scale = self.gate_inputs[0]
         near = at[:, None] + state["taps"][0]  # (n, taps)
         coded = state["stages"]
         tokens = np.take(state["tokens"], near, axis=0)[:, :, :coded]  # (n, taps, coded)
         rows = (self.first_row_of[:, :coded] + tokens).reshape(len(at), -1)  # (n, taps x coded)
         acc = np.take(self.first_rows, rows, axis=0).sum(1, dtype=np.int32).astype(np.float64)
-        acc += np.take(state["inside"], near) @ state["absent"] + bias
-        return self._rescale(acc, shift)
+        acc += np.take(state["inside"], near) @ state["absent"]
+        acc *= scale
+        acc += bias
+        return acc.astype(np.int64)
 
     def _layer_at(self, state: dict, k: int, at: np.ndarray) -> None:
         hidden = state["hidden"]
         if k == 0:
             hidden[0][at] = self._gate(self._first_at(state, at))
             return
-        weight, bias, shift, _ = self.layers[k]
+        weight, bias, _ = self.gate_inputs[k]
         patches = np.take(hidden[k - 1], at[:, None] + state["taps"][k], axis=0)  # (n, taps, C)
-        g = self._gate(self._rescale(patches.reshape(len(at), -1) @ weight + bias, shift))
+        g = self._gate((patches.reshape(len(at), -1) @ weight + bias).astype(np.int64))
         hidden[k][at] = clamp(np.take(hidden[k - 1], at, axis=0) + g, -ACT_CLIP, ACT_CLIP)
 
 
