@@ -134,7 +134,7 @@ class Codec:
         """Make the sessions that decoding a quality runs, if not made yet."""
         self.transforms.prepare_synthesis()
         if self.postfilter is not None and self.postfilter.applies(quality):
-            self.postfilter.prepare()
+            self.postfilter.prepare(quality)
 
     def with_detail(self, quality: int, base, levels, modes, map=map):
         """The VQ base plus the detail layer, if the quality has one; bands of block rows run

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .errors import VQPressError
 
-DEFAULT_MODEL = "rvq-dct-v15"
+DEFAULT_MODEL = "rvq-dct-v16"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ per block (`block_modes`, `codec.modes`: true for a choice of the first two pred
 quality, or per quality how many it chooses from); the first models have neither. A model with
 a reconstruction filter (`vqpress.nets.postfilter`) holds its weights (`postfilter.*`, fp16)
 and its config in the metadata; from rvq-dct-v15 the config has `strength_tile`: the encoder
-scales the filter's correction per tile of that size (`codec.strength`).
+scales the filter's correction per tile of that size (`codec.strength`); from rvq-dct-v16 it lists
+the qualities whose filter runs as an 8-bit graph (`int8`), each held as `postfilter.int8_q<n>`
+(the ONNX bytes, uint8; `vqpress.training.quantise`).
 
 A codec file may instead name a shipped base model (`base_model`, pinned by `base_sha256`) and
 hold only the parts (`vqvae`, `prior`, `detail`, `postfilter`) that differ from it, with the
@@ -34,6 +36,7 @@ from vqpress import weights
 
 from . import detail
 from .ladder import Rung, ladder_from_metadata
+from .postfilter import int8_graphs
 from .prior import FixedPointPrior
 from .strength import TILES as STRENGTH_TILES
 
@@ -136,6 +139,9 @@ def load_codec_file(path) -> CodecModel:
     if filter_config and "strength_tile" in filter_config and filter_config["strength_tile"] not in STRENGTH_TILES:
         raise weights.WeightsError(f"{path}: filter strength tiles of {filter_config['strength_tile']!r} pixels "
                                    f"(known: {', '.join(map(str, STRENGTH_TILES))})")
+    if filter_config and sorted(int8_graphs(filter_state)) != filter_config.get("int8", []):
+        raise weights.WeightsError(f"{path}: the filter's 8-bit graphs are not those of its qualities "
+                                   f"{filter_config.get('int8', [])}")
     predictors = meta.get("block_modes", False)
     if isinstance(predictors, bool):
         predictors = [2 * predictors] * len(ladder)

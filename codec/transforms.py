@@ -158,14 +158,14 @@ class OnnxTransforms(Transforms):
 
 
 class OnnxSession:
-    """An ONNX Runtime session of a shipped graph whose weights are the tensors of `state`
-    under `prefix` (held here: the session reads them without copying), or, with an empty
-    `state`, in the graph itself."""
+    """An ONNX Runtime session of a shipped graph (its file name) whose weights are the tensors
+    of `state` under `prefix` (held here: the session reads them without copying), or, with an
+    empty `state`, in the graph itself; or of a graph a codec file holds (its bytes)."""
 
-    def __init__(self, graph: str, state: dict[str, np.ndarray], prefix: str, threads: int):
+    def __init__(self, graph: str | bytes, state: dict[str, np.ndarray], prefix: str, threads: int):
         import onnxruntime as ort
 
-        path, _ = weights.verified_file(graph)
+        model = graph if isinstance(graph, bytes) else weights.verified_file(graph)[0].read_bytes()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
@@ -176,7 +176,7 @@ class OnnxSession:
                        for n in names]
         if names:
             options.add_external_initializers(names, self.values)
-        self.session = ort.InferenceSession(path.read_bytes(), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
     def run(self, **inputs: np.ndarray) -> np.ndarray:
         return self.session.run(None, inputs)[0]

@@ -77,7 +77,7 @@ def test_file_from_other_weights_is_rejected(model, photo):
         model.decompress(foreign)
     # the module-level decoder picks the model the file names, and says so when it is not shipped
     assert codec.decompress(model.compress(photo, 1)).size == (photo.shape[1], photo.shape[0])
-    for earlier in ("rvq-dct-v13", "rvq-dct-v12", "rvq-dct-v11", "rvq-dct-v9"):  # the earlier defaults: their files still decode
+    for earlier in ("rvq-dct-v15", "rvq-dct-v13", "rvq-dct-v12", "rvq-dct-v11", "rvq-dct-v9"):  # the earlier defaults: their files still decode
         old = codec.load(earlier, device="cpu")
         assert old.model_id != model.model_id
         data = old.compress(photo, 9)

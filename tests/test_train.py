@@ -286,6 +286,52 @@ def test_postfilter_training_exports_a_codec_that_decodes_with_its_filter(folder
     assert decoded.size == (photo.shape[1], photo.shape[0])
 
 
+def test_quantise_filter_writes_a_codec_whose_filter_runs_in_8_bits_where_asked(folder, tmp_path):
+    import onnx
+    from safetensors.numpy import save_file
+    from skimage import data
+
+    from vqpress import weights
+    from vqpress.codec.api import Codec
+    from vqpress.codec.model import codec_file, load_codec_file
+    from vqpress.measure.metrics import psnr
+
+    invoke("train", "quantise-filter", "--base", "rvq-dct-v15", "--model-id", "tiny-int8", "--data", folder,
+           "--qualities", "4-5", "--out", tmp_path)
+    path = tmp_path / "tiny-int8.safetensors"
+    codec, base = Codec(path=path, device="cpu"), Codec("rvq-dct-v15", device="cpu")
+    assert codec.model.postfilter_config["int8"] == [4, 5]
+    assert "8-bit graph per quality" in (tmp_path / "tiny-int8.md").read_text()
+    graph = onnx.load_from_string(codec.postfilter.int8[4].tobytes())
+    assert sum(n.op_type == "QuantizeLinear" for n in graph.graph.node) >= 8  # every convolution's input
+    photo = np.ascontiguousarray(data.astronaut()[:128, :192])
+    for quality, eight_bit in ((3, False), (4, True), (5, True)):
+        unfiltered = base.decode_image(quality, *_payload(base, photo, quality))[0]
+        float_filter, int8_filter = base.postfilter(unfiltered, quality), codec.postfilter(unfiltered, quality)
+        assert np.array_equal(float_filter, int8_filter) != eight_bit
+        assert psnr(int8_filter, float_filter) > 40  # the same filter, within rounding
+    # the encoder chooses the strengths from the graph the decoder runs: files round-trip
+    assert np.asarray(codec.decompress(codec.compress(photo, 4))).shape == photo.shape
+    # a file whose config lists a quality without its graph is refused
+    meta, tensors = codec_file(path)
+    del tensors["postfilter.int8_q5"]
+    broken = tmp_path / "broken.safetensors"
+    save_file(tensors, str(broken), metadata={k: json.dumps(v) for k, v in meta.items()})
+    with pytest.raises(weights.WeightsError, match="8-bit graphs are not those of its qualities"):
+        load_codec_file(broken)
+    for bad, message in (("11", "does not filter qualities 11"), ("x", "is not a range")):
+        result = CliRunner().invoke(main, ["train", "quantise-filter", "--base", "rvq-dct-v15", "--model-id", "y",
+                                           "--data", str(folder), "--qualities", bad, "--out", str(tmp_path)])
+        assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+
+
+def _payload(codec, photo, quality):
+    from vqpress.codec.container import unpack
+
+    header, payload = unpack(codec.compress(photo, quality))
+    return payload, header.height, header.width
+
+
 def test_postfilter_learns_from_the_files_the_encoder_really_makes(photo):
     """The training pairs are the shipped encoder's files decoded without the filter, not an
     approximation of them (the RD-optimised levels and mode choices change the artefacts)."""

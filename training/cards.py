@@ -139,6 +139,13 @@ def filter_lines(c: dict) -> list[str]:
         by = c["strengths_by"]
         lines.append(f"- scaled per {c['strength_tile']}x{c['strength_tile']} tile by a strength the encoder "
                      f"chooses and codes (`codec/strength.py`; `{by['command']}`, from `{by['base_model']}`)")
+    if "int8" in c:
+        q = c["int8"]
+        lines.append(f"- at qualities {', '.join(map(str, q['qualities']))} it runs as an 8-bit graph per quality "
+                     f"(`training/quantise.py`: the quality's bias folded into the first convolution, 7-bit "
+                     f"weights per channel, 8-bit activations over the ranges of {q['photos']} training photos "
+                     f"({q['crop']}-pixel centre crops) decoded at that quality; `{q['command']}`, "
+                     f"from `{q['base_model']}`)")
     return lines
 
 

@@ -19,6 +19,7 @@ from vqpress.codec.api import Codec
 from vqpress.codec.errors import VQPressError
 from vqpress.codec.imageio import image_paths, open_image, to_rgb8
 from vqpress.codec.model import codec_file
+from vqpress.codec.postfilter import float_weights
 from vqpress.codec.strength import TILES as STRENGTH_TILES
 from vqpress.measure.metrics import psnr, psnr_of_mse
 from vqpress.nets.postfilter import PostFilter, PostFilterConfig
@@ -134,7 +135,7 @@ def initial_filter(path: Path, config: PostFilterConfig,
             and 2 <= small.layers <= config.layers):
         raise VQPressError(f"{path} has no filter of at most {config.channels} channels, {config.layers} layers "
                            f"and {config.qualities} qualities to start from")
-    state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in model.postfilter_state.items()}
+    state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in float_weights(model.postfilter_state).items()}
     return grown(state, small, config, torch.Generator().manual_seed(seed)), small
 
 

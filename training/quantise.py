@@ -1,23 +1,27 @@
-"""An 8-bit analysis transform for a codec model: its encoder as an ONNX graph whose
-heaviest convolutions run on integers: 8-bit inputs, 7-bit weights (ONNX Runtime's static
-quantisation, QDQ form).
+"""8-bit graphs for a codec model (ONNX Runtime's static quantisation, QDQ form: uint8 inputs,
+7-bit weights per output channel).
 
-Why the analysis only: the encoder writes down the symbols it picks, so any latent decodes,
-and a latent a little off (under 1% RMS) mostly picks the same or an equally good code. The
-synthesis makes the pixels the detail layer is added to, so its errors would be the decoded
-image's.
+The analysis transform: its encoder as an ONNX graph whose heaviest convolutions run on
+integers. The encoder writes down the symbols it picks, so any latent decodes, and a latent a
+little off (under 1% RMS) mostly picks the same or an equally good code. (The synthesis makes
+the pixels the detail layer is added to, so its errors would be the decoded image's.) The graph
+holds the model's own weights (those of INT8_LAYERS as 7-bit integers, per output channel; the
+rest in float32), so it belongs to one model file: `<model id>.<its sha256 prefix>.analysis-int8.onnx`.
 
-The graph holds the model's own weights (those of INT8_LAYERS as 7-bit integers, per output channel;
-the rest in float32), so it belongs to one model file: `<model id>.<its sha256 prefix>.analysis-int8.onnx`.
+The reconstruction filter: one graph per quality, every convolution in 8 bits, held by the codec
+file itself (`postfilter.int8_q<n>`); encoder and decoder run the same graph (the encoder chooses
+the filter's strengths from its output). About 1.6 times as fast as the float filter on this
+AVX2 CPU; it costs PSNR (`docs/results/ablation.md`), so a model uses it where the rate-distortion
+margins allow.
 
-Measured on an x86 CPU with AVX-512 VNNI. ONNX Runtime warns that its uint8 x int8 kernels for
-x86 CPUs without VNNI can saturate; the weights are therefore quantised to 7 bits
-(`reduce_range`), which rules that out at no measurable cost here. Speed on such CPUs: not
-measured.
+x86 CPUs without VNNI (this one) sum pairs of uint8 x int8 products in 16 bits, which 8-bit weights
+can saturate; the weights are therefore quantised to 7 bits (`reduce_range`): with 8 bits the
+filter lost 0.17 dB at quality 3.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import tempfile
@@ -25,14 +29,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from tqdm import tqdm
 
 from vqpress import weights
-from vqpress.codec.model import CodecModel, load_codec_file
+from vqpress.codec import container
+from vqpress.codec.api import Codec
+from vqpress.codec.errors import VQPressError
+from vqpress.codec.imageio import image_paths, open_image, to_rgb8
+from vqpress.codec.model import CodecModel, codec_file, load_codec_file
+from vqpress.codec.postfilter import INT8_PREFIX, float_weights
 from vqpress.codec.transforms import GRAPH_INPUT, GRAPH_OUTPUT, int8_analysis_graph
+from vqpress.nets.postfilter import PostFilter, PostFilterConfig
 
-from .cards import CODEC_INTRO, codec_sections
+from .cards import CODEC_INTRO, codec_sections, release_codec
 from .codec_models import vqvae_of
-from .data import center_crops
+from .data import center_crops, evenly_spread
+from .detail import codec_path
+from .loop import command_line
 from .release import render_card
 
 CROP = 256  # calibration crops' side, at most
@@ -112,3 +126,89 @@ def export_quantised_analysis(model_path: Path, images: list[np.ndarray], out: P
     sections = codec_sections(card, model.ladder if "detail" in card else None)
     (out / f"{model_id}.md").write_text(render_card(model_id, model_digest, CODEC_INTRO, sections))
     return path, True
+
+
+# -- the reconstruction filter ------------------------------------------------------------------
+FILTER_CROP = 256  # calibration crops' side
+FILTER_PHOTOS = 16  # calibration photos, evenly spread over the training folder
+
+
+class FilterAtQuality(torch.nn.Module):
+    """`nets.postfilter.PostFilter` at one quality, the quality's bias added to the first
+    convolution's own, so that no sum is quantised before the bias (an 8-bit graph that keeps
+    the bias as an input quantises the first convolution's output before adding it: the largest
+    of its losses, 0.014 of 0.014 dB at quality 3 on held-out training photos)."""
+
+    def __init__(self, net: PostFilter, quality: int):
+        super().__init__()
+        self.convs = copy.deepcopy(net.convs)
+        with torch.no_grad():
+            self.convs[0].bias += net.quality_bias[quality - 1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.pixel_unshuffle(x, 2)
+        for conv in self.convs[:-1]:
+            h = F.relu(conv(h))
+        return x + F.pixel_shuffle(self.convs[-1](h), 2)
+
+
+def quantised_filter(net: PostFilter, quality: int, calibration: list[np.ndarray]) -> bytes:
+    """The filter's 8-bit graph at a quality: every convolution on uint8 inputs and 7-bit weights
+    per output channel, the ReLUs folded into the ranges (ONNX Runtime's static quantisation,
+    QDQ form), calibrated (min-max) on `calibration`: (H, W, 3) uint8 images, even sides, as
+    the decoder makes them at that quality before the filter."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    class Images(CalibrationDataReader):
+        def __init__(self):
+            self.inputs = iter({GRAPH_INPUT: image.transpose(2, 0, 1)[None].astype(np.float32) / 255}
+                               for image in calibration)
+
+        def get_next(self):
+            return next(self.inputs, None)
+
+    buf = io.BytesIO()
+    torch.onnx.export(FilterAtQuality(net, quality).eval(), (torch.zeros(1, 3, 64, 64),), buf,
+                      input_names=[GRAPH_INPUT], output_names=[GRAPH_OUTPUT], opset_version=17, dynamo=False,
+                      dynamic_axes={GRAPH_INPUT: {2: "height", 3: "width"}, GRAPH_OUTPUT: {2: "height", 3: "width"}})
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
+        source.write_bytes(buf.getvalue())
+        quantize_static(source, target, Images(), quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=["Conv", "Relu"], calibrate_method=CalibrationMethod.MinMax)
+        return target.read_bytes()
+
+
+def export_int8_filter(base_model: str, model_id: str, data: Path, qualities: list[int], out: Path) -> Path:
+    """Release <out>/<model_id>.safetensors: `base_model` (a shipped codec, or a codec file's
+    path, with a reconstruction filter) whose filter runs as an 8-bit graph at `qualities`,
+    calibrated on FILTER_PHOTOS photos of `data` decoded by the base. Everything else is the base's."""
+    base_path = codec_path(base_model)
+    meta, tensors = codec_file(base_path)
+    config = meta.get("postfilter_config")
+    if config is None:
+        raise VQPressError(f"{base_path.stem} has no reconstruction filter")
+    unfiltered = sorted(set(qualities) & set(config.get("skip", [])) | set(qualities) - set(range(1, config["qualities"] + 1)))
+    if unfiltered:
+        raise VQPressError(f"{base_path.stem} does not filter qualities {', '.join(map(str, unfiltered))}")
+    net = PostFilter(PostFilterConfig(**{k: config[k] for k in ("qualities", "channels", "layers")}))
+    state = float_weights({k[len("postfilter."):]: v for k, v in tensors.items() if k.startswith("postfilter.")})
+    net.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in state.items()})
+    codec = Codec(device="cpu", threads=1, path=base_path)
+    photos = [to_rgb8(open_image(p))[0] for p in evenly_spread(image_paths(data), FILTER_PHOTOS)]
+    crops = [c.permute(1, 2, 0).numpy() for c in center_crops(photos, FILTER_CROP) if c.shape[-1]]
+    decoded = {q: [] for q in qualities}
+    for crop in tqdm(crops, desc="decoding calibration photos"):
+        for q in qualities:
+            _, payload = container.unpack(codec.compress(crop, q))
+            decoded[q].append(codec.decode_image(q, payload, *crop.shape[:2])[0])
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(f"postfilter.{INT8_PREFIX}")}
+    for q in tqdm(sorted(qualities), desc="quantising"):
+        tensors[f"postfilter.{INT8_PREFIX}{q}"] = np.frombuffer(quantised_filter(net, q, decoded[q]), np.uint8).copy()
+    card = {**meta["card"], "model_id": model_id}
+    card["postfilter"] = {**card["postfilter"], "int8": {
+        "qualities": sorted(qualities), "photos": len(crops), "crop": FILTER_CROP, "data": str(data),
+        "base_model": base_path.stem, "command": command_line()}}
+    return release_codec(out, model_id, tensors, {**meta, "postfilter_config": {**config, "int8": sorted(qualities)}}, card)
