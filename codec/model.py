@@ -139,7 +139,11 @@ def load_codec_file(path) -> CodecModel:
     if filter_config and "strength_tile" in filter_config and filter_config["strength_tile"] not in STRENGTH_TILES:
         raise weights.WeightsError(f"{path}: filter strength tiles of {filter_config['strength_tile']!r} pixels "
                                    f"(known: {', '.join(map(str, STRENGTH_TILES))})")
-    if filter_config and sorted(int8_graphs(filter_state)) != filter_config.get("int8", []):
+    try:
+        int8 = sorted(int8_graphs(filter_state)) if filter_config else []
+    except ValueError:  # a tensor named like a graph, without a quality
+        int8 = None
+    if filter_config and int8 != filter_config.get("int8", []):
         raise weights.WeightsError(f"{path}: the filter's 8-bit graphs are not those of its qualities "
                                    f"{filter_config.get('int8', [])}")
     predictors = meta.get("block_modes", False)

@@ -91,8 +91,9 @@ class FixedPointPrior:
         # truncation equals floor wherever the index is >= 0 (the gate clips below 0 to row 0).
         # The clamp to +-ACT_CLIP before the gate is the tables' own clip (ACT_CLIP > both ranges).
         offsets = np.repeat([TANH_RANGE, SIGMOID_RANGE], self.config.channels).astype(np.float64)
-        self.gate_inputs = [(weight * 2.0**-shift, bias * 2.0**-shift + offsets, 2.0**-shift)
-                            for weight, bias, shift, _ in self.layers]
+        # (weight or None for the first layer, which sums table rows instead, bias, scale) per layer
+        self.gate_inputs = [(weight * 2.0**-shift if k else None, bias * 2.0**-shift + offsets, 2.0**-shift)
+                            for k, (weight, bias, shift, _) in enumerate(self.layers)]
         self.scaled_tanh = self.tanh * 2.0**-ACT_BITS  # exact: the gate's product then needs no rescale
         self.scaled_head = self.head * 2.0**-self.head_shift
         self.scaled_head_bias = self.head_bias * 2.0**-self.head_shift

@@ -319,6 +319,10 @@ def test_quantise_filter_writes_a_codec_whose_filter_runs_in_8_bits_where_asked(
     save_file(tensors, str(broken), metadata={k: json.dumps(v) for k, v in meta.items()})
     with pytest.raises(weights.WeightsError, match="8-bit graphs are not those of its qualities"):
         load_codec_file(broken)
+    tensors["postfilter.int8_qx"] = tensors["postfilter.int8_q4"]
+    save_file(tensors, str(broken), metadata={k: json.dumps(v) for k, v in meta.items()})
+    with pytest.raises(weights.WeightsError, match="8-bit graphs are not those of its qualities"):
+        load_codec_file(broken)
     for bad, message in (("11", "does not filter qualities 11"), ("x", "is not a range")):
         result = CliRunner().invoke(main, ["train", "quantise-filter", "--base", "rvq-dct-v15", "--model-id", "y",
                                            "--data", str(folder), "--qualities", bad, "--out", str(tmp_path)])
