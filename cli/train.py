@@ -282,21 +282,21 @@ def quantise_analysis(model_id, data, limit, out):
               help="Codec with a reconstruction filter: a shipped model, or a codec file's path.")
 @click.option("--model-id", required=True, help="File stem of the new codec, e.g. rvq-dct-v16.")
 @click.option("--data", type=folder, required=True, help="Folder of training images to calibrate on.")
-@click.option("--qualities", required=True, help="Qualities whose filter runs in 8 bits: a range (4-10) or a list (4,6).")
+@click.option("--qualities", required=True,
+              help="Qualities whose filter runs in 8 bits: numbers and ranges, comma-separated (2,4-10).")
 @out_option
 def quantise_filter(base_model, model_id, data, qualities, out):
     """Write a codec whose reconstruction filter runs as an 8-bit graph at some qualities (about
     1.6 times as fast; it costs PSNR); the rest is the base's."""
     from vqpress.training.quantise import export_int8_filter
 
+    chosen = []
     try:
-        if "-" in qualities:
-            first, last = map(int, qualities.split("-"))
-            chosen = list(range(first, last + 1))
-        else:
-            chosen = [int(q) for q in qualities.split(",")]
+        for part in qualities.split(","):
+            first, _, last = part.partition("-")
+            chosen += range(int(first), int(last or first) + 1)
     except ValueError:
-        raise click.BadParameter(f"{qualities!r} is not a range (4-10) or a list (4,6)", param_hint="--qualities") from None
+        raise click.BadParameter(f"{qualities!r}: use numbers and ranges, e.g. 2,4-10", param_hint="--qualities") from None
     if not chosen:
         raise click.BadParameter(f"{qualities!r} names no quality", param_hint="--qualities")
     click.echo(f"wrote {export_int8_filter(base_model, model_id, data, chosen, out)}")

@@ -297,7 +297,7 @@ def test_quantise_filter_writes_a_codec_whose_filter_runs_in_8_bits_where_asked(
     from vqpress.measure.metrics import psnr
 
     invoke("train", "quantise-filter", "--base", "rvq-dct-v15", "--model-id", "tiny-int8", "--data", folder,
-           "--qualities", "4-5", "--out", tmp_path)
+           "--qualities", "4,5-5", "--out", tmp_path)
     path = tmp_path / "tiny-int8.safetensors"
     codec, base = Codec(path=path, device="cpu"), Codec("rvq-dct-v15", device="cpu")
     assert codec.model.postfilter_config["int8"] == [4, 5]
@@ -323,7 +323,8 @@ def test_quantise_filter_writes_a_codec_whose_filter_runs_in_8_bits_where_asked(
     save_file(tensors, str(broken), metadata={k: json.dumps(v) for k, v in meta.items()})
     with pytest.raises(weights.WeightsError, match="8-bit graphs are not those of its qualities"):
         load_codec_file(broken)
-    for bad, message in (("11", "does not filter qualities 11"), ("x", "is not a range")):
+    for bad, message in (("11", "does not filter qualities 11"), ("x", "use numbers and ranges"),
+                         ("5-4", "names no quality"), ("3,11-12", "does not filter qualities 11, 12")):
         result = CliRunner().invoke(main, ["train", "quantise-filter", "--base", "rvq-dct-v15", "--model-id", "y",
                                            "--data", str(folder), "--qualities", bad, "--out", str(tmp_path)])
         assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output

@@ -59,45 +59,54 @@ CROP = 256  # calibration crops' side, at most
 INT8_LAYERS = ("/2/Conv", "/6/conv1/Conv", "/6/conv2/Conv")
 
 
-def float_analysis(model: CodecModel) -> bytes:
-    """The model's encoder as an ONNX graph with its weights inside (float32)."""
+def float_graph(module: torch.nn.Module) -> bytes:
+    """`module` (an image in, an image-shaped tensor out) as an ONNX graph with its weights
+    inside (float32), any height and width."""
     buf = io.BytesIO()
-    torch.onnx.export(vqvae_of(model).encoder, (torch.zeros(1, 3, 64, 64),), buf, input_names=[GRAPH_INPUT],
+    torch.onnx.export(module.eval(), (torch.zeros(1, 3, 64, 64),), buf, input_names=[GRAPH_INPUT],
                       output_names=[GRAPH_OUTPUT], opset_version=17, dynamo=False,
                       dynamic_axes={GRAPH_INPUT: {2: "height", 3: "width"}, GRAPH_OUTPUT: {2: "height", 3: "width"}})
     return buf.getvalue()
 
 
-def quantised_analysis(model: CodecModel, calibration: list[torch.Tensor], layers=INT8_LAYERS) -> bytes:
-    """The 8-bit analysis graph: the `layers`' weights per output channel in int8 (7-bit
-    values), their inputs in uint8 over the range the calibration images ((3, H, W) uint8, any
-    sizes: min-max calibration) take there."""
+def static_int8(graph: bytes, calibration: list[np.ndarray], **which) -> bytes:
+    """`graph` quantised by ONNX Runtime (static, QDQ form): the convolutions `which` names
+    (`nodes_to_quantize` or `op_types_to_quantize`) on uint8 inputs and 7-bit weights per output
+    channel (`reduce_range`: x86 CPUs without VNNI sum pairs of uint8 x int8 products in 16 bits,
+    which 8-bit weights can saturate), the ranges min-max over the `calibration` images ((H, W,
+    3) uint8, any sizes)."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
-    class Crops(CalibrationDataReader):
+    class Images(CalibrationDataReader):
         def __init__(self):
-            self.inputs = iter({GRAPH_INPUT: c[None].numpy().astype(np.float32) / 255} for c in calibration)
+            self.inputs = iter({GRAPH_INPUT: image.transpose(2, 0, 1)[None].astype(np.float32) / 255}
+                               for image in calibration)
 
         def get_next(self):
             return next(self.inputs, None)
 
-    import onnx
-
-    graph = float_analysis(model)
-    missing = set(layers) - {node.name for node in onnx.load_from_string(graph).graph.node}
-    if missing:  # the exporter named the layers differently
-        raise RuntimeError(f"the analysis graph has no layers {sorted(missing)}")
     with tempfile.TemporaryDirectory() as tmp:
         source, target = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         source.write_bytes(graph)
-        # reduce_range: 7-bit weights, so that the uint8 x int8 products of x86 CPUs without VNNI
-        # (pairs summed in 16 bits) cannot saturate. On this VNNI CPU it cost nothing measurable
-        # (latent error 0.99% against 0.98% on 4 training photos, 69 ms either way).
-        quantize_static(source, target, Crops(), quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
+        quantize_static(source, target, Images(), quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_quantize=list(layers), calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method=CalibrationMethod.MinMax, **which)
         return target.read_bytes()
+
+
+def quantised_analysis(model: CodecModel, calibration: list[torch.Tensor], layers=INT8_LAYERS) -> bytes:
+    """The 8-bit analysis graph: the `layers`' weights per output channel in int8 (7-bit
+    values), their inputs in uint8 over the range the calibration images ((3, H, W) uint8, any
+    sizes: min-max calibration) take there. (On a VNNI CPU the 7-bit weights cost nothing
+    measurable: latent error 0.99% against 0.98% on 4 training photos, 69 ms either way.)"""
+    import onnx
+
+    graph = float_graph(vqvae_of(model).encoder)
+    missing = set(layers) - {node.name for node in onnx.load_from_string(graph).graph.node}
+    if missing:  # the exporter named the layers differently
+        raise RuntimeError(f"the analysis graph has no layers {sorted(missing)}")
+    return static_int8(graph, [c.permute(1, 2, 0).numpy() for c in calibration], nodes_to_quantize=list(layers))
 
 
 def export_quantised_analysis(model_path: Path, images: list[np.ndarray], out: Path, data: str = "",
@@ -153,32 +162,10 @@ class FilterAtQuality(torch.nn.Module):
 
 
 def quantised_filter(net: PostFilter, quality: int, calibration: list[np.ndarray]) -> bytes:
-    """The filter's 8-bit graph at a quality: every convolution on uint8 inputs and 7-bit weights
-    per output channel, the ReLUs folded into the ranges (ONNX Runtime's static quantisation,
-    QDQ form), calibrated (min-max) on `calibration`: (H, W, 3) uint8 images, even sides, as
-    the decoder makes them at that quality before the filter."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
-
-    class Images(CalibrationDataReader):
-        def __init__(self):
-            self.inputs = iter({GRAPH_INPUT: image.transpose(2, 0, 1)[None].astype(np.float32) / 255}
-                               for image in calibration)
-
-        def get_next(self):
-            return next(self.inputs, None)
-
-    buf = io.BytesIO()
-    torch.onnx.export(FilterAtQuality(net, quality).eval(), (torch.zeros(1, 3, 64, 64),), buf,
-                      input_names=[GRAPH_INPUT], output_names=[GRAPH_OUTPUT], opset_version=17, dynamo=False,
-                      dynamic_axes={GRAPH_INPUT: {2: "height", 3: "width"}, GRAPH_OUTPUT: {2: "height", 3: "width"}})
-    with tempfile.TemporaryDirectory() as tmp:
-        source, target = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
-        source.write_bytes(buf.getvalue())
-        quantize_static(source, target, Images(), quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=["Conv", "Relu"], calibrate_method=CalibrationMethod.MinMax)
-        return target.read_bytes()
+    """The filter's 8-bit graph at a quality: every convolution in 8 bits, the ReLUs folded into
+    the ranges, calibrated on `calibration`: (H, W, 3) uint8 images, even sides, as the decoder
+    makes them at that quality before the filter."""
+    return static_int8(float_graph(FilterAtQuality(net, quality)), calibration, op_types_to_quantize=["Conv", "Relu"])
 
 
 def export_int8_filter(base_model: str, model_id: str, data: Path, qualities: list[int], out: Path) -> Path:
