@@ -5,14 +5,16 @@ validation benchmark stays a held-out measurement.
     python benchmarks/fit_plug_and_play.py ../shared/corpus/train [--photos 6] [--threads 1]
 
 Takes `--photos` photos of at least 512x384 spread over the folder (portrait ones transposed),
-centre-cropped to 512x384; damages them as bench_restore does (thin strokes, a 128x128 box and
-50% random missing pixels, seeded; a Gaussian blur of std 2 rounded to 8 bits; Pillow's bicubic
-downscaling by 2 and 4, with Lanczos upscaling for comparison); restores them by
-latent MAP with the step switched off (the pilot), then runs the step with every schedule and
-prints the mean PSNR (inpainting: over the missing pixels) and the step's mean seconds per
-schedule: on the turning stride-4 grids the step uses (`local_wiener.PNP_GRIDS`), and, for
-comparison, on the dense stride-2 grid of earlier versions. Pass --threads 1 for the timings
-the module's comments quote.
+centre-cropped to 512x384; damages them as bench_restore does (thin and thick strokes, a 128x128
+box, 50% and 90% random missing pixels, seeded; a Gaussian blur of std 2 rounded to 8 bits;
+Pillow's bicubic downscaling by 2 and 4, with Lanczos upscaling for comparison); restores them
+by latent MAP with the step switched off (the pilot), then runs the step with every schedule
+and prints the mean PSNR (inpainting: over the missing pixels; deblurring and super-resolution
+also after the refiner, which was trained on the shipped schedules' estimates) and the step's
+mean seconds per schedule: on the turning stride-4 grids (`local_wiener.PNP_GRIDS`), on
+inpainting's turning stride-8 grids (`local_wiener.INPAINT_GRIDS`), and, for comparison, on the
+dense stride-2 grid of earlier versions. Pass --threads 1 for the timings the module's comments
+quote.
 """
 
 from __future__ import annotations
@@ -34,19 +36,23 @@ from vqpress.nets.device import to_uint8
 from vqpress.restore import local_wiener
 from vqpress.restore.damage import as_8bit
 from vqpress.restore.operators import Downsample, gaussian_blur, gaussian_kernel
+from vqpress.restore.refine import condition, load_refiner, observation, refined
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_restore import masks  # noqa: E402
 
-INPAINT_SETTINGS = ("thin strokes", "box 128", "random 50%")
+INPAINT_SETTINGS = ("thin strokes", "thick strokes", "box 128", "random 50%", "random 90%")
 # (noise levels, grids): the dense grid at the schedule earlier versions used, then the turning grids
-DENSE, TURNING = (local_wiener.DENSE,), local_wiener.PNP_GRIDS
-INPAINT_SCHEDULES = (((40, 2, 32), DENSE), ((40, 2, 16), TURNING), ((40, 2, 24), TURNING),
-                     ((40, 2, 32), TURNING), ((40, 2, 48), TURNING))
+DENSE, TURNING, SIDE_BY_SIDE = (local_wiener.DENSE,), local_wiener.PNP_GRIDS, local_wiener.INPAINT_GRIDS
+GRID_NAMES = {DENSE: "dense", TURNING: "turning, stride 4", SIDE_BY_SIDE: "turning, stride 8"}
+INPAINT_SCHEDULES = (((40, 2, 32), DENSE), ((40, 2, 16), TURNING), ((40, 2, 32), TURNING),
+                     ((40, 2, 48), TURNING), ((40, 1, 128), TURNING), ((40, 2, 256), SIDE_BY_SIDE),
+                     ((40, 1, 128), SIDE_BY_SIDE), ((40, 1, 256), SIDE_BY_SIDE))
 DEBLUR_SCHEDULES = (((40, 1, 32), DENSE), ((40, 1, 8), TURNING), ((40, 1, 16), TURNING),
-                    ((20, 1, 16), TURNING), ((40, 1, 32), TURNING))
+                    ((20, 1, 16), TURNING), ((40, 1, 32), TURNING), ((40, 1, 128), SIDE_BY_SIDE))
 SR_SETTINGS = ("x2", "x4")
-SR_SCHEDULES = (((40, 2, 16), TURNING), ((40, 1, 32), TURNING), ((40, 2, 32), TURNING), ((40, 2, 48), TURNING))
+SR_SCHEDULES = (((40, 2, 16), TURNING), ((40, 1, 32), TURNING), ((40, 2, 32), TURNING), ((40, 2, 48), TURNING),
+                ((40, 2, 128), SIDE_BY_SIDE))
 CROP = (384, 512)
 
 
@@ -86,12 +92,19 @@ def main():
         torch.set_num_threads(args.threads)
     scores, seconds = {}, {}  # (setting, schedule) -> PSNRs, times; schedule None = the pilot
 
-    def record(key, step, score):
-        """Run the step (timed) and score its output under key."""
+    refiner = load_refiner()[0]
+
+    def record(key, step, score, refine=None):
+        """Run the step (timed) and score its output under key; with refine (task, damage,
+        observation), also the refiner's output of it, under (setting + " + refiner", schedule)."""
         t0 = time.perf_counter()
         out = step()
         seconds.setdefault(key, []).append(time.perf_counter() - t0)
         scores.setdefault(key, []).append(score(out))
+        if refine is not None:
+            task, damage, observed = refine
+            better = refined(refiner, out, observed, torch.ones_like(out[:, :1]), condition(task, damage))
+            scores.setdefault((key[0] + " + refiner", key[1]), []).append(score(better))
 
     # without their last step, restore.inpaint / restore.restore give latent MAP alone
     for j, rgb in enumerate(tqdm(crops(args.folder, args.photos), desc="photos")):
@@ -114,7 +127,7 @@ def main():
         for levels, grids in DEBLUR_SCHEDULES:
             record(("deblur", (levels, grids)),
                    lambda: local_wiener.deblur(blurred, gaussian_kernel(2.0), pilot, 1 / 255, levels, grids=grids),
-                   lambda out: psnr(out, clean))
+                   lambda out: psnr(out, clean), ("deblur", {"blur": 2.0}, blurred))
         for scale in (2, 4):
             small = Image.fromarray(rgb).resize((CROP[1] // scale, CROP[0] // scale), Image.BICUBIC)
             pilot = tensor(np.asarray(restore.restore(small, "sr", scale=scale, device="cpu", last_step=False)))
@@ -125,22 +138,26 @@ def main():
                 record((f"x{scale}", (levels, grids)),
                        lambda: local_wiener.super_resolve(tensor(np.asarray(small)), Downsample(scale), pilot,
                                                           1 / 255, levels, grids=grids),
-                       lambda out: psnr(out, clean))
+                       lambda out: psnr(out, clean),
+                       ("sr", {"scale": scale}, observation(tensor(np.asarray(small)), None, scale)))
     print(f"mean PSNR (dB) over {args.photos} training crops of {CROP[1]}x{CROP[0]} "
           "(inpainting: over the missing pixels)\n")
     for task, settings, schedules in (("inpaint", INPAINT_SETTINGS, INPAINT_SCHEDULES),
-                                      ("deblur", ("deblur",), DEBLUR_SCHEDULES),
-                                      ("sr", SR_SETTINGS, ("Lanczos", *SR_SCHEDULES))):
+                                      ("deblur", ("deblur", "deblur + refiner"), DEBLUR_SCHEDULES),
+                                      ("sr", (*SR_SETTINGS, *(s + " + refiner" for s in SR_SETTINGS)),
+                                       ("Lanczos", *SR_SCHEDULES))):
         print(f"| {task}: levels (first, last, count), grid | " + " | ".join(settings) + " | mean | seconds |")
         print("|---|" + "---:|" * (len(settings) + 2))
-        for schedule in (None, *schedules):
-            means = [np.mean(scores[s, schedule]) for s in settings]
+        for schedule in (None, *schedules):  # the mean and seconds are those of the step alone
+            means = {s: np.mean(scores[s, schedule]) for s in settings if (s, schedule) in scores}
+            alone = [s for s in means if not s.endswith("refiner")]
             if schedule is None or schedule == "Lanczos":
                 label, time_taken = schedule or "pilot", ""
             else:
-                label = f"{schedule[0]}, {'dense' if schedule[1] == DENSE else 'turning'}"
-                time_taken = f"{np.mean([seconds[s, schedule] for s in settings]):.2f}"
-            print(f"| {label} | " + " | ".join(f"{m:.2f}" for m in means) + f" | {np.mean(means):.2f} | {time_taken} |")
+                label = f"{schedule[0]}, {GRID_NAMES[schedule[1]]}"
+                time_taken = f"{np.mean([seconds[s, schedule] for s in alone]):.2f}"
+            print(f"| {label} | " + " | ".join(f"{means[s]:.2f}" if s in means else "-" for s in settings)
+                  + f" | {np.mean([means[s] for s in alone]):.2f} | {time_taken} |")
         print()
 
 

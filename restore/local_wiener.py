@@ -19,7 +19,9 @@ estimate v that fits the observation (known pixels kept; for a blur, an exact Fo
 solve; for a downscaling, an exact solve through two small eigendecompositions) and v =
 filter(x) at a noise level that falls from 40/255 to 1-2/255. Each of those passes places its
 windows every 4 pixels, on one of four grids in turn (`PNP_GRIDS`): a quarter of the work of the
-dense grid per pass, and as good over the schedule.
+dense grid per pass, and as good over the schedule. Inpainting's passes place them every 8
+pixels, side by side, on one of the 64 shifts of that grid in turn (`INPAINT_GRIDS`): a
+sixteenth of the dense grid's work per pass, so five times as many passes for the same time.
 """
 
 from __future__ import annotations
@@ -65,17 +67,27 @@ DENSE = Grid()
 # Plug-and-play's passes use a grid of stride 4 (a quarter of the windows) whose offset turns
 # with each pass, so four passes together cover the dense grid: cycle spinning across the
 # iterations instead of within each.
-PNP_GRIDS = tuple(Grid(4, offset) for offset in ((0, 0), (2, 2), (0, 2), (2, 0)))
+_TURNS = ((0, 0), (1, 1), (0, 1), (1, 0))
+PNP_GRIDS = tuple(Grid(4, (2 * a, 2 * b)) for a, b in _TURNS)
+# Inpainting's grids: windows side by side, shifted by every (down, across) in 0-7, ordered so
+# that each pass's shift is far from the last few (the 4-pixel turns inside the 2-pixel turns
+# inside the 1-pixel ones).
+INPAINT_GRIDS = tuple(Grid(BLOCK, (a + 2 * c + 4 * e, b + 2 * d + 4 * f))
+                      for a, b in _TURNS for c, d in _TURNS for e, f in _TURNS)
 BAND = 128  # rows filtered at a time (plus BLOCK rows of context each side): bounded memory
 # Plug-and-play noise levels (8-bit units: first, last, count; a count of 0 switches the step
 # off), chosen on 6 training crops of 512x384 (benchmarks/fit_plug_and_play.py, one thread;
 # docs/results/fit-plug-and-play.md). Inpainting (thin strokes, box, 50% random; PSNR of the
 # missing pixels): the dense grid's 32 passes give 29.21 dB (pilot: 28.01) in 7.7 s; the
 # turning stride-4 grids give 29.25 with 32 passes in 1.8 s and 29.36 with 48 in 2.7 s.
+# Inpainting's 256 passes on the turning stride-8 grids, down to 1/255, then gained 0.17-0.69 dB
+# over those 48 (thin and thick strokes, box, 50% and 90% random) in about the same time;
+# deblurring and super-resolution lost on them (after the refiner, which was trained on the
+# stride-4 grids' estimates).
 # Deblurring: 33.71 dB dense (pilot: 33.16) in 10.4 s, 33.61 on the turning grids in 4.3 s.
 # Super-resolution: latent MAP alone 35.02 / 30.99 dB at x2 / x4 (Lanczos 34.60 / 30.76); 32
 # levels to 2/255 give 35.05 / 31.28 in 2.2 s (to 1/255: 35.06 / 31.25).
-INPAINT_LEVELS = (40, 2, 48)
+INPAINT_LEVELS = (40, 1, 256)
 DEBLUR_LEVELS = (40, 1, 32)
 SR_LEVELS = (40, 2, 32)
 
@@ -91,10 +103,12 @@ def _filter(y: torch.Tensor, pilot: torch.Tensor, sigma: float, tau: float,
     precision += 1 / tau**2 + 1 / sigma**2
     gain = precision.reciprocal_().mul_(1 / sigma**2)  # the weight each coefficient gives y
     estimate = pc.mul_(sigma**2 / tau**2).add_(yc).mul_(gain)
+    left, _, top, _ = pads
+    if grid.stride == BLOCK:  # windows side by side: each pixel has one, and needs no weight
+        return _overlap_add(estimate, dct, size, grid.stride)[:, 0, top:top + y.shape[-2], left:left + y.shape[-1]]
     weight = gain.square_().sum((2, 3), keepdim=True).mul_(sigma**2).reciprocal_()  # (3, R, 1, 1, C)
     total = _overlap_add(estimate.mul_(weight), dct, size, grid.stride)
     norm = _overlap_add(weight, None, size, grid.stride)
-    left, _, top, _ = pads
     return (total / norm)[:, 0, top:top + y.shape[-2], left:left + y.shape[-1]]
 
 
@@ -160,7 +174,7 @@ def denoise(y: torch.Tensor, pilot: torch.Tensor, sigma: float, iterations: int 
 
 
 def inpaint(y: torch.Tensor, known: torch.Tensor, pilot: torch.Tensor,
-            levels: tuple | None = None, band: int = BAND, grids: tuple[Grid, ...] = PNP_GRIDS) -> torch.Tensor:
+            levels: tuple | None = None, band: int = BAND, grids: tuple[Grid, ...] = INPAINT_GRIDS) -> torch.Tensor:
     """y: the image (1, 3, H, W) with known (1, 1, H, W) 1 where a pixel is observed; pilot:
     an estimate of the whole image. Returns the refined estimate (known pixels as in y).
     levels: plug-and-play noise levels (first, last, count in 8-bit units), INPAINT_LEVELS

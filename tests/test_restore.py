@@ -328,24 +328,53 @@ def test_plug_and_play_grids_are_the_dense_grids_windows_and_filter_in_bands_exa
     import math
 
     from vqpress.restore import local_wiener
-    from vqpress.restore.local_wiener import PNP_GRIDS, _dct, _pass, _windows
+    from vqpress.restore.local_wiener import BLOCK, INPAINT_GRIDS, PNP_GRIDS, _dct, _pass, _windows
 
     g = torch.Generator().manual_seed(0)
     image, pilot = torch.rand(3, 37, 30, generator=g), torch.rand(3, 37, 30, generator=g)
     dense = _windows(image, _dct(image.device))
-    for grid in PNP_GRIDS:
-        # window r of a stride-4 grid starts at 4 r - BLOCK - offset, dense window k at
-        # 2 k - BLOCK: the same window when k = 2 r - offset / 2
+    for grid in (*PNP_GRIDS, *INPAINT_GRIDS[::5]):
+        # window r of a grid of stride s starts at s r - BLOCK - offset, dense window k at
+        # 2 k - BLOCK: the same window when the offset is even and k = (s r - offset) / 2
         sparse = _windows(image, _dct(image.device), grid)
         down, across = grid.offset
-        for row, col in ((1, 1), (3, 2), (5, 4)):
-            assert torch.allclose(sparse[:, row, ..., col], dense[:, 2 * row - down // 2, ..., 2 * col - across // 2],
-                                  atol=1e-5)
+        if down % 2 == 0 and across % 2 == 0:
+            for row, col in ((1, 1), (3, 2), (4, 3)):
+                s = grid.stride
+                assert torch.allclose(sparse[:, row, ..., col],
+                                      dense[:, (s * row - down) // 2, ..., (s * col - across) // 2], atol=1e-5)
         bands = [_pass(image, pilot, 0.1, math.inf, band, local_wiener._bar(1, image, band), grid)
                  for band in (1000, 16)]
         assert torch.allclose(*bands, atol=1e-5)
-    # so four passes, one per offset, visit every window of the dense grid
+    # so four passes, one per offset, visit every window of the dense grid; inpainting's 64
+    # grids are every shift of side-by-side windows, each pass far from the one before
     assert {grid.offset for grid in PNP_GRIDS} == {(0, 0), (2, 2), (0, 2), (2, 0)}
+    assert {grid.offset for grid in INPAINT_GRIDS} == {(a, b) for a in range(BLOCK) for b in range(BLOCK)}
+    assert all(grid.stride == BLOCK for grid in INPAINT_GRIDS)
+    assert [grid.offset for grid in INPAINT_GRIDS[:3]] == [(0, 0), (4, 4), (0, 4)]
+
+
+def test_a_pass_on_side_by_side_windows_is_each_windows_own_estimate():
+    """With stride BLOCK each pixel has one window, so the pass skips the overlap weights: the
+    result must equal the weighted form's (estimate * w / w)."""
+    import math
+
+    from vqpress.restore import local_wiener
+    from vqpress.restore.local_wiener import INPAINT_GRIDS, _dct, _filter
+
+    g = torch.Generator().manual_seed(1)
+    y, pilot = torch.rand(3, 29, 35, generator=g), torch.rand(3, 29, 35, generator=g)
+    for grid in INPAINT_GRIDS[:4]:
+        out = _filter(y, pilot, 0.05, math.inf, _dct(y.device), grid)
+        windows = local_wiener._windows(pilot, _dct(y.device), grid)
+        yw = local_wiener._windows(y, _dct(y.device), grid)
+        p = windows.square().clamp_min(1e-10).reciprocal()
+        p[:, :, 0, 0] = 0
+        gain = (1 / 0.05**2) / (p + 1 / 0.05**2)
+        pads = grid.pads()
+        size = (y.shape[-2] + pads[2] + pads[3], y.shape[-1] + pads[0] + pads[1])
+        back = local_wiener._overlap_add(yw * gain, _dct(y.device), size, grid.stride)
+        assert torch.allclose(out, back[:, 0, pads[2]:pads[2] + 29, pads[0]:pads[0] + 35], atol=1e-5)
 
 
 def test_inpainting_an_image_under_49_pixels_a_side_keeps_its_known_pixels():
