@@ -95,21 +95,63 @@ SR_LEVELS = (40, 2, 32)
 def _filter(y: torch.Tensor, pilot: torch.Tensor, sigma: float, tau: float,
             dct: torch.Tensor, grid: Grid) -> torch.Tensor:
     """One pass over (3, h, w) images already in the opponent colour space; dct: `_dct`."""
+    if grid.stride == BLOCK:
+        return _filter_side_by_side(y, pilot, sigma, tau, dct, grid.offset)
     pads = grid.pads()
     size = (y.shape[-2] + pads[2] + pads[3], y.shape[-1] + pads[0] + pads[1])
     yc, pc = _windows(y, dct, grid), _windows(pilot, dct, grid)
-    precision = pc.square().clamp_min_(1e-10).reciprocal_()
-    precision[:, :, 0, 0] = 0  # no prior on a window's mean: a N(0, p^2) one would darken dark regions
-    precision += 1 / tau**2 + 1 / sigma**2
-    gain = precision.reciprocal_().mul_(1 / sigma**2)  # the weight each coefficient gives y
-    estimate = pc.mul_(sigma**2 / tau**2).add_(yc).mul_(gain)
-    left, _, top, _ = pads
-    if grid.stride == BLOCK:  # windows side by side: each pixel has one, and needs no weight
-        return _overlap_add(estimate, dct, size, grid.stride)[:, 0, top:top + y.shape[-2], left:left + y.shape[-1]]
+    estimate, gain = _posterior(yc, pc, sigma, tau, (slice(None), slice(None), 0, 0))
     weight = gain.square_().sum((2, 3), keepdim=True).mul_(sigma**2).reciprocal_()  # (3, R, 1, 1, C)
     total = _overlap_add(estimate.mul_(weight), dct, size, grid.stride)
     norm = _overlap_add(weight, None, size, grid.stride)
+    left, _, top, _ = pads
     return (total / norm)[:, 0, top:top + y.shape[-2], left:left + y.shape[-1]]
+
+
+def _posterior(yc: torch.Tensor, pc: torch.Tensor, sigma: float, tau: float, dc: tuple) -> tuple:
+    """Each coefficient's posterior mean given y's (yc) and the pilot's (pc), and the weight it
+    gives y; dc indexes the windows' mean, which gets no prior (a N(0, p^2) one would darken
+    dark regions). pc is overwritten."""
+    precision = pc.square().clamp_min_(1e-10).reciprocal_()
+    precision[dc] = 0
+    precision += 1 / tau**2 + 1 / sigma**2
+    gain = precision.reciprocal_().mul_(1 / sigma**2)
+    return pc.mul_(sigma**2 / tau**2).add_(yc).mul_(gain), gain
+
+
+def _filter_side_by_side(y: torch.Tensor, pilot: torch.Tensor, sigma: float, tau: float,
+                         dct: torch.Tensor, offset: tuple[int, int]) -> torch.Tensor:
+    """`_filter` on a grid of stride BLOCK: windows side by side, starting `offset` pixels
+    before the image, so each pixel has one window and needs no weight. The image is cut into
+    its blocks by a reshape (no strided convolution, no overlap-add)."""
+    (h, w), (down, across) = y.shape[-2:], offset
+    pads = (across, -(w + across) % BLOCK, down, -(h + down) % BLOCK)
+    yc, pc = (_block_dct(F.pad(t[:, None], pads, mode="replicate")[:, 0], dct) for t in (y, pilot))
+    estimate, _ = _posterior(yc, pc, sigma, tau, (slice(None), slice(None), 0, slice(None), 0))
+    return _block_idct(estimate, dct)[:, down:down + h, across:across + w]
+
+
+def _block_dct(image: torch.Tensor, dct: torch.Tensor) -> torch.Tensor:
+    """(3, 8R, 8C) -> the 2-D DCT of each 8x8 block: (3, R, 8, C, 8), frequency down in
+    dimension 2, across in 4."""
+    n, rows, cols = image.shape
+    across = (image.reshape(-1, 2 * BLOCK) @ _pairs(dct.device).T).view(n, rows // BLOCK, BLOCK, cols)
+    return (dct @ across).view(n, rows // BLOCK, BLOCK, cols // BLOCK, BLOCK)
+
+
+def _block_idct(blocks: torch.Tensor, dct: torch.Tensor) -> torch.Tensor:
+    """The inverse of `_block_dct`."""
+    n, r, _, c, _ = blocks.shape
+    down = dct.T @ blocks.view(n, r, BLOCK, c * BLOCK)
+    return (down.reshape(-1, 2 * BLOCK) @ _pairs(dct.device)).view(n, r * BLOCK, c * BLOCK)
+
+
+@cache
+def _pairs(device: torch.device) -> torch.Tensor:
+    """The DCT of two blocks' rows side by side (16 x 16, block-diagonal): the transform
+    across the rows runs as one product 16 wide, about four times as fast on this CPU as
+    8 wide (the number of 8-pixel rows is even: 3 channels times 8R rows)."""
+    return torch.block_diag(_dct(device), _dct(device))
 
 
 def _windows(image: torch.Tensor, dct: torch.Tensor, grid: Grid = DENSE) -> torch.Tensor:
@@ -261,18 +303,24 @@ def _plug_and_play(x_step, v: torch.Tensor, levels: tuple, band: int, grids: tup
 
 def _pass(y: torch.Tensor, pilot: torch.Tensor, sigma: float, tau: float, band: int,
           bar: tqdm, grid: Grid) -> torch.Tensor:
-    """One run of the filter over (3, H, W) opponent-colour images, band by band."""
+    """One run of the filter over (3, H, W) opponent-colour images, band by band. Each band
+    takes BLOCK rows of context each side, except with side-by-side windows: there the bands
+    start on the grid's block rows, and a block never straddles two bands."""
     if band % grid.stride:
         raise ValueError(f"band must be a multiple of {grid.stride}")
     dct = _dct(y.device)
     h = y.shape[-2]
     out = torch.empty_like(y)
-    for top in range(0, h, band):
-        bottom = min(h, top + band)
-        lo, hi = max(0, top - BLOCK), min(h, bottom + BLOCK)
-        part = _filter(y[:, lo:hi], pilot[:, lo:hi], sigma, tau, dct, grid)
+    down, across = grid.offset
+    first, context = (-down, 0) if grid.stride == BLOCK else (0, BLOCK)
+    for start in range(first, h, band):
+        top, bottom = max(0, start), min(h, start + band)
+        lo, hi = max(0, top - context), min(h, bottom + context)
+        # the same windows as on the whole image: lo - (its offset) = -offset modulo the stride
+        local = Grid(grid.stride, ((lo + down) % grid.stride, across))
+        part = _filter(y[:, lo:hi], pilot[:, lo:hi], sigma, tau, dct, local)
         out[:, top:bottom] = part[:, top - lo:bottom - lo]
-        bar.update(1)
+        bar.update(bottom - top)
     return out
 
 
@@ -283,8 +331,9 @@ def _dct(device: torch.device) -> torch.Tensor:
 
 
 def _bar(runs: int, like: torch.Tensor, band: int) -> tqdm:
-    bands = -(-like.shape[-2] // band)
-    return tqdm(total=runs * bands, desc="local Wiener", unit="band", disable=runs * bands < 2)
+    """A progress bar over the rows of `runs` passes (shown when they take more than one band)."""
+    rows = like.shape[-2]
+    return tqdm(total=runs * rows, desc="local Wiener", unit="row", disable=runs * -(-rows // band) < 2)
 
 
 def _opponent(image: torch.Tensor) -> torch.Tensor:
