@@ -70,11 +70,11 @@ DENSE = Grid()
 _TURNS = ((0, 0), (1, 1), (0, 1), (1, 0))
 PNP_GRIDS = tuple(Grid(4, (2 * a, 2 * b)) for a, b in _TURNS)
 # Inpainting's grids: windows side by side, shifted by every (down, across) in 0-7, ordered so
-# that each pass's shift is far from the last few (the 4-pixel turns inside the 2-pixel turns
-# inside the 1-pixel ones).
+# that each pass's shift is far from the last few: the 4-pixel part of the shift turns with every
+# pass, the 2-pixel part every 4 passes, the 1-pixel part every 16.
 INPAINT_GRIDS = tuple(Grid(BLOCK, (a + 2 * c + 4 * e, b + 2 * d + 4 * f))
                       for a, b in _TURNS for c, d in _TURNS for e, f in _TURNS)
-BAND = 128  # rows filtered at a time (plus BLOCK rows of context each side): bounded memory
+BAND = 128  # rows filtered at a time (plus BLOCK rows of context each side, see `_pass`): bounded memory
 # Plug-and-play noise levels (8-bit units: first, last, count; a count of 0 switches the step
 # off), chosen on 6 training crops of 512x384 (benchmarks/fit_plug_and_play.py, one thread;
 # docs/results/fit-plug-and-play.md). Inpainting (thin strokes, box, 50% random; PSNR of the
@@ -316,7 +316,7 @@ def _pass(y: torch.Tensor, pilot: torch.Tensor, sigma: float, tau: float, band: 
     for start in range(first, h, band):
         top, bottom = max(0, start), min(h, start + band)
         lo, hi = max(0, top - context), min(h, bottom + context)
-        # the same windows as on the whole image: lo - (its offset) = -offset modulo the stride
+        # windows start at lo - (local offset) + k stride: -offset modulo the stride, as on the whole image
         local = Grid(grid.stride, ((lo + down) % grid.stride, across))
         part = _filter(y[:, lo:hi], pilot[:, lo:hi], sigma, tau, dct, local)
         out[:, top:bottom] = part[:, top - lo:bottom - lo]
