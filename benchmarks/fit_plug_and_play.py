@@ -134,12 +134,12 @@ def main():
             lanczos = tensor(np.asarray(small.resize(CROP[::-1], Image.LANCZOS)))
             scores.setdefault((f"x{scale}", "Lanczos"), []).append(psnr(lanczos, clean))
             scores.setdefault((f"x{scale}", None), []).append(psnr(pilot, clean))
+            y = tensor(np.asarray(small))
+            observed = observation(y, None, scale)  # what the refiner sees: the bicubic upscale
             for levels, grids in SR_SCHEDULES:
                 record((f"x{scale}", (levels, grids)),
-                       lambda: local_wiener.super_resolve(tensor(np.asarray(small)), Downsample(scale), pilot,
-                                                          1 / 255, levels, grids=grids),
-                       lambda out: psnr(out, clean),
-                       ("sr", {"scale": scale}, observation(tensor(np.asarray(small)), None, scale)))
+                       lambda: local_wiener.super_resolve(y, Downsample(scale), pilot, 1 / 255, levels, grids=grids),
+                       lambda out: psnr(out, clean), ("sr", {"scale": scale}, observed))
     print(f"mean PSNR (dB) over {args.photos} training crops of {CROP[1]}x{CROP[0]} "
           "(inpainting: over the missing pixels)\n")
     for task, settings, schedules in (("inpaint", INPAINT_SETTINGS, INPAINT_SCHEDULES),

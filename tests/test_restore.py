@@ -355,25 +355,25 @@ def test_plug_and_play_grids_are_the_dense_grids_windows_and_filter_in_bands_exa
 
 
 def test_a_pass_on_side_by_side_windows_is_each_windows_own_estimate():
-    """With stride BLOCK each pixel has one window, so the pass skips the overlap weights: the
-    result must equal the weighted form's (estimate * w / w)."""
+    """With stride BLOCK each pixel has one window: the pass (blocks cut by a reshape, no
+    overlap weights) must equal each window's posterior mean put back through the strided
+    windows and overlap-add of the other grids."""
     import math
 
-    from vqpress.restore import local_wiener
-    from vqpress.restore.local_wiener import INPAINT_GRIDS, _dct, _filter
+    from vqpress.restore.local_wiener import INPAINT_GRIDS, _dct, _filter, _overlap_add, _windows
 
     g = torch.Generator().manual_seed(1)
     y, pilot = torch.rand(3, 29, 35, generator=g), torch.rand(3, 29, 35, generator=g)
     for grid in INPAINT_GRIDS[:4]:
         out = _filter(y, pilot, 0.05, math.inf, _dct(y.device), grid)
-        windows = local_wiener._windows(pilot, _dct(y.device), grid)
-        yw = local_wiener._windows(y, _dct(y.device), grid)
+        windows = _windows(pilot, _dct(y.device), grid)
+        yw = _windows(y, _dct(y.device), grid)
         p = windows.square().clamp_min(1e-10).reciprocal()
         p[:, :, 0, 0] = 0
         gain = (1 / 0.05**2) / (p + 1 / 0.05**2)
         pads = grid.pads()
         size = (y.shape[-2] + pads[2] + pads[3], y.shape[-1] + pads[0] + pads[1])
-        back = local_wiener._overlap_add(yw * gain, _dct(y.device), size, grid.stride)
+        back = _overlap_add(yw * gain, _dct(y.device), size, grid.stride)
         assert torch.allclose(out, back[:, 0, pads[2]:pads[2] + 29, pads[0]:pads[0] + 35], atol=1e-5)
 
 
