@@ -19,13 +19,15 @@ estimate v that fits the observation (known pixels kept; for a blur, an exact Fo
 solve; for a downscaling, an exact solve through two small eigendecompositions) and v =
 filter(x) at a noise level that falls from 40/255 to 1-2/255. Each of those passes places its
 windows every 4 pixels, on one of four grids in turn (`PNP_GRIDS`): a quarter of the work of the
-dense grid per pass, and as good over the schedule. Inpainting's passes place them every 8
-pixels, side by side, on one of the 64 shifts of that grid in turn (`INPAINT_GRIDS`): a
-sixteenth of the dense grid's work per pass, so five times as many passes for the same time.
+dense grid per pass, and as good over the schedule. Inpainting's passes place their windows side
+by side, each pass on the next shift of that grid (`INPAINT_GRIDS`), 16 and 8 pixels a side in
+turn: the larger windows carry structure along strokes and into wide holes, the smaller ones keep
+the detail between scattered missing pixels.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from dataclasses import dataclass
@@ -36,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from vqpress.codec.blocks import BLOCK, COLOR, DCT
+from vqpress.codec.blocks import BLOCK, COLOR
 
 from .operators import Downsample
 from .spectra import fft_size
@@ -51,11 +53,13 @@ STRIDE = 2
 
 @dataclass(frozen=True)
 class Grid:
-    """Where the 8x8 windows sit: every `stride` pixels, the first `offset` (down, across)
-    pixels before the BLOCK rows and columns of replicated edge."""
+    """Where the windows sit: every `stride` pixels, the first `offset` (down, across) pixels
+    before the BLOCK rows and columns of replicated edge. Windows are BLOCK pixels a side,
+    except side by side (stride == side), where they may be larger."""
 
     stride: int = STRIDE
     offset: tuple[int, int] = (0, 0)
+    side: int = BLOCK
 
     def pads(self) -> tuple[int, int, int, int]:
         """(left, right, top, bottom) edge padding: BLOCK + offset before, BLOCK after."""
@@ -69,11 +73,23 @@ DENSE = Grid()
 # iterations instead of within each.
 _TURNS = ((0, 0), (1, 1), (0, 1), (1, 0))
 PNP_GRIDS = tuple(Grid(4, (2 * a, 2 * b)) for a, b in _TURNS)
-# Inpainting's grids: windows side by side, shifted by every (down, across) in 0-7, ordered so
-# that each pass's shift is far from the last few: the 4-pixel part of the shift turns with every
-# pass, the 2-pixel part every 4 passes, the 1-pixel part every 16.
-INPAINT_GRIDS = tuple(Grid(BLOCK, (a + 2 * c + 4 * e, b + 2 * d + 4 * f))
-                      for a, b in _TURNS for c, d in _TURNS for e, f in _TURNS)
+
+
+def side_by_side_shifts(side: int) -> list[tuple[int, int]]:
+    """Every shift (down, across) of a grid of side-by-side windows `side` pixels wide (a power
+    of 2), ordered so that each shift is far from the last few: the half-side part of the shift
+    turns with every pass, the quarter-side part every 4 passes, and so on down to 1 pixel."""
+    parts = [side >> k for k in range(side.bit_length() - 1, 0, -1)]  # 1, 2, ..., side / 2
+    return [tuple(sum(part * turn[i] for part, turn in zip(parts, turns)) for i in (0, 1))
+            for turns in itertools.product(_TURNS, repeat=len(parts))]
+
+
+# Inpainting's passes: side-by-side windows 16 and 8 pixels a side in turn, each pass on the next
+# shift of its size's order (the 8-pixel grids take each of their 64 shifts twice, the 16-pixel
+# grids the first 128 of theirs).
+INPAINT_SIDES = (16, 8)
+INPAINT_GRIDS = tuple(Grid(side, side_by_side_shifts(side)[k % side**2], side)
+                      for k in range(128) for side in INPAINT_SIDES)
 BAND = 128  # rows filtered at a time (plus BLOCK rows of context each side, see `_pass`): bounded memory
 # Plug-and-play noise levels (8-bit units: first, last, count; a count of 0 switches the step
 # off), chosen on 6 training crops of 512x384 (benchmarks/fit_plug_and_play.py, one thread;
@@ -83,7 +99,10 @@ BAND = 128  # rows filtered at a time (plus BLOCK rows of context each side, see
 # Inpainting's 256 passes on the turning stride-8 grids, down to 1/255, then gained 0.17-0.69 dB
 # over those 48 (thin and thick strokes, box, 50% and 90% random) in about the same time;
 # deblurring and super-resolution lost on them (after the refiner, which was trained on the
-# stride-4 grids' estimates).
+# stride-4 grids' estimates). The same 256 passes on windows 16 and 8 pixels a side in turn gained
+# 0.23 / 0.17 / 0.04 / 0.04 / 0.01 dB over 8 alone on 20 training crops (thin and thick strokes,
+# box, 50% and 90% random) in less time; windows up to 64 pixels, coarse to fine, gained up to
+# 0.39 dB on strokes but lost 0.11 / 0.19 at 50% / 90% missing.
 # Deblurring: 33.71 dB dense (pilot: 33.16) in 10.4 s, 33.61 on the turning grids in 4.3 s.
 # Super-resolution: latent MAP alone 35.02 / 30.99 dB at x2 / x4 (Lanczos 34.60 / 30.76); 32
 # levels to 2/255 give 35.05 / 31.28 in 2.2 s (to 1/255: 35.06 / 31.25).
@@ -92,11 +111,11 @@ DEBLUR_LEVELS = (40, 1, 32)
 SR_LEVELS = (40, 2, 32)
 
 
-def _filter(y: torch.Tensor, pilot: torch.Tensor, sigma: float, tau: float,
-            dct: torch.Tensor, grid: Grid) -> torch.Tensor:
-    """One pass over (3, h, w) images already in the opponent colour space; dct: `_dct`."""
-    if grid.stride == BLOCK:
-        return _filter_side_by_side(y, pilot, sigma, tau, dct, grid.offset)
+def _filter(y: torch.Tensor, pilot: torch.Tensor, sigma: float, tau: float, grid: Grid) -> torch.Tensor:
+    """One pass over (3, h, w) images already in the opponent colour space."""
+    if grid.stride == grid.side:
+        return _filter_side_by_side(y, pilot, sigma, tau, grid)
+    dct = _dct(y.device)
     pads = grid.pads()
     size = (y.shape[-2] + pads[2] + pads[3], y.shape[-1] + pads[0] + pads[1])
     yc, pc = _windows(y, dct, grid), _windows(pilot, dct, grid)
@@ -120,38 +139,41 @@ def _posterior(yc: torch.Tensor, pc: torch.Tensor, sigma: float, tau: float, dc:
 
 
 def _filter_side_by_side(y: torch.Tensor, pilot: torch.Tensor, sigma: float, tau: float,
-                         dct: torch.Tensor, offset: tuple[int, int]) -> torch.Tensor:
-    """`_filter` on a grid of stride BLOCK: windows side by side, starting `offset` pixels
-    before the image, so each pixel has one window and needs no weight. The image is cut into
-    its blocks by a reshape (no strided convolution, no overlap-add)."""
-    (h, w), (down, across) = y.shape[-2:], offset
-    pads = (across, -(w + across) % BLOCK, down, -(h + down) % BLOCK)
+                         grid: Grid) -> torch.Tensor:
+    """`_filter` on a grid of side-by-side windows starting `grid.offset` pixels before the
+    image, so each pixel has one window and needs no weight. The image is cut into its blocks
+    by a reshape (no strided convolution, no overlap-add)."""
+    (h, w), (down, across), side = y.shape[-2:], grid.offset, grid.side
+    pads = (across, -(w + across) % side, down, -(h + down) % side)
+    dct = _dct(y.device, side)
     yc, pc = (_block_dct(F.pad(t[:, None], pads, mode="replicate")[:, 0], dct) for t in (y, pilot))
     estimate, _ = _posterior(yc, pc, sigma, tau, (slice(None), slice(None), 0, slice(None), 0))
     return _block_idct(estimate, dct)[:, down:down + h, across:across + w]
 
 
 def _block_dct(image: torch.Tensor, dct: torch.Tensor) -> torch.Tensor:
-    """(3, 8R, 8C) -> the 2-D DCT of each 8x8 block: (3, R, 8, C, 8), frequency down in
-    dimension 2, across in 4."""
-    n, rows, cols = image.shape
-    across = (image.reshape(-1, 2 * BLOCK) @ _pairs(dct.device).T).view(n, rows // BLOCK, BLOCK, cols)
-    return (dct @ across).view(n, rows // BLOCK, BLOCK, cols // BLOCK, BLOCK)
+    """(3, nR, nC) -> the 2-D DCT (n x n) of each n x n block: (3, R, n, C, n), frequency down
+    in dimension 2, across in 4."""
+    (channels, rows, cols), n = image.shape, dct.shape[0]
+    wide = _across(dct.device, n)
+    across = (image.reshape(-1, wide.shape[0]) @ wide.T).view(channels, rows // n, n, cols)
+    return (dct @ across).view(channels, rows // n, n, cols // n, n)
 
 
 def _block_idct(blocks: torch.Tensor, dct: torch.Tensor) -> torch.Tensor:
     """The inverse of `_block_dct`."""
-    n, r, _, c, _ = blocks.shape
-    down = dct.T @ blocks.view(n, r, BLOCK, c * BLOCK)
-    return (down.reshape(-1, 2 * BLOCK) @ _pairs(dct.device)).view(n, r * BLOCK, c * BLOCK)
+    channels, r, n, c, _ = blocks.shape
+    down = dct.T @ blocks.view(channels, r, n, c * n)
+    wide = _across(dct.device, n)
+    return (down.reshape(-1, wide.shape[0]) @ wide).view(channels, r * n, c * n)
 
 
 @cache
-def _pairs(device: torch.device) -> torch.Tensor:
-    """The DCT of two blocks' rows side by side (16 x 16, block-diagonal): the transform
-    across the rows runs as one product 16 wide, about four times as fast on this CPU as
-    8 wide (the number of 8-pixel rows is even: 3 channels times 8R rows)."""
-    return torch.block_diag(_dct(device), _dct(device))
+def _across(device: torch.device, n: int) -> torch.Tensor:
+    """The DCT across the rows of blocks n pixels wide, at least 16 wide: for 8-pixel blocks two
+    blocks' rows side by side (block-diagonal), one product 16 wide, about four times as fast on
+    this CPU as 8 wide (the number of 8-pixel rows is even: 3 channels times 8R rows)."""
+    return torch.block_diag(*[_dct(device, n)] * max(1, 16 // n))
 
 
 def _windows(image: torch.Tensor, dct: torch.Tensor, grid: Grid = DENSE) -> torch.Tensor:
@@ -220,8 +242,8 @@ def inpaint(y: torch.Tensor, known: torch.Tensor, pilot: torch.Tensor,
     """y: the image (1, 3, H, W) with known (1, 1, H, W) 1 where a pixel is observed; pilot:
     an estimate of the whole image. Returns the refined estimate (known pixels as in y).
     levels: plug-and-play noise levels (first, last, count in 8-bit units), INPAINT_LEVELS
-    unless given; grids: the window grids the passes take in turn (band: a multiple of their
-    strides)."""
+    unless given; grids: the window grid of each pass, taken again from the first when the
+    passes outnumber them (band: a multiple of their strides)."""
     observed, known = _opponent(y), known[0] > 0
     v = _plug_and_play(lambda v, s: torch.where(known, observed, v), _opponent(pilot),
                        levels or INPAINT_LEVELS, band, grids)
@@ -308,26 +330,28 @@ def _pass(y: torch.Tensor, pilot: torch.Tensor, sigma: float, tau: float, band: 
     start on the grid's block rows, and a block never straddles two bands."""
     if band % grid.stride:
         raise ValueError(f"band must be a multiple of {grid.stride}")
-    dct = _dct(y.device)
     h = y.shape[-2]
     out = torch.empty_like(y)
     down, across = grid.offset
-    first, context = (-down, 0) if grid.stride == BLOCK else (0, BLOCK)
+    first, context = (-down, 0) if grid.stride == grid.side else (0, BLOCK)
     for start in range(first, h, band):
         top, bottom = max(0, start), min(h, start + band)
         lo, hi = max(0, top - context), min(h, bottom + context)
         # windows start at lo - (local offset) + k stride: -offset modulo the stride, as on the whole image
-        local = Grid(grid.stride, ((lo + down) % grid.stride, across))
-        part = _filter(y[:, lo:hi], pilot[:, lo:hi], sigma, tau, dct, local)
+        local = Grid(grid.stride, ((lo + down) % grid.stride, across), grid.side)
+        part = _filter(y[:, lo:hi], pilot[:, lo:hi], sigma, tau, local)
         out[:, top:bottom] = part[:, top - lo:bottom - lo]
         bar.update(bottom - top)
     return out
 
 
 @cache
-def _dct(device: torch.device) -> torch.Tensor:
-    """The 8-point DCT matrix (frequency, position)."""
-    return torch.tensor(DCT, dtype=torch.float32, device=device)
+def _dct(device: torch.device, n: int = BLOCK) -> torch.Tensor:
+    """The orthonormal n-point DCT-II matrix (frequency, position)."""
+    k = np.arange(n)
+    rows = np.cos(np.pi * (2 * k[None] + 1) * k[:, None] / (2 * n)) * np.sqrt(2 / n)
+    rows[0] /= np.sqrt(2)
+    return torch.tensor(rows, dtype=torch.float32, device=device)
 
 
 def _bar(runs: int, like: torch.Tensor, band: int) -> tqdm:

@@ -328,53 +328,68 @@ def test_plug_and_play_grids_are_the_dense_grids_windows_and_filter_in_bands_exa
     import math
 
     from vqpress.restore import local_wiener
-    from vqpress.restore.local_wiener import BLOCK, INPAINT_GRIDS, PNP_GRIDS, _dct, _pass, _windows
+    from vqpress.restore.local_wiener import (BLOCK, INPAINT_GRIDS, INPAINT_SIDES, PNP_GRIDS, _dct, _pass,
+                                              _windows, side_by_side_shifts)
 
     g = torch.Generator().manual_seed(0)
-    image, pilot = torch.rand(3, 37, 30, generator=g), torch.rand(3, 37, 30, generator=g)
+    image, pilot = torch.rand(3, 150, 30, generator=g), torch.rand(3, 150, 30, generator=g)
     dense = _windows(image, _dct(image.device))
     for grid in (*PNP_GRIDS, *INPAINT_GRIDS[::5]):
         # window r of a grid of stride s starts at s r - BLOCK - offset, dense window k at
         # 2 k - BLOCK: the same window when the offset is even and k = (s r - offset) / 2
-        sparse = _windows(image, _dct(image.device), grid)
         down, across = grid.offset
-        if down % 2 == 0 and across % 2 == 0:
+        if grid.side == BLOCK and down % 2 == 0 and across % 2 == 0:
+            sparse = _windows(image, _dct(image.device), grid)
             for row, col in ((1, 1), (3, 2), (4, 3)):
                 s = grid.stride
                 assert torch.allclose(sparse[:, row, ..., col],
                                       dense[:, (s * row - down) // 2, ..., (s * col - across) // 2], atol=1e-5)
         bands = [_pass(image, pilot, 0.1, math.inf, band, local_wiener._bar(1, image, band), grid)
-                 for band in (1000, 16)]
+                 for band in (1024, max(16, grid.stride))]
         assert torch.allclose(*bands, atol=1e-5)
-    # so four passes, one per offset, visit every window of the dense grid; inpainting's 64
-    # grids are every shift of side-by-side windows, each pass far from the one before
+    # so four passes, one per offset, visit every window of the dense grid; inpainting's
+    # side-by-side grids take each size's shifts in turn, each far from the one before, and the
+    # 8-pixel grids take every shift
     assert {grid.offset for grid in PNP_GRIDS} == {(0, 0), (2, 2), (0, 2), (2, 0)}
-    assert {grid.offset for grid in INPAINT_GRIDS} == {(a, b) for a in range(BLOCK) for b in range(BLOCK)}
-    assert all(grid.stride == BLOCK for grid in INPAINT_GRIDS)
-    assert [grid.offset for grid in INPAINT_GRIDS[:3]] == [(0, 0), (4, 4), (0, 4)]
+    for side in (8, 16, 64):
+        shifts = side_by_side_shifts(side)
+        assert sorted(shifts) == [(a, b) for a in range(side) for b in range(side)]
+        assert shifts[:3] == [(0, 0), (side // 2, side // 2), (0, side // 2)]
+    assert [grid.side for grid in INPAINT_GRIDS] == list(INPAINT_SIDES) * 128
+    assert all(grid.stride == grid.side for grid in INPAINT_GRIDS)
+    assert {grid.offset for grid in INPAINT_GRIDS if grid.side == BLOCK} == {(a, b) for a in range(BLOCK)
+                                                                             for b in range(BLOCK)}
 
 
 def test_a_pass_on_side_by_side_windows_is_each_windows_own_estimate():
-    """With stride BLOCK each pixel has one window: the pass (blocks cut by a reshape, no
-    overlap weights) must equal each window's posterior mean put back through the strided
-    windows and overlap-add of the other grids."""
+    """With stride equal to the side each pixel has one window: the pass (blocks cut by a
+    reshape, the DCT across the rows of several blocks in one product) must equal each window's
+    posterior mean computed window by window on the edge-replicated image."""
     import math
 
-    from vqpress.restore.local_wiener import INPAINT_GRIDS, _dct, _filter, _overlap_add, _windows
+    from vqpress.codec.blocks import DCT
+    from vqpress.restore.local_wiener import Grid, _dct, _filter
 
+    assert torch.allclose(_dct(torch.device("cpu"), 8), torch.tensor(DCT, dtype=torch.float32), atol=1e-6)
     g = torch.Generator().manual_seed(1)
     y, pilot = torch.rand(3, 29, 35, generator=g), torch.rand(3, 29, 35, generator=g)
-    for grid in INPAINT_GRIDS[:4]:
-        out = _filter(y, pilot, 0.05, math.inf, _dct(y.device), grid)
-        windows = _windows(pilot, _dct(y.device), grid)
-        yw = _windows(y, _dct(y.device), grid)
-        p = windows.square().clamp_min(1e-10).reciprocal()
-        p[:, :, 0, 0] = 0
-        gain = (1 / 0.05**2) / (p + 1 / 0.05**2)
-        pads = grid.pads()
-        size = (y.shape[-2] + pads[2] + pads[3], y.shape[-1] + pads[0] + pads[1])
-        back = _overlap_add(yw * gain, _dct(y.device), size, grid.stride)
-        assert torch.allclose(out, back[:, 0, pads[2]:pads[2] + 29, pads[0]:pads[0] + 35], atol=1e-5)
+    sigma = 0.05
+    for side, offset in ((8, (0, 0)), (8, (3, 6)), (16, (5, 2)), (64, (40, 9))):
+        d = _dct(y.device, side)
+        assert torch.allclose(d @ d.T, torch.eye(side), atol=1e-5)
+        out = _filter(y, pilot, sigma, math.inf, Grid(side, offset, side))
+        down, across = offset
+        pads = (across, side, down, side)  # enough rows and columns for whole windows
+        yp, pp = (torch.nn.functional.pad(t[:, None], pads, mode="replicate")[:, 0] for t in (y, pilot))
+        expected = torch.empty_like(yp)
+        for top in range(0, 29 + down, side):
+            for left in range(0, 35 + across, side):
+                window = (slice(None), slice(top, top + side), slice(left, left + side))
+                yc, pc = d @ yp[window] @ d.T, d @ pp[window] @ d.T
+                gain = pc.square() / (pc.square() + sigma**2)
+                gain[:, 0, 0] = 1  # the window's mean gets no prior
+                expected[window] = d.T @ (yc * gain) @ d
+        assert torch.allclose(out, expected[:, down:down + 29, across:across + 35], atol=1e-5)
 
 
 def test_inpainting_an_image_under_49_pixels_a_side_keeps_its_known_pixels():
