@@ -2,7 +2,8 @@
 (`restore.local_wiener`: INPAINT_LEVELS, DEBLUR_LEVELS, SR_LEVELS) on training photos, so the
 validation benchmark stays a held-out measurement.
 
-    python benchmarks/fit_plug_and_play.py ../shared/corpus/train [--photos 6] [--threads 1]
+    python benchmarks/fit_plug_and_play.py ../shared/corpus/train [--photos 20] [--threads 1]
+                                           [--tasks inpaint,deblur,sr]
 
 Takes `--photos` photos of at least 512x384 spread over the folder (portrait ones transposed),
 centre-cropped to 512x384; damages them as bench_restore does (thin and thick strokes, a 128x128
@@ -12,9 +13,10 @@ by latent MAP with the step switched off (the pilot), then runs the step with ev
 and prints the mean PSNR (inpainting: over the missing pixels; deblurring and super-resolution
 also after the refiner, which was trained on the shipped schedules' estimates) and the step's
 mean seconds per schedule: on the turning stride-4 grids (`local_wiener.PNP_GRIDS`), on
-inpainting's turning stride-8 grids (`local_wiener.INPAINT_GRIDS`), and, for comparison, on the
-dense stride-2 grid of earlier versions. Pass --threads 1 for the timings the module's comments
-quote.
+side-by-side 8-pixel windows at each of their 64 shifts in turn (0.16's inpainting), on
+inpainting's side-by-side windows 16 and 8 pixels a side in turn (`local_wiener.INPAINT_GRIDS`),
+and, for comparison, on the dense stride-2 grid of earlier versions. Pass --threads 1 for the
+timings the module's comments quote (earlier versions' comments quote --photos 6).
 """
 
 from __future__ import annotations
@@ -43,11 +45,12 @@ from bench_restore import masks  # noqa: E402
 
 INPAINT_SETTINGS = ("thin strokes", "thick strokes", "box 128", "random 50%", "random 90%")
 # (noise levels, grids): the dense grid at the schedule earlier versions used, then the turning grids
-DENSE, TURNING, SIDE_BY_SIDE = (local_wiener.DENSE,), local_wiener.PNP_GRIDS, local_wiener.INPAINT_GRIDS
-GRID_NAMES = {DENSE: "dense", TURNING: "turning, stride 4", SIDE_BY_SIDE: "turning, stride 8"}
-INPAINT_SCHEDULES = (((40, 2, 32), DENSE), ((40, 2, 16), TURNING), ((40, 2, 32), TURNING),
-                     ((40, 2, 48), TURNING), ((40, 1, 128), TURNING), ((40, 2, 256), SIDE_BY_SIDE),
-                     ((40, 1, 128), SIDE_BY_SIDE), ((40, 1, 256), SIDE_BY_SIDE))
+DENSE, TURNING, INPAINT = (local_wiener.DENSE,), local_wiener.PNP_GRIDS, local_wiener.INPAINT_GRIDS
+SIDE_BY_SIDE = tuple(local_wiener.Grid(8, shift, 8) for shift in local_wiener.side_by_side_shifts(8))
+GRID_NAMES = {DENSE: "dense", TURNING: "turning, stride 4", SIDE_BY_SIDE: "side by side, 8 px",
+              INPAINT: "side by side, 16 and 8 px"}
+INPAINT_SCHEDULES = (((40, 2, 48), TURNING), ((40, 1, 128), SIDE_BY_SIDE),
+                     ((40, 1, 256), SIDE_BY_SIDE), ((40, 1, 128), INPAINT), ((40, 1, 256), INPAINT))
 DEBLUR_SCHEDULES = (((40, 1, 32), DENSE), ((40, 1, 8), TURNING), ((40, 1, 16), TURNING),
                     ((20, 1, 16), TURNING), ((40, 1, 32), TURNING), ((40, 1, 128), SIDE_BY_SIDE))
 SR_SETTINGS = ("x2", "x4")
@@ -85,11 +88,13 @@ def crops(folder: str, count: int) -> list[np.ndarray]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder")
-    parser.add_argument("--photos", type=int, default=6)
+    parser.add_argument("--photos", type=int, default=20)
+    parser.add_argument("--tasks", default="inpaint,deblur,sr", help="comma-separated: inpaint, deblur, sr")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    tasks = args.tasks.split(",")
     scores, seconds = {}, {}  # (setting, schedule) -> PSNRs, times; schedule None = the pilot
 
     refiner = load_refiner()[0]
@@ -110,7 +115,7 @@ def main():
     for j, rgb in enumerate(tqdm(crops(args.folder, args.photos), desc="photos")):
         clean = tensor(rgb)
         for name, missing in masks(rgb.shape[:2], 100 + j).items():
-            if name not in INPAINT_SETTINGS:
+            if name not in INPAINT_SETTINGS or "inpaint" not in tasks:
                 continue
             pilot = tensor(np.asarray(restore.inpaint(rgb, missing, device="cpu", last_step=False)))
             known = torch.from_numpy(~missing)[None, None].float()
@@ -120,15 +125,16 @@ def main():
                 record((name, (levels, grids)),
                        lambda: local_wiener.inpaint(clean * known, known, pilot, levels, grids=grids),
                        lambda out: psnr(out, clean, where))
-        blurred = as_8bit(gaussian_blur(2.0)(clean))
-        as8 = to_uint8(blurred[0])
-        pilot = tensor(np.asarray(restore.restore(as8, "deblur", blur_sigma=2.0, device="cpu", last_step=False)))
-        scores.setdefault(("deblur", None), []).append(psnr(pilot, clean))
-        for levels, grids in DEBLUR_SCHEDULES:
-            record(("deblur", (levels, grids)),
-                   lambda: local_wiener.deblur(blurred, gaussian_kernel(2.0), pilot, 1 / 255, levels, grids=grids),
-                   lambda out: psnr(out, clean), ("deblur", {"blur": 2.0}, blurred))
-        for scale in (2, 4):
+        if "deblur" in tasks:
+            blurred = as_8bit(gaussian_blur(2.0)(clean))
+            as8 = to_uint8(blurred[0])
+            pilot = tensor(np.asarray(restore.restore(as8, "deblur", blur_sigma=2.0, device="cpu", last_step=False)))
+            scores.setdefault(("deblur", None), []).append(psnr(pilot, clean))
+            for levels, grids in DEBLUR_SCHEDULES:
+                record(("deblur", (levels, grids)),
+                       lambda: local_wiener.deblur(blurred, gaussian_kernel(2.0), pilot, 1 / 255, levels, grids=grids),
+                       lambda out: psnr(out, clean), ("deblur", {"blur": 2.0}, blurred))
+        for scale in (2, 4) if "sr" in tasks else ():
             small = Image.fromarray(rgb).resize((CROP[1] // scale, CROP[0] // scale), Image.BICUBIC)
             pilot = tensor(np.asarray(restore.restore(small, "sr", scale=scale, device="cpu", last_step=False)))
             lanczos = tensor(np.asarray(small.resize(CROP[::-1], Image.LANCZOS)))
@@ -146,6 +152,8 @@ def main():
                                       ("deblur", ("deblur", "deblur + refiner"), DEBLUR_SCHEDULES),
                                       ("sr", (*SR_SETTINGS, *(s + " + refiner" for s in SR_SETTINGS)),
                                        ("Lanczos", *SR_SCHEDULES))):
+        if task not in tasks:
+            continue
         print(f"| {task}: levels (first, last, count), grid | " + " | ".join(settings) + " | mean | seconds |")
         print("|---|" + "---:|" * (len(settings) + 2))
         for schedule in (None, *schedules):  # the mean and seconds are those of the step alone

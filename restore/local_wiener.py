@@ -101,8 +101,8 @@ BAND = 128  # rows filtered at a time (plus BLOCK rows of context each side, see
 # deblurring and super-resolution lost on them (after the refiner, which was trained on the
 # stride-4 grids' estimates). The same 256 passes on windows 16 and 8 pixels a side in turn gained
 # 0.23 / 0.17 / 0.04 / 0.04 / 0.01 dB over 8 alone on 20 training crops (thin and thick strokes,
-# box, 50% and 90% random) in less time; windows up to 64 pixels, coarse to fine, gained up to
-# 0.39 dB on strokes but lost 0.11 / 0.19 at 50% / 90% missing.
+# box, 50% and 90% random) in about the same time (1.59 s against 1.52); windows up to 64
+# pixels, coarse to fine, gained up to 0.39 dB on strokes but lost 0.11 / 0.19 at 50% / 90%.
 # Deblurring: 33.71 dB dense (pilot: 33.16) in 10.4 s, 33.61 on the turning grids in 4.3 s.
 # Super-resolution: latent MAP alone 35.02 / 30.99 dB at x2 / x4 (Lanczos 34.60 / 30.76); 32
 # levels to 2/255 give 35.05 / 31.28 in 2.2 s (to 1/255: 35.06 / 31.25).
