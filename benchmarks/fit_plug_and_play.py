@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_restore import masks  # noqa: E402
 
 INPAINT_SETTINGS = ("thin strokes", "thick strokes", "box 128", "random 50%", "random 90%")
-# (noise levels, grids): the dense grid at the schedule earlier versions used, then the turning grids
+# (noise levels, grids): the grids of earlier versions (dense, turning stride 4, side by side 8 px), then inpainting's
 DENSE, TURNING, INPAINT = (local_wiener.DENSE,), local_wiener.PNP_GRIDS, local_wiener.INPAINT_GRIDS
 SIDE_BY_SIDE = tuple(local_wiener.Grid(8, shift, 8) for shift in local_wiener.side_by_side_shifts(8))
 GRID_NAMES = {DENSE: "dense", TURNING: "turning, stride 4", SIDE_BY_SIDE: "side by side, 8 px",

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from vqpress.codec import detail, modes as block_modes
 from vqpress.codec.api import ECVQ_LAMBDA, Codec
-from vqpress.codec.blocks import COLOR
+from vqpress.codec.blocks import COLOR, dct_matrix
 from vqpress.codec.imageio import open_image, to_rgb8
 from vqpress.training.data import evenly_spread, image_paths
 
@@ -36,9 +36,7 @@ from vqpress.training.data import evenly_spread, image_paths
 def block_transform(side: int) -> np.ndarray:
     """(192, 192): a block's pixels (8, 8, 3) flattened -> the coefficients (3, 64) of its
     (8 / side)^2 sub-blocks' side x side DCTs, interleaved (side 8: the codec's own transform)."""
-    k = np.arange(side)
-    dct = np.cos(np.pi * (2 * k[None] + 1) * k[:, None] / (2 * side))
-    dct /= np.linalg.norm(dct, axis=1, keepdims=True)
+    dct = dct_matrix(side)
     n = 8 // side
     t = np.zeros((8, 8, 3, 3, 8, 8))
     for a in range(n):

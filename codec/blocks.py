@@ -19,9 +19,14 @@ def _orthonormal_rows(m: np.ndarray) -> np.ndarray:
     return m / np.linalg.norm(m, axis=1, keepdims=True)
 
 
+def dct_matrix(n: int) -> np.ndarray:
+    """The orthonormal n-point DCT-II (frequency, position), float64."""
+    k = np.arange(n)
+    return _orthonormal_rows(np.cos(np.pi * (2 * k[None] + 1) * k[:, None] / (2 * n)))
+
+
 COLOR = _orthonormal_rows(np.array([[1.0, 1, 1], [1, 0, -1], [1, -2, 1]]))  # luma, two differences
-_k = np.arange(BLOCK)
-DCT = _orthonormal_rows(np.cos(np.pi * (2 * _k[None] + 1) * _k[:, None] / (2 * BLOCK)))
+DCT = dct_matrix(BLOCK)
 # A block's 64 coefficients (raster order) from low to high frequency: anti-diagonal by
 # anti-diagonal, top row first within each
 ZIGZAG = np.array(sorted(range(BLOCK * BLOCK), key=lambda b: (b // BLOCK + b % BLOCK, b // BLOCK)))

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from vqpress.codec.blocks import BLOCK, COLOR
+from vqpress.codec.blocks import BLOCK, COLOR, dct_matrix
 
 from .operators import Downsample
 from .spectra import fft_size
@@ -347,11 +347,8 @@ def _pass(y: torch.Tensor, pilot: torch.Tensor, sigma: float, tau: float, band: 
 
 @cache
 def _dct(device: torch.device, n: int = BLOCK) -> torch.Tensor:
-    """The orthonormal n-point DCT-II matrix (frequency, position)."""
-    k = np.arange(n)
-    rows = np.cos(np.pi * (2 * k[None] + 1) * k[:, None] / (2 * n)) * np.sqrt(2 / n)
-    rows[0] /= np.sqrt(2)
-    return torch.tensor(rows, dtype=torch.float32, device=device)
+    """The orthonormal n-point DCT matrix (frequency, position)."""
+    return torch.tensor(dct_matrix(n), dtype=torch.float32, device=device)
 
 
 def _bar(runs: int, like: torch.Tensor, band: int) -> tqdm:
