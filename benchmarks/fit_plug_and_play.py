@@ -15,7 +15,7 @@ also after the refiner, which was trained on the shipped schedules' estimates) a
 mean seconds per schedule: on the turning stride-4 grids (`local_wiener.PNP_GRIDS`), on
 side-by-side 8-pixel windows at each of their 64 shifts in turn (0.16's inpainting), on
 inpainting's side-by-side windows 16 and 8 pixels a side in turn (`local_wiener.INPAINT_GRIDS`),
-and, for comparison, on the dense stride-2 grid of earlier versions. Pass --threads 1 for the
+without and with the 32-pixel windows far from known pixels (`local_wiener.FAR_GRIDS`), and, for comparison, on the dense stride-2 grid of earlier versions. Pass --threads 1 for the
 timings the module's comments quote (earlier versions' comments quote --photos 6).
 """
 
@@ -44,13 +44,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_restore import masks  # noqa: E402
 
 INPAINT_SETTINGS = ("thin strokes", "thick strokes", "box 128", "random 50%", "random 90%")
-# (noise levels, grids): the grids of earlier versions (dense, turning stride 4, side by side 8 px), then inpainting's
+# (noise levels, grids[, inpainting's far grids]): the grids of earlier versions (dense, turning
+# stride 4, side by side 8 px), then inpainting's
 DENSE, TURNING, INPAINT = (local_wiener.DENSE,), local_wiener.PNP_GRIDS, local_wiener.INPAINT_GRIDS
+FAR = local_wiener.FAR_GRIDS
 SIDE_BY_SIDE = tuple(local_wiener.Grid(8, shift, 8) for shift in local_wiener.side_by_side_shifts(8))
 GRID_NAMES = {DENSE: "dense", TURNING: "turning, stride 4", SIDE_BY_SIDE: "side by side, 8 px",
               INPAINT: "side by side, 16 and 8 px"}
-INPAINT_SCHEDULES = (((40, 2, 48), TURNING), ((40, 1, 128), SIDE_BY_SIDE),
-                     ((40, 1, 256), SIDE_BY_SIDE), ((40, 1, 128), INPAINT), ((40, 1, 256), INPAINT))
+INPAINT_SCHEDULES = (((40, 2, 48), TURNING, ()), ((40, 1, 128), SIDE_BY_SIDE, ()), ((40, 1, 256), SIDE_BY_SIDE, ()),
+                     ((40, 1, 128), INPAINT, ()), ((40, 1, 256), INPAINT, ()), ((40, 1, 256), INPAINT, FAR))
 DEBLUR_SCHEDULES = (((40, 1, 32), DENSE), ((40, 1, 8), TURNING), ((40, 1, 16), TURNING),
                     ((20, 1, 16), TURNING), ((40, 1, 32), TURNING), ((40, 1, 128), SIDE_BY_SIDE))
 SR_SETTINGS = ("x2", "x4")
@@ -121,9 +123,10 @@ def main():
             known = torch.from_numpy(~missing)[None, None].float()
             where = torch.from_numpy(missing)[None]
             scores.setdefault((name, None), []).append(psnr(pilot, clean, where))
-            for levels, grids in INPAINT_SCHEDULES:
-                record((name, (levels, grids)),
-                       lambda: local_wiener.inpaint(clean * known, known, pilot, levels, grids=grids),
+            for schedule in INPAINT_SCHEDULES:
+                levels, grids, far = schedule
+                record((name, schedule),
+                       lambda: local_wiener.inpaint(clean * known, known, pilot, levels, grids=grids, far_grids=far),
                        lambda out: psnr(out, clean, where))
         if "deblur" in tasks:
             blurred = as_8bit(gaussian_blur(2.0)(clean))
@@ -162,7 +165,8 @@ def main():
             if schedule is None or schedule == "Lanczos":
                 label, time_taken = schedule or "pilot", ""
             else:
-                label = f"{schedule[0]}, {GRID_NAMES[schedule[1]]}"
+                label = f"{schedule[0]}, {GRID_NAMES[schedule[1]]}" + (", 32 px far from known pixels"
+                                                                       if schedule[2:] and schedule[2] else "")
                 time_taken = f"{np.mean([seconds[s, schedule] for s in alone]):.2f}"
             print(f"| {label} | " + " | ".join(f"{means[s]:.2f}" if s in means else "-" for s in settings)
                   + f" | {np.mean([means[s] for s in alone]):.2f} | {time_taken} |")
