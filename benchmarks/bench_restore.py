@@ -260,7 +260,8 @@ def main():
                 rows += score(path.name, rgb, case)
                 if k == 0:  # the figures show the first image only
                     _, setting, damaged, results, extra = case
-                    figures.setdefault(task, []).append((setting, damaged, extra if task == "sr" else rgb, results))
+                    figures.setdefault(task, []).append((setting, damaged, extra if task == "sr" else rgb, results,
+                                                         extra if task == "inpaint" else None))
         if k == 0:
             write_figures(figures, out)
         write_table(rows, out)  # after every image: a long run stopped early keeps its rows
@@ -286,8 +287,8 @@ def write_table(rows, out):
 
 def write_figures(figures, out, side=128):
     """OUT/<task>.png, whole images side by side, and OUT/<task>-crops.png, the most detailed
-    side-px window of each at 2 screen pixels per pixel (nearest neighbour), where sharpening and
-    artefacts show."""
+    side-px window of each (for inpainting, among those with the most missing pixels) at 2 screen
+    pixels per pixel (nearest neighbour), where sharpening and artefacts show."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -298,10 +299,10 @@ def write_figures(figures, out, side=128):
         for name, crop in ((task, False), (f"{task}-crops", True)):
             columns = 2 + len(methods)
             fig, axes = plt.subplots(len(cases), columns, figsize=(3 * columns, 3.4 * len(cases)), squeeze=False)
-            for row, (setting, damaged, truth, results) in zip(axes, cases):
+            for row, (setting, damaged, truth, results, missing) in zip(axes, cases):
                 window = (slice(None), slice(None))
                 if crop:
-                    y, x = busiest_window(truth, side)
+                    y, x = busiest_window(truth, side, missing)
                     window = (slice(y, y + side), slice(x, x + side))
                 scale = truth.shape[0] // damaged.shape[0]  # super-resolution's input is smaller
                 shown = damaged.repeat(scale, 0).repeat(scale, 1)[window] if crop else damaged
@@ -317,14 +318,19 @@ def write_figures(figures, out, side=128):
             plt.close(fig)
 
 
-def busiest_window(rgb: np.ndarray, side: int) -> tuple[int, int]:
+def busiest_window(rgb: np.ndarray, side: int, missing: np.ndarray | None = None) -> tuple[int, int]:
     """Top-left corner of the side x side window (on a side/2 grid) with the most detail: the
-    largest sum of absolute differences between neighbouring pixels."""
+    largest sum of absolute differences between neighbouring pixels; with a mask of missing
+    pixels, among the windows holding at least half the most any window holds (so a crop of a
+    box shows the box)."""
     grey = rgb.astype(np.float32).mean(2)
     detail = np.abs(np.diff(grey, axis=0))[:, :-1] + np.abs(np.diff(grey, axis=1))[:-1]
     step = side // 2
     corners = [(y, x) for y in range(0, detail.shape[0] - side + 1, step)
                for x in range(0, detail.shape[1] - side + 1, step)]
+    if missing is not None and corners:
+        holes = {c: missing[c[0]:c[0] + side, c[1]:c[1] + side].sum() for c in corners}
+        corners = [c for c in corners if 2 * holes[c] >= max(holes.values())]
     return max(corners, key=lambda c: detail[c[0]:c[0] + side, c[1]:c[1] + side].sum(), default=(0, 0))
 
 
