@@ -165,8 +165,8 @@ def main():
             if schedule is None or schedule == "Lanczos":
                 label, time_taken = schedule or "pilot", ""
             else:
-                label = f"{schedule[0]}, {GRID_NAMES[schedule[1]]}" + (", 32 px far from known pixels"
-                                                                       if schedule[2:] and schedule[2] else "")
+                far = len(schedule) > 2 and schedule[2]  # inpainting's far grids
+                label = f"{schedule[0]}, {GRID_NAMES[schedule[1]]}" + (", 32 px far from known pixels" if far else "")
                 time_taken = f"{np.mean([seconds[s, schedule] for s in alone]):.2f}"
             print(f"| {label} | " + " | ".join(f"{means[s]:.2f}" if s in means else "-" for s in settings)
                   + f" | {np.mean([means[s] for s in alone]):.2f} | {time_taken} |")

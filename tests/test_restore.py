@@ -506,7 +506,9 @@ def test_inpaintings_far_passes_change_only_the_pixels_far_from_every_known_one(
 
     from vqpress.restore import local_wiener
     from vqpress.restore.damage import smooth_fill
-    from vqpress.restore.local_wiener import FAR_GRIDS, _bar, _pass
+    from scipy.ndimage import distance_transform_edt
+
+    from vqpress.restore.local_wiener import FAR_GRIDS, _bar, _far_from, _pass
 
     g = torch.Generator().manual_seed(0)
     y, pilot, before = (torch.rand(3, 300, 40, generator=g) for _ in range(3))
@@ -521,6 +523,9 @@ def test_inpaintings_far_passes_change_only_the_pixels_far_from_every_known_one(
     hole = torch.ones(1, 1, 128, 128)
     hole[..., 40:80, 50:90] = 0
     for known, far in ((scattered, False), (hole, True)):
+        for distance in (2, 2.5, 3, 6):  # the disk convolution is the Euclidean distance transform
+            expected = distance_transform_edt(known[0, 0].numpy() == 0) >= distance
+            assert torch.equal(_far_from(known[0] > 0, distance), torch.from_numpy(expected))
         pilot = smooth_fill(clean * known, known)
         on, off = (local_wiener.inpaint(clean * known, known, pilot, far_grids=grids) for grids in (FAR_GRIDS, ()))
         assert torch.equal(on * known, clean * known) and torch.equal(on, off) != far
