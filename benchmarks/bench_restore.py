@@ -8,7 +8,8 @@ For each image of DIR (deterministic damage, seeded per image): inpainting with 
 thick strokes, a 128x128 box and 50/90% random missing pixels (OpenCV Telea and Navier-Stokes,
 scikit-image biharmonic); denoising at sigma 15/25/50 (scikit-image non-local means and TV);
 super-resolution x2/x4 (bicubic, Lanczos); Gaussian deblurring at sigma 2 (Richardson-Lucy,
-Wiener). Ablation rows run latent MAP's last step (`restore.local_wiener`) on the best classical
+Wiener). Ablation rows run latent MAP's last step (`restore.local_wiener`, with the data fit that
+ends super-resolution and deblurring) on the best classical
 output instead (biharmonic, NL-means, Lanczos, Wiener): their gap to latent MAP is what the
 learned prior adds (`--no-ablation` leaves them out: they take about a third of the time);
 `--compare-refiner` adds latent MAP without its learned last step, to show what the refiner adds;
@@ -178,8 +179,8 @@ def sr_cases(rgb, k, args):
         results = classical_sr(low, scale)
         if args.ablation:
             results["ablation: Lanczos + local Wiener"] = local_wiener_ablation(
-                results["Lanczos"], lambda pilot, y=tensor(low), s=scale: local_wiener.super_resolve(
-                    y, Downsample(s), pilot, 1 / 255))
+                results["Lanczos"], lambda pilot, y=tensor(low), op=Downsample(scale): local_wiener.fit_downscaled(
+                    y, op, local_wiener.super_resolve(y, op, pilot, 1 / 255), 1 / 255))
         ours(results, args, lambda steps, y=low, s=scale, **kw: restore.restore(
             y, "sr", scale=s, steps=steps, device="cpu", **kw))
         yield "sr", f"x{scale}", low, results, hr
@@ -190,8 +191,8 @@ def deblur_cases(rgb, k, args):
     results = classical_deblur(blurred, 2.0)
     if args.ablation:
         results["ablation: Wiener + local Wiener"] = local_wiener_ablation(
-            results["Wiener"], lambda pilot, y=tensor(blurred): local_wiener.deblur(
-                y, gaussian_kernel(2.0), pilot, 1 / 255))
+            results["Wiener"], lambda pilot, y=tensor(blurred), k=gaussian_kernel(2.0): local_wiener.fit_blurred(
+                y, k, local_wiener.deblur(y, k, pilot, 1 / 255), 1 / 255))
     ours(results, args, lambda steps, y=blurred, **kw: restore.restore(
         y, "deblur", blur_sigma=2.0, steps=steps, device="cpu", **kw))
     yield "deblur", "gaussian 2", blurred, results, None

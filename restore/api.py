@@ -4,7 +4,8 @@ Every task is a row of `TASKS`: how it turns the damaged image into a latent MAP
 operator, the first guess, the noise level of the data term, what the restoration encoder is
 told), whether it starts from the restoration encoder, its default gradient steps, and the
 classical last step that refines the latent MAP estimate. The learned refiner (`refine`) then
-corrects that estimate.
+corrects that estimate, and super-resolution and deblurring end with one more data step, which
+brings back what the observation holds (`Problem.fit`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ class Problem:
     damage: dict  # what the restoration encoder is told: noise=, blur=, scale=
     noise: float  # std of the data term's noise, in [0, 1] units
     last_step: Callable[[torch.Tensor], torch.Tensor]  # latent MAP estimate -> final estimate
+    # after the last step and the refiner: the nearest image that fits the observation
+    # (`local_wiener.fit_blurred` / `fit_downscaled`); None for inpainting, whose last step
+    # keeps the known pixels as given, and denoising
+    fit: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 def whole_image(y: torch.Tensor, op: nn.Module, first_guess: Callable, scale: int = 1) -> Callable:
@@ -76,7 +81,8 @@ def sr_problem(y: torch.Tensor, prior: LatentPrior, scale: int = 4, **_) -> Prob
     op = operators.Downsample(scale)
     tile = whole_image(y, op, lambda v: upscale(v, scale), scale)
     return Problem(y.shape[-2] * scale, y.shape[-1] * scale, scale, tile, {"scale": scale}, 1 / 255,
-                   lambda x: local_wiener.super_resolve(y, op, x, 1 / 255))
+                   lambda x: local_wiener.super_resolve(y, op, x, 1 / 255),
+                   lambda x: local_wiener.fit_downscaled(y, op, x, 1 / 255))
 
 
 def deblur_problem(y: torch.Tensor, prior: LatentPrior, blur_sigma: float = 2.0, **_) -> Problem:
@@ -89,7 +95,8 @@ def deblur_problem(y: torch.Tensor, prior: LatentPrior, blur_sigma: float = 2.0,
                            f"needs sides of at least {shortest} px")
     op = operators.gaussian_blur(blur_sigma).to(y.device)
     return Problem(*y.shape[-2:], 1, whole_image(y, op, lambda v: v), {"blur": blur_sigma}, 1 / 255,
-                   lambda x: local_wiener.deblur(y, op.kernel[0, 0], x, 1 / 255))
+                   lambda x: local_wiener.deblur(y, op.kernel[0, 0], x, 1 / 255),
+                   lambda x: local_wiener.fit_blurred(y, op.kernel[0, 0], x, 1 / 255))
 
 
 def inpaint_problem(y: torch.Tensor, prior: LatentPrior, *, known: torch.Tensor, **_) -> Problem:
@@ -191,7 +198,7 @@ def _is_number(value, whole: bool = False) -> bool:
 
 
 def _run(task: str, planes: Planes, steps: int | None, device: str, last_step: bool, refine: bool,
-         **settings) -> Image.Image:
+         fit: bool = True, **settings) -> Image.Image:
     spec = TASKS[task]
     if steps is not None and not (_is_number(steps, whole=True) and steps >= 0):
         raise VQPressError(f"steps must be a whole number of at least 0, got {steps!r}")
@@ -208,6 +215,8 @@ def _run(task: str, planes: Planes, steps: int | None, device: str, last_step: b
         x = problem.last_step(x)
         if refine:
             x = _refine(task, problem, x, y, settings.get("known"), device)
+        if fit and problem.fit is not None:
+            x = problem.fit(x)
     return planes.image(x, problem.scale)
 
 
@@ -257,11 +266,13 @@ def inpaint(image, mask, steps: int | None = None, device: str = "auto", last_st
 
 def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: float = 2.0,
             steps: int | None = None, device: str = "auto", last_step: bool = True,
-            refine: bool = True) -> Image.Image:
+            refine: bool = True, fit: bool = True) -> Image.Image:
     """denoise (sigma: noise std in 8-bit units), sr (output `scale` times larger) or deblur
     (Gaussian blur of std `blur_sigma` pixels). Every task ends with `local_wiener`, which
     takes the latent MAP estimate as its pilot, then the refiner (refine=False leaves it out;
-    last_step=False returns the latent MAP estimate itself)."""
+    last_step=False returns the latent MAP estimate itself); super-resolution and deblurring
+    then take the nearest image that fits the observation (`local_wiener.fit_downscaled`,
+    `fit_blurred`; fit=False leaves that out: the refiner is trained on estimates without it)."""
     if not isinstance(task, str) or task not in TASKS or task == "inpaint":
         raise VQPressError(f"unknown task {task!r} (choose from denoise, sr, deblur; or use inpaint)")
     for name, value in (("sigma", sigma), ("blur_sigma", blur_sigma)):
@@ -269,5 +280,5 @@ def restore(image, task: str, sigma: float = 25.0, scale: int = 4, blur_sigma: f
             raise VQPressError(f"{name} must be a number, got {value!r}")
     if task == "sr" and not _is_number(scale, whole=True):
         raise VQPressError(f"scale must be an integer (2, 3 or 4), got {scale!r}")
-    return _run(task, Planes.of(image), steps, device, last_step, refine, sigma=sigma, scale=scale,
+    return _run(task, Planes.of(image), steps, device, last_step, refine, fit, sigma=sigma, scale=scale,
                 blur_sigma=blur_sigma)

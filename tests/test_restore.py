@@ -484,6 +484,37 @@ def test_local_wiener_super_resolution_beats_its_bicubic_pilot_and_fits_the_smal
     assert (op(out) - small).abs().mean() < (op(pilot) - small).abs().mean()
 
 
+def test_the_data_fits_keep_an_estimate_that_fits_and_pull_others_towards_the_observation():
+    # argmin |A x - y|^2 / sigma^2 + |x - e|^2 / s^2 is e itself when A e = y; otherwise it fits
+    # y better than e, the more so the wider the spread s, and tends to e as s shrinks
+    from vqpress.restore import local_wiener
+
+    clean = _astronaut(64)
+    rough = clean + 0.05 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    kernel, op = operators.gaussian_kernel(2.0), operators.Downsample(4)
+    blur = operators.gaussian_blur(2.0)
+    for fit, a, y in ((lambda y, e, s: local_wiener.fit_blurred(y, kernel, e, 1 / 255, s), blur, blur(clean)),
+                      (lambda y, e, s: local_wiener.fit_downscaled(y, op, e, 1 / 255, s), op, op(clean))):
+        kept = (fit(y, clean, local_wiener.FIT_SPREAD) - clean).abs()  # the blur's canvas: 6e-4 at the edges
+        assert kept.max() < 1e-3 and kept.mean() < 1e-4
+        residuals = [float((a(fit(y, rough, s)) - y).square().mean()) for s in (1e-4, 4 / 255, 16 / 255)]
+        assert residuals[0] == pytest.approx(float((a(rough) - y).square().mean()), rel=1e-3)
+        assert residuals[0] > residuals[1] > residuals[2]
+
+
+def test_deblurring_and_super_resolution_end_with_the_data_fit(photo):
+    as_tensor = lambda a: torch.tensor(a / 255, dtype=torch.float32).permute(2, 0, 1)[None]  # noqa: E731
+    blurred, small = to_uint8(operators.gaussian_blur(2.0)(as_tensor(photo))[0]), photo[::2, ::2]
+    for task, damaged, kwargs, observe in (
+            ("deblur", blurred, {"blur_sigma": 2.0}, operators.gaussian_blur(2.0)),
+            ("sr", small, {"scale": 2}, operators.Downsample(2))):
+        fitted = np.asarray(restore.restore(damaged, task, device="cpu", **kwargs))
+        unfitted = np.asarray(restore.restore(damaged, task, device="cpu", fit=False, **kwargs))
+        assert fitted.shape == unfitted.shape and not np.array_equal(fitted, unfitted)
+        misfit = [float((observe(as_tensor(out)) - as_tensor(damaged)).square().mean()) for out in (fitted, unfitted)]
+        assert misfit[0] < misfit[1]
+
+
 def test_local_wiener_inpainting_keeps_known_pixels_and_beats_its_pilot():
     from vqpress.restore import local_wiener
     from vqpress.restore.damage import smooth_fill

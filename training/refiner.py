@@ -78,12 +78,13 @@ def damage(rgb: np.ndarray, setting: dict, rng: np.random.Generator) -> np.ndarr
 
 
 def restored(damaged: np.ndarray, setting: dict) -> np.ndarray:
-    """What the shipped restoration makes of it, without the refiner."""
+    """What the shipped restoration makes of it, without the refiner: what the refiner sees (so
+    also without the data fit that follows it)."""
     if setting["task"] == "inpaint":
         out = restore.inpaint(damaged, setting["missing"], device="cpu", refine=False)
     else:
         kwargs = {k: v for k, v in setting.items() if k != "task"}
-        out = restore.restore(damaged, setting["task"], device="cpu", refine=False, **kwargs)
+        out = restore.restore(damaged, setting["task"], device="cpu", refine=False, fit=False, **kwargs)
     return np.asarray(out)
 
 
