@@ -8,12 +8,13 @@ For each image of DIR (deterministic damage, seeded per image): inpainting with 
 thick strokes, a 128x128 box and 50/90% random missing pixels (OpenCV Telea and Navier-Stokes,
 scikit-image biharmonic); denoising at sigma 15/25/50 (scikit-image non-local means and TV);
 super-resolution x2/x4 (bicubic, Lanczos); Gaussian deblurring at sigma 2 (Richardson-Lucy,
-Wiener). Ablation rows run latent MAP's last step (`restore.local_wiener`, with the data fit that
-ends super-resolution and deblurring) on the best classical
-output instead (biharmonic, NL-means, Lanczos, Wiener): their gap to latent MAP is what the
-learned prior adds (`--no-ablation` leaves them out: they take about a third of the time);
-`--compare-refiner` adds latent MAP without its learned last step, to show what the refiner adds;
-`--compare-ensemble` adds it with the refiner run once, on the image as given (no self-ensemble). Writes
+Wiener). Ablation rows run latent MAP's last step (`restore.local_wiener`, with the data fit
+that ends super-resolution and deblurring) on the best classical output instead (biharmonic,
+NL-means, Lanczos, Wiener): their gap to latent MAP is what the learned prior adds
+(`--no-ablation` leaves them out: they take about a third of the time); `--compare-refiner`
+adds latent MAP without its learned last step, to show what the refiner adds;
+`--compare-ensemble` adds it with the refiner run once, on the image as given (no
+self-ensemble). Writes
 OUT/restore.csv (per image), OUT/restore.md (means), OUT/<task>.png side-by-side figures and
 OUT/<task>-crops.png, their most detailed 128-px windows at 2x (PSNR of the window).
 OpenCV is optional: pip install -e ".[bench]".
