@@ -493,13 +493,16 @@ def test_the_data_fits_keep_an_estimate_that_fits_and_pull_others_towards_the_ob
     rough = clean + 0.05 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
     kernel, op = operators.gaussian_kernel(2.0), operators.Downsample(4)
     blur = operators.gaussian_blur(2.0)
-    for fit, a, y in ((lambda y, e, s: local_wiener.fit_blurred(y, kernel, e, 1 / 255, s), blur, blur(clean)),
+    for fit, a, y in ((lambda y, e, s: local_wiener.fit_blurred(y, kernel, e, 1 / 255, s, (2, 1, 0)), blur, blur(clean)),
                       (lambda y, e, s: local_wiener.fit_downscaled(y, op, e, 1 / 255, s), op, op(clean))):
         kept = (fit(y, clean, local_wiener.FIT_SPREAD) - clean).abs()  # the blur's canvas: 6e-4 at the edges
         assert kept.max() < 1e-3 and kept.mean() < 1e-4
         residuals = [float((a(fit(y, rough, s)) - y).square().mean()) for s in (1e-4, 4 / 255, 16 / 255)]
         assert residuals[0] == pytest.approx(float((a(rough) - y).square().mean()), rel=1e-3)
         assert residuals[0] > residuals[1] > residuals[2]
+    # deblurring's default: plug-and-play passes between two fits; it still fits better than the estimate
+    polished = local_wiener.fit_blurred(blur(clean), kernel, rough, 1 / 255)
+    assert (blur(polished) - blur(clean)).square().mean() < (blur(rough) - blur(clean)).square().mean() / 10
 
 
 def test_deblurring_and_super_resolution_end_with_the_data_fit(photo):
