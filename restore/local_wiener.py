@@ -135,6 +135,12 @@ FIT_SPREAD = 16 / 255
 # on those crops +0.34 / +0.07 / +0.03 dB over one fit at blur std 1 / 2 / 3, for 8 passes of the
 # 32 (4 passes: +0.26 / +0.06 / +0.02). Super-resolution gained under 0.01 dB from them.
 FIT_PASSES = (2, 1, 8)
+# The fits take as the data's noise std at least NOISE_GAIN times the noise the observation holds
+# beyond 8-bit rounding (`noise_std` less ROUNDING, in quadrature). With 1/255 whatever the
+# noise, the deblurring fit lost 1.3 / 3.2 dB at added noise of std 1/255 / 2/255 on 10 training
+# crops blurred by std 2, where the best data noise was 3.3-3.8 times the estimate.
+NOISE_GAIN = 3.5
+ROUNDING = 1 / math.sqrt(12) / 255
 
 
 def _filter(y: torch.Tensor, pilot: torch.Tensor, sigma: float, tau: float, grid: Grid) -> torch.Tensor:
@@ -311,14 +317,30 @@ def deblur(y: torch.Tensor, kernel: torch.Tensor, pilot: torch.Tensor, sigma: fl
 def fit_blurred(y: torch.Tensor, kernel: torch.Tensor, estimate: torch.Tensor, sigma: float,
                 spread: float = FIT_SPREAD, passes: tuple = FIT_PASSES) -> torch.Tensor:
     """The image closest to `estimate` (1, 3, H, W), taken to err by `spread`, that fits the
-    blurred y as `deblur` models it: argmin |k * x - y|^2 / sigma^2 + |x - estimate|^2 / spread^2;
-    then `passes` plug-and-play passes from it (levels as for `deblur`; a count of 0: none) and
-    the same fit of their output."""
-    x_step = _blur_step(_opponent(y), kernel, sigma)
+    blurred y as `deblur` models it: argmin |k * x - y|^2 / sigma^2 + |x - estimate|^2 / spread^2,
+    sigma raised to NOISE_GAIN times y's own noise beyond rounding where that is larger; then `passes`
+    plug-and-play passes from it (levels as for `deblur`; a count of 0: none) and the same fit
+    of their output."""
+    y = _opponent(y)
+    x_step = _blur_step(y, kernel, _data_noise(y, sigma))
     x = x_step(_opponent(estimate), spread)
     if passes[2]:
         x = x_step(_plug_and_play(x_step, x, passes, BAND, PNP_GRIDS), spread)
     return _rgb(x)
+
+
+def _data_noise(y: torch.Tensor, sigma: float) -> float:
+    """The fits' data noise std for the observation y (3, h, w): see NOISE_GAIN."""
+    return max(sigma, NOISE_GAIN * math.sqrt(max(0.0, noise_std(y) ** 2 - ROUNDING**2)))
+
+
+def noise_std(y: torch.Tensor) -> float:
+    """The white noise std of a (3, H, W) image in the opponent space, from its finest diagonal
+    Haar band (median absolute value / 0.6745): a blurred image keeps almost nothing else there."""
+    h, w = y.shape[-2] // 2 * 2, y.shape[-1] // 2 * 2
+    y = y[:, :h, :w]
+    band = (y[:, 0::2, 0::2] - y[:, 0::2, 1::2] - y[:, 1::2, 0::2] + y[:, 1::2, 1::2]) / 2
+    return float(band.abs().median()) / 0.6745
 
 
 def _blur_step(y: torch.Tensor, kernel: torch.Tensor, sigma: float):
@@ -356,8 +378,10 @@ def super_resolve(y: torch.Tensor, op: Downsample, pilot: torch.Tensor, sigma: f
 def fit_downscaled(y: torch.Tensor, op: Downsample, estimate: torch.Tensor, sigma: float,
                    spread: float = FIT_SPREAD) -> torch.Tensor:
     """The image closest to `estimate` (1, 3, H, W), taken to err by `spread`, that fits the
-    small y = op(x) + noise of std sigma: one data step of `super_resolve`."""
-    return _rgb(_downscale_step(_opponent(y), op, sigma, estimate.shape[-2:])(_opponent(estimate), spread))
+    small y = op(x) + noise of std sigma (raised as `fit_blurred` does): one data step of
+    `super_resolve`."""
+    y = _opponent(y)
+    return _rgb(_downscale_step(y, op, _data_noise(y, sigma), estimate.shape[-2:])(_opponent(estimate), spread))
 
 
 def _downscale_step(y: torch.Tensor, op: Downsample, sigma: float, size: tuple[int, int]):

@@ -505,6 +505,23 @@ def test_the_data_fits_keep_an_estimate_that_fits_and_pull_others_towards_the_ob
     assert (blur(polished) - blur(clean)).square().mean() < (blur(rough) - blur(clean)).square().mean() / 10
 
 
+def test_the_fits_measure_the_observations_noise_and_trust_a_noisy_one_less(monkeypatch):
+    from vqpress.restore import local_wiener
+
+    clean = _astronaut()
+    blur, kernel = operators.gaussian_blur(2.0), operators.gaussian_kernel(2.0)
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
+    as8 = lambda t: t.clamp(0, 1).mul(255).round().div(255)  # noqa: E731
+    assert local_wiener.noise_std(local_wiener._opponent(as8(blur(clean)))) < 0.5 / 255  # rounding alone
+    noisy = as8(blur(clean) + 3 / 255 * noise)
+    assert local_wiener.noise_std(local_wiener._opponent(noisy)) == pytest.approx(3 / 255, rel=0.15)
+    estimate = clean  # a perfect estimate: what the fit gets wrong is the noise it takes in
+    adaptive = local_wiener.fit_blurred(noisy, kernel, estimate, 1 / 255)
+    monkeypatch.setattr(local_wiener, "NOISE_GAIN", 0.0)
+    fixed = local_wiener.fit_blurred(noisy, kernel, estimate, 1 / 255)
+    assert _psnr(adaptive.clamp(0, 1), clean) > _psnr(fixed.clamp(0, 1), clean) + 1.0
+
+
 def test_deblurring_and_super_resolution_end_with_the_data_fit(photo):
     as_tensor = lambda a: torch.tensor(a / 255, dtype=torch.float32).permute(2, 0, 1)[None]  # noqa: E731
     blurred, small = to_uint8(operators.gaussian_blur(2.0)(as_tensor(photo))[0]), photo[::2, ::2]
