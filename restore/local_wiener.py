@@ -318,9 +318,9 @@ def fit_blurred(y: torch.Tensor, kernel: torch.Tensor, estimate: torch.Tensor, s
                 spread: float = FIT_SPREAD, passes: tuple = FIT_PASSES) -> torch.Tensor:
     """The image closest to `estimate` (1, 3, H, W), taken to err by `spread`, that fits the
     blurred y as `deblur` models it: argmin |k * x - y|^2 / sigma^2 + |x - estimate|^2 / spread^2,
-    sigma raised to NOISE_GAIN times y's own noise beyond rounding where that is larger; then `passes`
-    plug-and-play passes from it (levels as for `deblur`; a count of 0: none) and the same fit
-    of their output."""
+    sigma raised to NOISE_GAIN times y's own noise beyond rounding where that is larger; then
+    `passes` plug-and-play passes from it (levels as for `deblur`; a count of 0: none) and the
+    same fit of their output."""
     y = _opponent(y)
     x_step = _blur_step(y, kernel, _data_noise(y, sigma))
     x = x_step(_opponent(estimate), spread)
@@ -381,7 +381,8 @@ def fit_downscaled(y: torch.Tensor, op: Downsample, estimate: torch.Tensor, sigm
     small y = op(x) + noise of std sigma (raised as `fit_blurred` does): one data step of
     `super_resolve`."""
     y = _opponent(y)
-    return _rgb(_downscale_step(y, op, _data_noise(y, sigma), estimate.shape[-2:])(_opponent(estimate), spread))
+    x_step = _downscale_step(y, op, _data_noise(y, sigma), estimate.shape[-2:])
+    return _rgb(x_step(_opponent(estimate), spread))
 
 
 def _downscale_step(y: torch.Tensor, op: Downsample, sigma: float, size: tuple[int, int]):

@@ -493,7 +493,8 @@ def test_the_data_fits_keep_an_estimate_that_fits_and_pull_others_towards_the_ob
     rough = clean + 0.05 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
     kernel, op = operators.gaussian_kernel(2.0), operators.Downsample(4)
     blur = operators.gaussian_blur(2.0)
-    for fit, a, y in ((lambda y, e, s: local_wiener.fit_blurred(y, kernel, e, 1 / 255, s, (2, 1, 0)), blur, blur(clean)),
+    one_step = (2, 1, 0)  # no plug-and-play passes after the fit
+    for fit, a, y in ((lambda y, e, s: local_wiener.fit_blurred(y, kernel, e, 1 / 255, s, one_step), blur, blur(clean)),
                       (lambda y, e, s: local_wiener.fit_downscaled(y, op, e, 1 / 255, s), op, op(clean))):
         kept = (fit(y, clean, local_wiener.FIT_SPREAD) - clean).abs()  # the blur's canvas: 6e-4 at the edges
         assert kept.max() < 1e-3 and kept.mean() < 1e-4
