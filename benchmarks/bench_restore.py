@@ -179,8 +179,9 @@ def sr_cases(rgb, k, args):
         low = np.asarray(Image.fromarray(hr).resize((w // scale, h // scale), Image.BICUBIC))
         results = classical_sr(low, scale)
         if args.ablation:
+            y, op = tensor(low), Downsample(scale)
             results["ablation: Lanczos + local Wiener"] = local_wiener_ablation(
-                results["Lanczos"], lambda pilot, y=tensor(low), op=Downsample(scale): local_wiener.fit_downscaled(
+                results["Lanczos"], lambda pilot: local_wiener.fit_downscaled(
                     y, op, local_wiener.super_resolve(y, op, pilot, 1 / 255), 1 / 255))
         ours(results, args, lambda steps, y=low, s=scale, **kw: restore.restore(
             y, "sr", scale=s, steps=steps, device="cpu", **kw))
@@ -191,9 +192,10 @@ def deblur_cases(rgb, k, args):
     blurred = blur(rgb, 2.0)
     results = classical_deblur(blurred, 2.0)
     if args.ablation:
+        y, kernel = tensor(blurred), gaussian_kernel(2.0)
         results["ablation: Wiener + local Wiener"] = local_wiener_ablation(
-            results["Wiener"], lambda pilot, y=tensor(blurred), k=gaussian_kernel(2.0): local_wiener.fit_blurred(
-                y, k, local_wiener.deblur(y, k, pilot, 1 / 255), 1 / 255))
+            results["Wiener"], lambda pilot: local_wiener.fit_blurred(
+                y, kernel, local_wiener.deblur(y, kernel, pilot, 1 / 255), 1 / 255))
     ours(results, args, lambda steps, y=blurred, **kw: restore.restore(
         y, "deblur", blur_sigma=2.0, steps=steps, device="cpu", **kw))
     yield "deblur", "gaussian 2", blurred, results, None

@@ -15,8 +15,9 @@ also after the refiner, which was trained on the shipped schedules' estimates) a
 mean seconds per schedule: on the turning stride-4 grids (`local_wiener.PNP_GRIDS`), on
 side-by-side 8-pixel windows at each of their 64 shifts in turn (0.16's inpainting), on
 inpainting's side-by-side windows 16 and 8 pixels a side in turn (`local_wiener.INPAINT_GRIDS`),
-without and with the 32-pixel windows far from known pixels (`local_wiener.FAR_GRIDS`), and, for comparison, on the dense stride-2 grid of earlier versions. Pass --threads 1 for the
-timings the module's comments quote (earlier versions' comments quote --photos 6).
+without and with the 32-pixel windows far from known pixels (`local_wiener.FAR_GRIDS`), and, for
+comparison, on the dense stride-2 grid of earlier versions. Pass --threads 1 for the timings the
+module's comments quote (earlier versions' comments quote --photos 6).
 """
 
 from __future__ import annotations

@@ -508,13 +508,13 @@ def test_the_data_fits_keep_an_estimate_that_fits_and_pull_others_towards_the_ob
 
 def test_the_fits_measure_the_observations_noise_and_trust_a_noisy_one_less(monkeypatch):
     from vqpress.restore import local_wiener
+    from vqpress.restore.damage import as_8bit
 
     clean = _astronaut()
     blur, kernel = operators.gaussian_blur(2.0), operators.gaussian_kernel(2.0)
     noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
-    as8 = lambda t: t.clamp(0, 1).mul(255).round().div(255)  # noqa: E731
-    assert local_wiener.noise_std(local_wiener._opponent(as8(blur(clean)))) < 0.5 / 255  # rounding alone
-    noisy = as8(blur(clean) + 3 / 255 * noise)
+    assert local_wiener.noise_std(local_wiener._opponent(as_8bit(blur(clean)))) < 0.5 / 255  # rounding alone
+    noisy = as_8bit(blur(clean) + 3 / 255 * noise)
     assert local_wiener.noise_std(local_wiener._opponent(noisy)) == pytest.approx(3 / 255, rel=0.15)
     estimate = clean  # a perfect estimate: what the fit gets wrong is the noise it takes in
     adaptive = local_wiener.fit_blurred(noisy, kernel, estimate, 1 / 255)
