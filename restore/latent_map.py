@@ -23,11 +23,13 @@ from tqdm import tqdm
 from .spectra import power_gain, refine
 from .vae import VAE
 
-# Output pixels per tile side, a multiple of 8 x each scale (2, 3, 4). A 768x512 or 1024x1024
-# photo is one tile, a 1920x1080 one two, a 4000x3000 one 4 x 3: the tiles cover 1.33 times its
-# area, where tiles of 960 (5 x 4 of them) covered 1.54 times.
+# The most output pixels per tile side, a multiple of 8 x each scale (2, 3, 4), and the least
+# overlap of two tiles. An image longer than a tile is cut into as few tiles as that allows,
+# spread evenly and as short as the grid allows (`_tiling`): a 768x512 or 1024x1024 photo is one
+# tile, a 1920x1080 one two of 1008 x 1080, a 4000x3000 one 4 x 3 of 1072 x 1064, covering 1.14
+# times its area, where tiles of 1152 cut from the corner covered 1.33 times.
 TILE_PIXELS = 1152
-OVERLAP = 96  # so tile starts (multiples of TILE_PIXELS - OVERLAP) stay on that grid too
+OVERLAP = 96  # a multiple of 8 x each scale, as the tiles' sides and starts are
 # Conjugate-gradient iterations of the pixel step after z*: on 4 training crops inpainted with
 # thin strokes, a 128 box and 50% missing (benchmarks/fit_refine.py; docs/results/fit-refine.md)
 # the missing pixels' PSNR is 29.207 dB with 50 (the earlier default), 29.204 with 25 and
@@ -95,12 +97,15 @@ def solve(prior: LatentPrior, y: torch.Tensor, op: nn.Module, init: torch.Tensor
     return refine(x0, y, op, sigma, power, iters=REFINE_ITERATIONS).clamp(0, 1)
 
 
-def _starts(length: int) -> list[int]:
+def _tiling(length: int, grid: int) -> tuple[int, list[int]]:
+    """(tile side, tile starts) along a side of `length` pixels, both multiples of `grid`: the
+    fewest tiles of at most TILE_PIXELS overlapping by at least OVERLAP, evenly spread."""
     if length <= TILE_PIXELS:
-        return [0]
-    step = TILE_PIXELS - OVERLAP
-    starts = list(range(0, length - TILE_PIXELS, step)) + [length - TILE_PIXELS]
-    return sorted(set(starts))
+        return length, [0]
+    count = -(-(length - OVERLAP) // (TILE_PIXELS - OVERLAP))
+    side = -(-(length + (count - 1) * OVERLAP) // (count * grid)) * grid
+    # floored starts, each step at most side - OVERLAP (a multiple of grid) apart
+    return side, [(length - side) * k // (count - 1) // grid * grid for k in range(count)]
 
 
 def _ramp(n: int, device) -> torch.Tensor:
@@ -121,13 +126,13 @@ def solve_tiled(prior: LatentPrior, height: int, width: int, scale: int,
     tile_problem(y0, y1, x0, x1) returns (y, op, init, known, first_guess) for that output
     region: init is the first guess made from y, first_guess a linear map that makes one
     (`LatentPrior.error_power`)."""
-    ys, xs = _starts(height), _starts(width)
+    (tile_h, ys), (tile_w, xs) = _tiling(height, 8 * scale), _tiling(width, 8 * scale)
     out = weight = None
     # one unit per gradient step and one for the rest of each tile (first guess, pixel step)
     with tqdm(total=len(ys) * len(xs) * (steps + 1), desc=f"{desc}: latent MAP", unit="step") as bar:
         for y0 in ys:
             for x0 in xs:
-                y1, x1 = min(height, y0 + TILE_PIXELS), min(width, x0 + TILE_PIXELS)
+                y1, x1 = y0 + tile_h, x0 + tile_w
                 y, op, init, known, first_guess = tile_problem(y0, y1, x0, x1)
                 power = prior.error_power(op, first_guess, init)
                 tile = solve(prior, y, op, init, known, damage, sigma, steps, power, bar=bar)

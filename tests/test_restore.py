@@ -72,7 +72,9 @@ def test_tiles_cover_the_image_and_blend_to_the_whole(monkeypatch):
         return g, torch.nn.Identity(), g, torch.ones_like(g[:, :1]), lambda v: v
 
     out = latent_map.solve_tiled(prior, 72, 104, 1, tile, {}, sigma=0.01, steps=0, desc="test")
-    assert len(seen) == 2 * 3  # rows start at 0, 24; columns at 0, 32, 56
+    # as few tiles of at most 48 as overlap by 16, evenly spread: rows start at 0, 24; columns
+    # at 0, 24, 56 (multiples of 8)
+    assert seen == [(y0, y0 + 48, x0, x0 + 48) for y0 in (0, 24) for x0 in (0, 24, 56)]
     assert torch.allclose(out, guess, atol=1e-6)
 
 
@@ -493,15 +495,14 @@ def test_the_data_fits_keep_an_estimate_that_fits_and_pull_others_towards_the_ob
     rough = clean + 0.05 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
     kernel, op = operators.gaussian_kernel(2.0), operators.Downsample(4)
     blur = operators.gaussian_blur(2.0)
-    one_step = (2, 1, 0)  # no plug-and-play passes after the fit
-    for fit, a, y in ((lambda y, e, s: local_wiener.fit_blurred(y, kernel, e, 1 / 255, s, one_step), blur, blur(clean)),
+    for fit, a, y in ((lambda y, e, s: local_wiener.fit_blurred(y, kernel, e, 1 / 255, s, rounds=0), blur, blur(clean)),
                       (lambda y, e, s: local_wiener.fit_downscaled(y, op, e, 1 / 255, s), op, op(clean))):
         kept = (fit(y, clean, local_wiener.FIT_SPREAD) - clean).abs()  # the blur's canvas: 6e-4 at the edges
         assert kept.max() < 1e-3 and kept.mean() < 1e-4
         residuals = [float((a(fit(y, rough, s)) - y).square().mean()) for s in (1e-4, 4 / 255, 16 / 255)]
         assert residuals[0] == pytest.approx(float((a(rough) - y).square().mean()), rel=1e-3)
         assert residuals[0] > residuals[1] > residuals[2]
-    # deblurring's default: plug-and-play passes between two fits; it still fits better than the estimate
+    # deblurring's default: plug-and-play passes between three fits; it still fits better than the estimate
     polished = local_wiener.fit_blurred(blur(clean), kernel, rough, 1 / 255)
     assert (blur(polished) - blur(clean)).square().mean() < (blur(rough) - blur(clean)).square().mean() / 10
 
