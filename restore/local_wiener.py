@@ -30,8 +30,8 @@ The schedule ends on a filtered estimate, and the learned refiner after it moves
 the data; `fit_blurred` and `fit_downscaled` take one more data step from the final estimate,
 with a spread (FIT_SPREAD) far wider than the last pass's: the detail the blur or downscaling
 kept comes back from the observation, and the estimate fills in only what they lost. Deblurring
-then runs a few plug-and-play passes from that image and fits their output the same way, twice
-(FIT_PASSES, FIT_ROUNDS).
+then runs a few plug-and-play passes from that image and fits their output the same way, four
+times over (FIT_PASSES, FIT_ROUNDS).
 """
 
 from __future__ import annotations
@@ -131,13 +131,14 @@ SR_LEVELS = (40, 2, 32)
 # 0.19 / 0.06 / 0.07 dB at x2 / x3 / x4. The best spread per setting (12/255 to 24/255) is
 # within 0.07 dB of 16/255; 32/255 lost 1.05 dB against it at blur std 1.
 FIT_SPREAD = 16 / 255
-# Deblurring's fit then runs FIT_ROUNDS more times, each after these plug-and-play passes from
-# the last fit (levels as DEBLUR_LEVELS). On those crops one round gained +0.34 / +0.07 / +0.03 dB
-# over the first fit at blur std 1 / 2 / 3, for 8 passes of the 32 (4 passes: +0.26 / +0.06 /
-# +0.02); a second +0.17 / +0.03 / +0.01 more (benchmarks/study_data_fit.py). Super-resolution
-# gained under 0.01 dB from them.
-FIT_PASSES = (2, 1, 8)
-FIT_ROUNDS = 2
+# Deblurring's fit then runs FIT_ROUNDS more times, each after FIT_PASSES plug-and-play passes
+# from the last fit (levels as DEBLUR_LEVELS). On those crops, at blur std 1 / 2 / 3: one round of
+# 8 passes (0.19) gained +0.34 / +0.07 / +0.03 dB over the first fit, a second such round +0.17 /
+# +0.03 / +0.01 more; four rounds of 4 passes, in about the time of two of 8, +0.06 / +0.04 /
+# +0.01 over those two (8 rounds of 2: -0.65 / -0.02 / -0.02). Super-resolution gained under
+# 0.01 dB from such passes.
+FIT_PASSES = (2, 1, 4)
+FIT_ROUNDS = 4
 # The fits take as the data's noise std at least NOISE_GAIN times the noise the observation holds
 # beyond 8-bit rounding (`noise_std` less ROUNDING, in quadrature). With 1/255 whatever the
 # noise, the deblurring fit lost 1.3 / 3.2 dB at added noise of std 1/255 / 2/255 on 10 training

@@ -502,7 +502,7 @@ def test_the_data_fits_keep_an_estimate_that_fits_and_pull_others_towards_the_ob
         residuals = [float((a(fit(y, rough, s)) - y).square().mean()) for s in (1e-4, 4 / 255, 16 / 255)]
         assert residuals[0] == pytest.approx(float((a(rough) - y).square().mean()), rel=1e-3)
         assert residuals[0] > residuals[1] > residuals[2]
-    # deblurring's default: plug-and-play passes between three fits; it still fits better than the estimate
+    # deblurring's default: rounds of plug-and-play passes and fit; it still fits better than the estimate
     polished = local_wiener.fit_blurred(blur(clean), kernel, rough, 1 / 255)
     assert (blur(polished) - blur(clean)).square().mean() < (blur(rough) - blur(clean)).square().mean() / 10
 
@@ -527,14 +527,15 @@ def test_the_fits_measure_the_observations_noise_and_trust_a_noisy_one_less(monk
 def test_deblurring_and_super_resolution_end_with_the_data_fit(photo):
     as_tensor = lambda a: torch.tensor(a / 255, dtype=torch.float32).permute(2, 0, 1)[None]  # noqa: E731
     blurred, small = to_uint8(operators.gaussian_blur(2.0)(as_tensor(photo))[0]), photo[::2, ::2]
-    for task, damaged, kwargs, observe in (
-            ("deblur", blurred, {"blur_sigma": 2.0}, operators.gaussian_blur(2.0)),
-            ("sr", small, {"scale": 2}, operators.Downsample(2))):
+    h, w = photo.shape[:2]
+    for task, damaged, kwargs in (("deblur", blurred, {"blur_sigma": 2.0}), ("sr", small, {"scale": 2})):
         fitted = np.asarray(restore.restore(damaged, task, device="cpu", **kwargs))
         unfitted = np.asarray(restore.restore(damaged, task, device="cpu", fit=False, **kwargs))
         assert fitted.shape == unfitted.shape and not np.array_equal(fitted, unfitted)
-        misfit = [float((observe(as_tensor(out)) - as_tensor(damaged)).square().mean()) for out in (fitted, unfitted)]
-        assert misfit[0] < misfit[1]
+        # closer to the photo (the output of sr is a pixel larger on each side: 2 x 36 by 2 x 49).
+        # Its misfit to the 8-bit observation is not a test: both sit at the rounding floor.
+        error = [float((as_tensor(out[:h, :w]) - as_tensor(photo)).square().mean()) for out in (fitted, unfitted)]
+        assert error[0] < error[1]
 
 
 def test_local_wiener_inpainting_keeps_known_pixels_and_beats_its_pilot():
