@@ -532,7 +532,7 @@ def test_deblurring_and_super_resolution_end_with_the_data_fit(photo):
         fitted = np.asarray(restore.restore(damaged, task, device="cpu", **kwargs))
         unfitted = np.asarray(restore.restore(damaged, task, device="cpu", fit=False, **kwargs))
         assert fitted.shape == unfitted.shape and not np.array_equal(fitted, unfitted)
-        # closer to the photo (the output of sr is a pixel larger on each side: 2 x 36 by 2 x 49).
+        # closer to the photo (sr's output, 2 x 36 by 2 x 49, is a pixel taller and wider than it).
         # Its misfit to the 8-bit observation is not a test: both sit at the rounding floor.
         error = [float((as_tensor(out[:h, :w]) - as_tensor(photo)).square().mean()) for out in (fitted, unfitted)]
         assert error[0] < error[1]
