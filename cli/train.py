@@ -431,6 +431,9 @@ def restorer(data, valid, run, steps, batch, lr, validate_every, threads, nproc,
     launch(train_restorer, cfg, vae if vae.config.restorer else vae.add_restorer(), nproc=nproc)
 
 
+REFINER_TASKS = ("inpaint", "denoise", "sr", "deblur")  # restore.refine.TASK_ORDER, without torch
+
+
 @train.command(name="refiner-pairs")
 @click.option("--data", type=folder, required=True, help="Folder of training photos.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -440,7 +443,9 @@ def restorer(data, valid, run, steps, batch, lr, validate_every, threads, nproc,
               help="Crop side in pixels (a multiple of 24 keeps every super-resolution scale).")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Processes, one thread each.")
-def refiner_pairs(data, out, count, side, workers):
+@click.option("--task", "tasks", multiple=True, type=click.Choice(REFINER_TASKS),
+              help="Make pairs of this task only (repeatable; default: every task).")
+def refiner_pairs(data, out, count, side, workers, tasks):
     """Damage crops of the training photos and restore them without the refiner: its training pairs."""
     import multiprocessing
 
@@ -450,16 +455,14 @@ def refiner_pairs(data, out, count, side, workers):
     out.mkdir(parents=True, exist_ok=True)
     (out / PAIRS_CARD).write_text(json.dumps({"command": command_line()}) + "\n")
     with multiprocessing.get_context("spawn").Pool(workers, initializer=_one_thread) as pool:
-        pool.starmap(make_pairs, [(str(data), out, count, side, 0, w, workers) for w in range(workers)])
+        chosen = tuple(t for t in REFINER_TASKS if t in tasks) or REFINER_TASKS
+        pool.starmap(make_pairs, [(str(data), out, count, side, 0, w, workers, chosen) for w in range(workers)])
 
 
 def _one_thread():
     import torch
 
     torch.set_num_threads(1)
-
-
-REFINER_TASKS = ("inpaint", "denoise", "sr", "deblur")  # restore.refine.TASK_ORDER, without torch
 
 
 @train.command()
@@ -469,8 +472,9 @@ REFINER_TASKS = ("inpaint", "denoise", "sr", "deblur")  # restore.refine.TASK_OR
 @click.option("--layers", type=click.IntRange(min=2), default=8, show_default=True, help="3x3 convolutions.")
 @click.option("--skip", multiple=True, type=click.Choice(REFINER_TASKS),
               help="A task to leave out of training; the export skips it (repeatable).")
+@click.option("--init", help="Start from this shipped refiner's weights (e.g. refiner-v3); same size.")
 def refiner(data, valid, run, steps, batch, lr, validate_every, threads, nproc, device, crop, channels, layers,
-            skip):
+            skip, init):
     """Train the restoration refiner on the shards of `train refiner-pairs` (--data); the last
     two shards validate."""
     from vqpress.nets.refiner import RefinerConfig
@@ -481,7 +485,10 @@ def refiner(data, valid, run, steps, batch, lr, validate_every, threads, nproc, 
     if len(set(skip)) == len(REFINER_TASKS):
         raise VQPressError("--skip leaves no task to train")
     cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
-    launch(train_refiner, cfg, RefinerConfig(channels, layers, tuple(sorted(set(skip)))), nproc=nproc)
+    if init:
+        cfg.extra["init"] = {"refiner": init}
+    config = RefinerConfig(channels, layers, tuple(sorted(set(skip))))
+    launch(train_refiner, cfg, config, init, nproc=nproc)
 
 
 @train.command(name="export-refiner")

@@ -736,3 +736,29 @@ def test_refiner_pairs_train_and_export(folder, tmp_path):
                                        *every])
     assert result.exit_code == 1 and result.output.strip() == "Error: --skip leaves no task to train"
     assert REFINER_TASKS == TASK_ORDER  # the CLI's list, kept without importing torch
+
+
+def test_refiner_pairs_of_one_task_and_a_run_from_a_shipped_refiner(folder, tmp_path):
+    """--task makes pairs of that task only; --init starts a run from a shipped refiner's
+    weights, refuses one of another size, and the card says where the weights came from."""
+    from vqpress.restore.refine import load_refiner
+    from vqpress.training.refiner import RefinerPairs
+
+    pairs, run, out = tmp_path / "pairs", tmp_path / "refiner", tmp_path / "weights"
+    invoke("train", "refiner-pairs", "--data", folder, "--out", pairs, "--count", 6, "--side", 48, "--workers", 1,
+           "--task", "inpaint")
+    assert RefinerPairs(sorted(pairs.glob("*.npz")), 32).tasks == ["inpaint"] * 6
+    for extra in ("pairs-0001.npz", "pairs-0002.npz"):  # shards to validate on (the last two)
+        (pairs / extra).write_bytes((pairs / "pairs-0000.npz").read_bytes())
+    common = ["train", "refiner", "--data", str(pairs), "--steps", "1", "--crop", "32", "--batch", "2",
+              "--threads", "1", "--device", "cpu", "--init", "refiner-v3"]
+    wrong = CliRunner().invoke(main, [*common, "--run", str(tmp_path / "wrong"), "--channels", "8"])
+    assert wrong.exit_code == 1 and len(wrong.output.strip().splitlines()) == 1
+    assert "--init refiner-v3 has 64 channels and 8 layers" in wrong.output
+    invoke(*common, "--run", run, "--lr", "1e-12")
+    ckpt = torch.load(run / "ckpt.pt", weights_only=False)
+    shipped = load_refiner("refiner-v3")[0].state_dict()
+    assert ckpt["step"] == 1 and ckpt["train_config"]["extra"]["init"] == {"refiner": "refiner-v3"}
+    assert all(torch.allclose(ckpt["model"][k], v, atol=1e-6) for k, v in shipped.items())
+    invoke("train", "export-refiner", "--run", run, "--model-id", "tuned", "--out", out)
+    assert "started from `refiner-v3`'s weights" in (out / "tuned.md").read_text()

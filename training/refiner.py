@@ -22,7 +22,7 @@ from vqpress.nets.refiner import Refiner, RefinerConfig
 from vqpress.restore.api import DEFAULT_VAE
 from vqpress.restore.damage import strokes
 from vqpress.restore.operators import gaussian_blur
-from vqpress.restore.refine import ORIENTATIONS, TASK_ORDER, condition, observation, oriented
+from vqpress.restore.refine import ORIENTATIONS, TASK_ORDER, condition, load_refiner, observation, oriented
 
 from .loop import TrainConfig, fit, prepare, read_checkpoint, resume
 from .release import half, release, summary, training_lines
@@ -35,10 +35,15 @@ FLOOR = 2e-4
 MIN_GAIN = 0.05  # dB in the last validation, below which a task is skipped: not worth its time
 
 
-def draw_damage(rng: np.random.Generator, side: int) -> dict:
-    """A task and its setting, spread around the benchmark's: strokes, boxes and random
-    pixels; noise of std 10-55; x2/x3/x4 downscaling; a Gaussian blur of std 1-3 px."""
-    task = str(rng.choice(["inpaint", "denoise", "sr", "deblur"], p=[0.4, 0.1, 0.25, 0.25]))
+TASK_SHARES = {"inpaint": 0.4, "denoise": 0.1, "sr": 0.25, "deblur": 0.25}  # of the drawn pairs
+
+
+def draw_damage(rng: np.random.Generator, side: int, tasks: tuple[str, ...] = tuple(TASK_SHARES)) -> dict:
+    """A task of `tasks` (in proportion to TASK_SHARES) and its setting, spread around the
+    benchmark's: strokes, boxes and random pixels; noise of std 10-55; x2/x3/x4 downscaling; a
+    Gaussian blur of std 1-3 px."""
+    shares = np.array([TASK_SHARES[t] for t in tasks])
+    task = str(rng.choice(list(tasks), p=shares / shares.sum()))
     if task == "inpaint":
         kind = int(rng.choice(4, p=[0.3, 0.25, 0.2, 0.25]))
         if kind == 0:  # thin strokes
@@ -89,10 +94,10 @@ def restored(damaged: np.ndarray, setting: dict) -> np.ndarray:
 
 
 def make_pairs(folder: str, out: Path, count: int, side: int = 192, seed: int = 0,
-               worker: int = 0, workers: int = 1) -> None:
+               worker: int = 0, workers: int = 1, tasks: tuple[str, ...] = tuple(TASK_SHARES)) -> None:
     """`count` crops of `side` px from the photos of `folder`, each damaged by `draw_damage`
-    and restored; this worker makes shards worker, worker + workers, ... Shards already
-    written are kept (a restarted run goes on)."""
+    (a task of `tasks`) and restored; this worker makes shards worker, worker + workers, ...
+    Shards already written are kept (a restarted run goes on)."""
     paths = []
     for path in image_paths(folder):
         with Image.open(path) as im:
@@ -112,7 +117,7 @@ def make_pairs(folder: str, out: Path, count: int, side: int = 192, seed: int = 
             rgb, _ = to_rgb8(open_image(paths[int(rng.integers(len(paths)))]))
             y, x = (int(rng.integers(0, n - side + 1)) for n in rgb.shape[:2])
             crop = np.ascontiguousarray(rgb[y:y + side, x:x + side])
-            setting = draw_damage(rng, side)
+            setting = draw_damage(rng, side, tasks)
             damaged = damage(crop, setting, rng)
             items["truth"].append(crop)
             items["damaged"].append(damaged)
@@ -213,11 +218,19 @@ def validate_refiner(net, pairs: RefinerPairs) -> dict:
     return {f"gain_{task}": round(float(np.mean(g)), 3) for task, g in sorted(gains.items())}
 
 
-def train_refiner(cfg: TrainConfig, config: RefinerConfig, holdout: int = 2) -> Refiner:
+def train_refiner(cfg: TrainConfig, config: RefinerConfig, init: str | None = None, holdout: int = 2) -> Refiner:
     """Fit the refiner (`relative_loss`) to the pairs in the shards of cfg.data, all but the
-    last `holdout` shards, which validate. Pairs of the tasks in config.skip are left out."""
+    last `holdout` shards, which validate. Pairs of the tasks in config.skip are left out.
+    init: a shipped refiner of the same size whose weights it starts from."""
     run = prepare(cfg)
-    net = Refiner(config).to(cfg.device)
+    net = Refiner(config)
+    if init is not None:
+        start = load_refiner(init)[0]
+        if (start.config.channels, start.config.layers) != (config.channels, config.layers):
+            raise VQPressError(f"--init {init} has {start.config.channels} channels and {start.config.layers} "
+                               f"layers; this run {config.channels} and {config.layers}")
+        net.load_state_dict(start.state_dict())
+    net = net.to(cfg.device)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     progress = resume(run, net, optimizer, cfg)
     shards = sorted(Path(cfg.data).glob("pairs-*.npz"))
@@ -247,9 +260,12 @@ def export_refiner(run, model_id: str, out: Path) -> Path:
     pairs = json.loads(pairs_card.read_text()) if pairs_card.is_file() else {}
     card = {"model_id": model_id, "refiner": summary(ckpt), "pairs": pairs,
             "estimates_from": {"vae": DEFAULT_VAE, "vae_sha256": weights.verified(DEFAULT_VAE)[1]}}
+    start = (ckpt["train_config"]["extra"].get("init") or {}).get("refiner")
+    origin = (f"It started from `{start}`'s weights (trained by us, card in `weights/`)." if start
+              else "No pretrained weights were used.")
     intro = ["The learned last step of `vqpress restore` / `vqpress inpaint` (fp16): a CNN that "
              "corrects the restoration's estimate, given the observation, the known-pixel mask and "
-             "the task and its setting (`vqpress.nets.refiner`). No pretrained weights were used."]
+             f"the task and its setting (`vqpress.nets.refiner`). {origin}"]
     what = ("Trained by `vqpress train refiner` (the MSE relative to the estimate's, per crop) on "
             "pairs made by `vqpress train refiner-pairs`: crops of the training photos, damaged "
             "(`training.refiner.draw_damage`) and restored by the shipped restoration without the "
