@@ -755,6 +755,9 @@ def test_refiner_pairs_of_one_task_and_a_run_from_a_shipped_refiner(folder, tmp_
     wrong = CliRunner().invoke(main, [*common, "--run", str(tmp_path / "wrong"), "--channels", "8"])
     assert wrong.exit_code == 1 and len(wrong.output.strip().splitlines()) == 1
     assert "--init refiner-v3 has 64 channels and 8 layers" in wrong.output
+    unknown = CliRunner().invoke(main, [*common[:-1], "nope", "--run", str(tmp_path / "unknown")])
+    assert unknown.exit_code == 1 and "'nope' is not shipped" in unknown.output
+    assert not (tmp_path / "wrong").exists() and not (tmp_path / "unknown").exists()  # no run folder left
     invoke(*common, "--run", run, "--lr", "1e-12")
     ckpt = torch.load(run / "ckpt.pt", weights_only=False)
     shipped = load_refiner("refiner-v3")[0].state_dict()

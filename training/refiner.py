@@ -222,13 +222,13 @@ def train_refiner(cfg: TrainConfig, config: RefinerConfig, init: str | None = No
     """Fit the refiner (`relative_loss`) to the pairs in the shards of cfg.data, all but the
     last `holdout` shards, which validate. Pairs of the tasks in config.skip are left out.
     init: a shipped refiner of the same size whose weights it starts from."""
+    start = None if init is None else load_refiner(init)[0]  # checked before the run folder is made
+    if start is not None and (start.config.channels, start.config.layers) != (config.channels, config.layers):
+        raise VQPressError(f"--init {init} has {start.config.channels} channels and {start.config.layers} "
+                           f"layers; this run {config.channels} and {config.layers}")
     run = prepare(cfg)
     net = Refiner(config)
-    if init is not None:
-        start = load_refiner(init)[0]
-        if (start.config.channels, start.config.layers) != (config.channels, config.layers):
-            raise VQPressError(f"--init {init} has {start.config.channels} channels and {start.config.layers} "
-                               f"layers; this run {config.channels} and {config.layers}")
+    if start is not None:
         net.load_state_dict(start.state_dict())
     net = net.to(cfg.device)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
