@@ -32,11 +32,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vqpress.measure.metrics import psnr_of_mse
 from vqpress.nets.refiner import Refiner, RefinerConfig
 from vqpress.restore.refine import load_refiner, oriented, refined, unoriented
 from vqpress.training.loop import read_checkpoint
-from vqpress.training.refiner import RefinerPairs
+from vqpress.training.refiner import RefinerPairs, gain_db
 
 COUNTS = (1, 2, 4, 8)
 
@@ -59,13 +58,13 @@ def main():
     for i in range(len(pairs)):
         estimate, observed, known, cond, truth, _ = (torch.as_tensor(t) for t in pairs.item(i))
         estimate, observed, known, truth = (t[None] for t in (estimate, observed, known, truth))
-        before = psnr_of_mse(F.mse_loss(estimate, truth).item(), 1.0)
+        before = F.mse_loss(estimate, truth).item()
         # each orientation's pass once; the ensembles are means of their first n
         passes = [unoriented(refined(net, *(oriented(t, k) for t in (estimate, observed, known)), cond, 1), k)
                   for k in range(max(COUNTS))]
         for n in COUNTS:
             after = F.mse_loss(torch.stack(passes[:n]).mean(0), truth).item()
-            gains[n].setdefault(pairs.tasks[i], []).append(psnr_of_mse(after, 1.0) - before)
+            gains[n].setdefault(pairs.tasks[i], []).append(gain_db(before, after))
     tasks = sorted(gains[1])
     print("| orientations | " + " | ".join(tasks) + " |")
     print("|---:|" + "---:|" * len(tasks))

@@ -765,3 +765,22 @@ def test_refiner_pairs_of_one_task_and_a_run_from_a_shipped_refiner(folder, tmp_
     assert all(torch.allclose(ckpt["model"][k], v, atol=1e-6) for k, v in shipped.items())
     invoke("train", "export-refiner", "--run", run, "--model-id", "tuned", "--out", out)
     assert "started from `refiner-v3`'s weights" in (out / "tuned.md").read_text()
+
+
+def test_refiner_validation_gain_is_finite_on_an_exact_estimate(folder, tmp_path):
+    """A crop whose estimate is already exact (a flat crop: MSE 0, an infinite PSNR) counts as
+    8-bit rounding's error, so it cannot make a task's mean gain minus infinity (and the export
+    skip the task)."""
+    from vqpress.nets.refiner import Refiner, RefinerConfig
+    from vqpress.training.refiner import ROUNDING_MSE, RefinerPairs, gain_db, make_pairs, validate_refiner
+
+    assert gain_db(0.0, 0.0) == 0 and gain_db(1e-3, 1e-4) == pytest.approx(10)
+    assert gain_db(0.0, 100 * ROUNDING_MSE) == pytest.approx(-20)
+    make_pairs(str(folder), tmp_path, 2, side=48)
+    with np.load(tmp_path / "pairs-0000.npz") as shard:
+        arrays = dict(shard)
+    arrays["estimate"] = arrays["truth"].copy()  # both crops restored exactly
+    np.savez(tmp_path / "pairs-0000.npz", **arrays)
+    pairs = RefinerPairs([tmp_path / "pairs-0000.npz"], 32)
+    gains = validate_refiner(Refiner(RefinerConfig(8, 3)), pairs)
+    assert gains and all(np.isfinite(g) and g <= 0 for g in gains.values())

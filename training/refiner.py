@@ -33,6 +33,9 @@ PAIRS_CARD = "pairs.json"  # beside the shards: the command that made them, for 
 # without a floor, near-perfect flat crops (MSE 2e-6) dominated it.
 FLOOR = 2e-4
 MIN_GAIN = 0.05  # dB in the last validation, below which a task is skipped: not worth its time
+# `gain_db` counts an error as at least 8-bit rounding's: a flat crop whose estimate is exact
+# (MSE 0, an infinite PSNR) made a task's mean gain minus infinity, and the export skipped it.
+ROUNDING_MSE = 1 / 12 / 255**2
 
 
 TASK_SHARES = {"inpaint": 0.4, "denoise": 0.1, "sr": 0.25, "deblur": 0.25}  # of the drawn pairs
@@ -204,6 +207,12 @@ def relative_loss(net, estimate, observed, known, cond, truth, keeps) -> torch.T
     return (after / (before + FLOOR)).mean()
 
 
+def gain_db(before: float, after: float) -> float:
+    """PSNR gain (dB) of an image whose MSE (in [0, 1] units) went from before to after, each
+    counted as at least ROUNDING_MSE."""
+    return psnr_of_mse(max(after, ROUNDING_MSE), 1.0) - psnr_of_mse(max(before, ROUNDING_MSE), 1.0)
+
+
 @torch.no_grad()
 def validate_refiner(net, pairs: RefinerPairs) -> dict:
     """Mean PSNR gain (dB) of the refined estimate over the estimate, per task."""
@@ -213,7 +222,7 @@ def validate_refiner(net, pairs: RefinerPairs) -> dict:
         estimate, observed, known, cond, truth, keeps = (torch.as_tensor(t)[None] for t in pairs.item(i))
         before = F.mse_loss(estimate, truth).item()
         after = refined_mse(net, estimate, observed, known, cond, truth, keeps).item()
-        gains.setdefault(pairs.tasks[i], []).append(psnr_of_mse(after, 1.0) - psnr_of_mse(before, 1.0))
+        gains.setdefault(pairs.tasks[i], []).append(gain_db(before, after))
     net.train()
     return {f"gain_{task}": round(float(np.mean(g)), 3) for task, g in sorted(gains.items())}
 
