@@ -29,7 +29,7 @@ from PIL import Image
 
 from vqpress import restore
 from vqpress.restore.damage import strokes
-from vqpress.restore.refine import condition, load_refiner, refined
+from vqpress.restore.refine import condition, refined, refiner_for
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_codec import timed  # noqa: E402
@@ -67,7 +67,7 @@ def cases(rgb: np.ndarray):
 def refiner_alone(width: int, height: int, repeat: int) -> float:
     """Median seconds of the refiner on a random image of that size (its cost does not depend
     on the content)."""
-    net, _ = load_refiner()
+    net = refiner_for("sr")
     x, known = torch.rand(1, 3, height, width), torch.ones(1, 1, height, width)
     return timed(repeat, refined, net, x, x, known, condition("sr", {"scale": 4}))[0]
 

@@ -39,7 +39,7 @@ from vqpress.nets.device import to_uint8
 from vqpress.restore import local_wiener
 from vqpress.restore.damage import as_8bit
 from vqpress.restore.operators import Downsample, gaussian_blur, gaussian_kernel
-from vqpress.restore.refine import condition, load_refiner, observation, refined
+from vqpress.restore.refine import condition, observation, refined, refiner_for
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_restore import masks  # noqa: E402
@@ -99,8 +99,7 @@ def main():
         torch.set_num_threads(args.threads)
     tasks = args.tasks.split(",")
     scores, seconds = {}, {}  # (setting, schedule) -> PSNRs, times; schedule None = the pilot
-
-    refiner = load_refiner()[0]
+    refiners = {task: refiner_for(task) for task in ("deblur", "sr")}
 
     def record(key, step, score, refine=None):
         """Run the step (timed) and score its output under key; with refine (task, damage,
@@ -111,7 +110,7 @@ def main():
         scores.setdefault(key, []).append(score(out))
         if refine is not None:
             task, damage, observed = refine
-            better = refined(refiner, out, observed, torch.ones_like(out[:, :1]), condition(task, damage))
+            better = refined(refiners[task], out, observed, torch.ones_like(out[:, :1]), condition(task, damage))
             scores.setdefault((key[0] + " + refiner", key[1]), []).append(score(better))
 
     # without their last step, restore.inpaint / restore.restore give latent MAP alone

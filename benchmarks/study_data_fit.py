@@ -28,7 +28,7 @@ from vqpress.nets.device import to_uint8
 from vqpress.restore import local_wiener
 from vqpress.restore.damage import as_8bit
 from vqpress.restore.operators import Downsample, gaussian_blur, gaussian_kernel
-from vqpress.restore.refine import condition, load_refiner, observation, refined
+from vqpress.restore.refine import condition, observation, refined, refiner_for
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fit_plug_and_play import crops, psnr, tensor  # noqa: E402
@@ -44,7 +44,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    net = load_refiner()[0]
+    net = refiner_for("deblur")
     noise_rng = torch.Generator().manual_seed(0)
     scores = {}
 

@@ -1,9 +1,10 @@
 """How much does averaging the refiner over orientations of its input (`restore.refine.refined`,
 `orientations=`) add? Mean PSNR gain of the refined estimate over the estimate, per task, on
 the held-out pairs of `vqpress train refiner-pairs` (the last two shards, as in training), for
-1, 2, 4 and 8 orientations; the shipped refiner, or a training run's last checkpoint.
+1, 2, 4 and 8 orientations; a shipped refiner (--model, default refiner-v3), or a training run's
+last checkpoint.
 
-    python benchmarks/study_refiner_ensemble.py runs/refine/pairs [--run runs/refine/r4]
+    python benchmarks/study_refiner_ensemble.py runs/refine/pairs [--model refiner-v4 | --run runs/refine/r4]
 
 Measured on shards 78-79 (100 crops, 60 without inpainting's; under a minute per refiner), with
 the shipped fp16 files (refiner-v2 is vqpress 0.10's, git e99d635; `--run runs/refine/r4`
@@ -43,7 +44,8 @@ COUNTS = (1, 2, 4, 8)
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("pairs", help="folder of refiner-pairs shards")
-    parser.add_argument("--run", help="a training run folder (default: the shipped refiner)")
+    parser.add_argument("--run", help="a training run folder (default: the shipped refiner --model)")
+    parser.add_argument("--model", default="refiner-v3", help="a shipped refiner")
     args = parser.parse_args()
     if args.run:
         ckpt = read_checkpoint(args.run)
@@ -51,7 +53,7 @@ def main():
         net.load_state_dict(ckpt["model"])
         net.eval()
     else:
-        net, _ = load_refiner()
+        net, _ = load_refiner(args.model)
     shards = sorted(Path(args.pairs).glob("pairs-*.npz"))[-2:]
     pairs = RefinerPairs(shards, crop=96, skip=net.config.skip)
     gains = {n: {} for n in COUNTS}

@@ -13,7 +13,10 @@ from vqpress.nets.refiner import CONDITIONS, Refiner, RefinerConfig
 
 from .damage import upscale
 
-DEFAULT_REFINER = "refiner-v3"
+# Each task is refined by the first of these that was trained for it (`refiner_for`): since 0.22
+# super-resolution by refiner-v4 (refiner-v3 trained 3,000 steps more on super-resolution
+# alone), denoising and deblurring by refiner-v3; inpainting by neither.
+REFINERS = ("refiner-v4", "refiner-v3")
 TASK_ORDER = ("inpaint", "denoise", "sr", "deblur")
 TILE = 1024  # output pixels per tile side, even
 ORIENTATIONS = 8  # the square's symmetries: k's bits are a transpose, a vertical and a horizontal flip
@@ -64,7 +67,7 @@ def observation(y: torch.Tensor, known: torch.Tensor | None, scale: int) -> torc
     return y if known is None else y * known
 
 
-def load_refiner(model_id: str = DEFAULT_REFINER) -> tuple[Refiner, dict]:
+def load_refiner(model_id: str) -> tuple[Refiner, dict]:
     """A shipped refiner (checksum verified) in eval mode, and its card."""
     path, _ = weights.verified(model_id)
     meta = weights.metadata(path)
@@ -73,6 +76,15 @@ def load_refiner(model_id: str = DEFAULT_REFINER) -> tuple[Refiner, dict]:
     net = Refiner(RefinerConfig.from_dict(meta["refiner_config"]))
     net.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in load_file(str(path)).items()})
     return net.eval(), meta["card"]
+
+
+def refiner_for(task: str, models: tuple[str, ...] = REFINERS) -> Refiner | None:
+    """The first refiner of `models` (shipped ids) trained for `task`, or None."""
+    for model_id in models:
+        net, _ = load_refiner(model_id)
+        if task not in net.config.skip:
+            return net
+    return None
 
 
 @torch.no_grad()

@@ -1,5 +1,3 @@
-import copy
-
 import numpy as np
 import pytest
 import torch
@@ -525,16 +523,20 @@ def test_the_fits_measure_the_observations_noise_and_trust_a_noisy_one_less(monk
 
 
 def test_deblurring_and_super_resolution_end_with_the_data_fit(photo):
+    """Each damaged by the operator the restoration models (a plain 2x decimation is not what
+    super-resolution inverts: the fit to it lost on this crop)."""
     as_tensor = lambda a: torch.tensor(a / 255, dtype=torch.float32).permute(2, 0, 1)[None]  # noqa: E731
-    blurred, small = to_uint8(operators.gaussian_blur(2.0)(as_tensor(photo))[0]), photo[::2, ::2]
-    h, w = photo.shape[:2]
-    for task, damaged, kwargs in (("deblur", blurred, {"blur_sigma": 2.0}), ("sr", small, {"scale": 2})):
+    even = photo[:photo.shape[0] // 2 * 2, :photo.shape[1] // 2 * 2]
+    blurred = to_uint8(operators.gaussian_blur(2.0)(as_tensor(photo))[0])
+    small = to_uint8(operators.Downsample(2)(as_tensor(even))[0])
+    for task, damaged, truth, kwargs in (("deblur", blurred, photo, {"blur_sigma": 2.0}),
+                                         ("sr", small, even, {"scale": 2})):
         fitted = np.asarray(restore.restore(damaged, task, device="cpu", **kwargs))
         unfitted = np.asarray(restore.restore(damaged, task, device="cpu", fit=False, **kwargs))
-        assert fitted.shape == unfitted.shape and not np.array_equal(fitted, unfitted)
-        # closer to the photo (sr's output, 2 x 36 by 2 x 49, is a pixel taller and wider than it).
-        # Its misfit to the 8-bit observation is not a test: both sit at the rounding floor.
-        error = [float((as_tensor(out[:h, :w]) - as_tensor(photo)).square().mean()) for out in (fitted, unfitted)]
+        assert fitted.shape == unfitted.shape == truth.shape and not np.array_equal(fitted, unfitted)
+        # closer to the photo. Its misfit to the 8-bit observation is not a test: both sit at
+        # the rounding floor.
+        error = [float((as_tensor(out) - as_tensor(truth)).square().mean()) for out in (fitted, unfitted)]
         assert error[0] < error[1]
 
 
@@ -640,17 +642,27 @@ def test_refiner_conditions_tell_the_tasks_and_settings_apart():
     assert condition("sr", {"scale": 4})[5] == 1 and condition("denoise", {"noise": 25 / 255})[4] == pytest.approx(1)
 
 
-def test_the_refiner_changes_the_estimate_unless_off_or_skipping_the_task(photo, monkeypatch):
-    import dataclasses
+def test_each_task_takes_the_first_refiner_trained_for_it():
+    """refiner-v4 was trained for super-resolution only; the other tasks keep refiner-v3's
+    weights, and inpainting has no refiner."""
+    from vqpress.restore.refine import REFINERS, load_refiner, refiner_for
 
+    v4, v3 = (load_refiner(model_id)[0] for model_id in REFINERS)
+    assert set(v4.config.skip) == {"inpaint", "denoise", "deblur"} and v3.config.skip == ("inpaint",)
+    weights_of = lambda net: torch.cat([t.flatten() for t in net.state_dict().values()])  # noqa: E731
+    assert torch.equal(weights_of(refiner_for("sr")), weights_of(v4))
+    for task in ("denoise", "deblur"):
+        assert torch.equal(weights_of(refiner_for(task)), weights_of(v3))
+    assert not torch.equal(weights_of(v4), weights_of(v3))
+    assert refiner_for("inpaint") is None
+    assert torch.equal(weights_of(refiner_for("sr", ("refiner-v3",))), weights_of(v3))
+
+
+def test_the_refiner_changes_the_estimate_unless_off_or_the_task_has_none(photo, monkeypatch):
     from vqpress.restore import api
 
-    net = api._refiner("cpu")
-    task = next(t for t in ("deblur", "sr", "denoise") if t not in net.config.skip)
-    on = np.asarray(restore.restore(photo, task=task, device="cpu"))
-    off = np.asarray(restore.restore(photo, task=task, device="cpu", refine=False))
+    on = np.asarray(restore.restore(photo, task="sr", scale=2, device="cpu"))
+    off = np.asarray(restore.restore(photo, task="sr", scale=2, device="cpu", refine=False))
     assert on.shape == off.shape and not np.array_equal(on, off)
-    skipping = copy.deepcopy(net)
-    skipping.config = dataclasses.replace(net.config, skip=(task,))
-    monkeypatch.setattr(api, "_refiner", lambda device: skipping)
-    assert np.array_equal(np.asarray(restore.restore(photo, task=task, device="cpu")), off)
+    monkeypatch.setattr(api, "_refiner", lambda task, device: None)
+    assert np.array_equal(np.asarray(restore.restore(photo, task="sr", scale=2, device="cpu")), off)
