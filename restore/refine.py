@@ -14,7 +14,7 @@ from vqpress.nets.refiner import CONDITIONS, Refiner, RefinerConfig
 from .damage import upscale
 
 # Each task is refined by the first of these that was trained for it (`refiner_for`): since 0.22
-# super-resolution by refiner-v4 (refiner-v3 trained 3,000 steps more on super-resolution
+# super-resolution by refiner-v4 (refiner-v3 trained 6,000 steps more on super-resolution
 # alone), denoising and deblurring by refiner-v3; inpainting by neither.
 REFINERS = ("refiner-v4", "refiner-v3")
 TASK_ORDER = ("inpaint", "denoise", "sr", "deblur")
