@@ -44,7 +44,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    net = refiner_for("deblur")
+    refiners = {task: refiner_for(task) for task in ("deblur", "sr")}
     noise_rng = torch.Generator().manual_seed(0)
     scores = {}
 
@@ -75,7 +75,7 @@ def main():
                     fit = lambda e, **kw: local_wiener.fit_downscaled(  # noqa: E731
                         observed, op, e, 1 / 255, **{k: v for k, v in kw.items() if k != "rounds"})
                     damage = {"scale": kwargs["scale"]}
-                r = refined(net, estimate, seen, torch.ones_like(estimate[:, :1]), condition(task, damage))
+                r = refined(refiners[task], estimate, seen, torch.ones_like(estimate[:, :1]), condition(task, damage))
                 if noise:
                     add(f"{setting}, noise {noise}/255", "refined", psnr(r, truth))
                     add(f"{setting}, noise {noise}/255", "shipped fit", psnr(fit(r), truth))
