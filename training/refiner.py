@@ -34,7 +34,7 @@ PAIRS_CARD = "pairs.json"  # beside the shards: the command that made them, for 
 FLOOR = 2e-4
 MIN_GAIN = 0.05  # dB in the last validation, below which a task is skipped: not worth its time
 # `gain_db` counts an error as at least 8-bit rounding's: a flat crop whose estimate is exact
-# (MSE 0, an infinite PSNR) made a task's mean gain minus infinity, and the export skipped it.
+# (MSE 0, an infinite PSNR) made a task's mean gain minus infinity, which the export would skip.
 ROUNDING_MSE = 1 / 12 / 255**2
 
 
