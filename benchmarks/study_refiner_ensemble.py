@@ -1,8 +1,8 @@
 """How much does averaging the refiner over orientations of its input (`restore.refine.refined`,
 `orientations=`) add? Mean PSNR gain of the refined estimate over the estimate, per task, on
 the held-out pairs of `vqpress train refiner-pairs` (the last two shards, as in training), for
-1, 2, 4 and 8 orientations; a shipped refiner (--model, default refiner-v3), or a training run's
-last checkpoint.
+1, 2, 4 and 8 orientations (super-resolution also per scale); a shipped refiner (--model,
+default refiner-v3), or a training run's last checkpoint.
 
     python benchmarks/study_refiner_ensemble.py runs/refine/pairs [--model refiner-v4 | --run runs/refine/r4]
 
@@ -64,9 +64,13 @@ def main():
         # each orientation's pass once; the ensembles are means of their first n
         passes = [unoriented(refined(net, *(oriented(t, k) for t in (estimate, observed, known)), cond, 1), k)
                   for k in range(max(COUNTS))]
+        labels = [pairs.tasks[i]]
+        if pairs.tasks[i] == "sr":  # and per scale (condition's entry 5 is scale / 4)
+            labels.append(f"sr x{round(float(cond[5]) * 4)}")
         for n in COUNTS:
             after = F.mse_loss(torch.stack(passes[:n]).mean(0), truth).item()
-            gains[n].setdefault(pairs.tasks[i], []).append(gain_db(before, after))
+            for label in labels:
+                gains[n].setdefault(label, []).append(gain_db(before, after))
     tasks = sorted(gains[1])
     print("| orientations | " + " | ".join(tasks) + " |")
     print("|---:|" + "---:|" * len(tasks))

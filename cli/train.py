@@ -454,8 +454,8 @@ def refiner_pairs(data, out, count, side, workers, tasks):
 
     out.mkdir(parents=True, exist_ok=True)
     (out / PAIRS_CARD).write_text(json.dumps({"command": command_line()}) + "\n")
+    chosen = tuple(t for t in REFINER_TASKS if t in tasks) or REFINER_TASKS
     with multiprocessing.get_context("spawn").Pool(workers, initializer=_one_thread) as pool:
-        chosen = tuple(t for t in REFINER_TASKS if t in tasks) or REFINER_TASKS
         pool.starmap(make_pairs, [(str(data), out, count, side, 0, w, workers, chosen) for w in range(workers)])
 
 
