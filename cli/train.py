@@ -472,7 +472,8 @@ def _one_thread():
 @click.option("--layers", type=click.IntRange(min=2), default=8, show_default=True, help="3x3 convolutions.")
 @click.option("--skip", multiple=True, type=click.Choice(REFINER_TASKS),
               help="A task to leave out of training; the export skips it (repeatable).")
-@click.option("--init", help="Start from this shipped refiner's weights (e.g. refiner-v3); same size.")
+@click.option("--init", help="Start from this shipped refiner's weights (e.g. refiner-v3): as many channels, "
+              "as many layers or fewer (identity layers are added).")
 def refiner(data, valid, run, steps, batch, lr, validate_every, threads, nproc, device, crop, channels, layers,
             skip, init):
     """Train the restoration refiner on the shards of `train refiner-pairs` (--data); the last

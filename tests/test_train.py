@@ -765,6 +765,35 @@ def test_refiner_pairs_of_one_task_and_a_run_from_a_shipped_refiner(folder, tmp_
     assert all(torch.allclose(ckpt["model"][k], v, atol=1e-6) for k, v in shipped.items())
     invoke("train", "export-refiner", "--run", run, "--model-id", "tuned", "--out", out)
     assert "started from `refiner-v3`'s weights" in (out / "tuned.md").read_text()
+    deeper = CliRunner().invoke(main, [*common, "--run", str(tmp_path / "deeper"), "--layers", "7"])
+    assert deeper.exit_code == 1 and "--init refiner-v3 has 64 channels and 8 layers" in deeper.output
+
+
+def test_a_run_from_a_shallower_refiner_starts_from_what_it_computes(folder, tmp_path):
+    """--init with more --layers inserts identity layers (`grown`): the grown net gives the
+    shipped one's output, and the card says how it was grown."""
+    from vqpress.nets.refiner import RefinerConfig
+    from vqpress.restore.refine import load_refiner
+    from vqpress.training.refiner import grown
+
+    shipped = load_refiner("refiner-v3")[0]
+    net = grown(shipped, RefinerConfig(64, 11))
+    inputs = (torch.rand(2, 3, 24, 24), torch.rand(2, 3, 24, 24), torch.ones(2, 1, 24, 24), torch.rand(2, 7))
+    with torch.no_grad():
+        assert len(net.convs) == 11 and torch.allclose(net(*inputs), shipped(*inputs), atol=1e-6)
+        assert not torch.allclose(net(*inputs), inputs[0])  # not trivially the identity
+    pairs, run, out = tmp_path / "pairs", tmp_path / "refiner", tmp_path / "weights"
+    invoke("train", "refiner-pairs", "--data", folder, "--out", pairs, "--count", 3, "--side", 48, "--workers", 1,
+           "--task", "sr")
+    for extra in ("pairs-0001.npz", "pairs-0002.npz"):
+        (pairs / extra).write_bytes((pairs / "pairs-0000.npz").read_bytes())
+    invoke("train", "refiner", "--data", pairs, "--run", run, "--steps", "1", "--crop", "32", "--batch", "2",
+           "--threads", "1", "--device", "cpu", "--init", "refiner-v3", "--layers", "10", "--lr", "1e-12")
+    ckpt = torch.load(run / "ckpt.pt", weights_only=False)
+    assert ckpt["train_config"]["extra"]["init"] == {"refiner": "refiner-v3", "layers": 8}
+    assert ckpt["model_config"]["layers"] == 10
+    invoke("train", "export-refiner", "--run", run, "--model-id", "deeper", "--out", out)
+    assert "grown from 8 to 10 layers" in (out / "deeper.md").read_text()
 
 
 def test_refiner_validation_gain_is_finite_on_an_exact_estimate(folder, tmp_path):

@@ -227,18 +227,36 @@ def validate_refiner(net, pairs: RefinerPairs) -> dict:
     return {f"gain_{task}": round(float(np.mean(g)), 3) for task, g in sorted(gains.items())}
 
 
+def grown(start: Refiner, config: RefinerConfig) -> Refiner:
+    """A refiner of `config` (as wide as `start`, at least as deep) that computes what `start`
+    does: `start`'s layers, with identity convolutions inserted before its last one (they pass
+    the ReLU's non-negative output through unchanged), for training to go on from."""
+    net = Refiner(config)
+    old = start.config.layers
+    with torch.no_grad():
+        net.condition.weight.copy_(start.condition.weight)
+        for k in range(old - 1):
+            net.convs[k].load_state_dict(start.convs[k].state_dict())
+        for conv in net.convs[old - 1:-1]:
+            conv.weight.zero_()
+            conv.weight[:, :, 1, 1] = torch.eye(config.channels)
+            conv.bias.zero_()
+        net.convs[-1].load_state_dict(start.convs[-1].state_dict())
+    return net
+
+
 def train_refiner(cfg: TrainConfig, config: RefinerConfig, init: str | None = None, holdout: int = 2) -> Refiner:
     """Fit the refiner (`relative_loss`) to the pairs in the shards of cfg.data, all but the
     last `holdout` shards, which validate. Pairs of the tasks in config.skip are left out.
-    init: a shipped refiner of the same size whose weights it starts from."""
+    init: a shipped refiner as wide and at most as deep whose weights it starts from (`grown`)."""
     start = None if init is None else load_refiner(init)[0]  # checked before the run folder is made
-    if start is not None and (start.config.channels, start.config.layers) != (config.channels, config.layers):
+    if start is not None and (start.config.channels != config.channels or start.config.layers > config.layers):
         raise VQPressError(f"--init {init} has {start.config.channels} channels and {start.config.layers} "
                            f"layers; this run {config.channels} and {config.layers}")
+    if start is not None and start.config.layers < config.layers:  # for the model card
+        cfg.extra["init"] = {"refiner": init, "layers": start.config.layers}
     run = prepare(cfg)
-    net = Refiner(config)
-    if start is not None:
-        net.load_state_dict(start.state_dict())
+    net = Refiner(config) if start is None else grown(start, config)
     net = net.to(cfg.device)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     progress = resume(run, net, optimizer, cfg)
@@ -269,8 +287,11 @@ def export_refiner(run, model_id: str, out: Path) -> Path:
     pairs = json.loads(pairs_card.read_text()) if pairs_card.is_file() else {}
     card = {"model_id": model_id, "refiner": summary(ckpt), "pairs": pairs,
             "estimates_from": {"vae": DEFAULT_VAE, "vae_sha256": weights.verified(DEFAULT_VAE)[1]}}
-    start = (ckpt["train_config"]["extra"].get("init") or {}).get("refiner")
-    origin = (f"It started from `{start}`'s weights (trained by us, card in `weights/`)." if start
+    init = ckpt["train_config"]["extra"].get("init") or {}
+    start = init.get("refiner")
+    grew = (f", grown from {init['layers']} to {net.config.layers} layers by identity convolutions "
+            "inserted before its last one (`training.refiner.grown`)") if "layers" in init else ""
+    origin = (f"It started from `{start}`'s weights (trained by us, card in `weights/`){grew}." if start
               else "No pretrained weights were used.")
     intro = ["The learned last step of `vqpress restore` / `vqpress inpaint` (fp16): a CNN that "
              "corrects the restoration's estimate, given the observation, the known-pixel mask and "
