@@ -252,7 +252,8 @@ def train_refiner(cfg: TrainConfig, config: RefinerConfig, init: str | None = No
     start = None if init is None else load_refiner(init)[0]  # checked before the run folder is made
     if start is not None and (start.config.channels != config.channels or start.config.layers > config.layers):
         raise VQPressError(f"--init {init} has {start.config.channels} channels and {start.config.layers} "
-                           f"layers; this run {config.channels} and {config.layers}")
+                           f"layers; this run {config.channels} and {config.layers} (it needs as many channels "
+                           "and at least as many layers)")
     if start is not None and start.config.layers < config.layers:  # for the model card
         cfg.extra["init"] = {"refiner": init, "layers": start.config.layers}
     run = prepare(cfg)
