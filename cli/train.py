@@ -486,8 +486,6 @@ def refiner(data, valid, run, steps, batch, lr, validate_every, threads, nproc, 
     if len(set(skip)) == len(REFINER_TASKS):
         raise VQPressError("--skip leaves no task to train")
     cfg = _config(data, valid, run, steps, batch, crop, lr, validate_every, threads, device)
-    if init:
-        cfg.extra["init"] = {"refiner": init}
     config = RefinerConfig(channels, layers, tuple(sorted(set(skip))))
     launch(train_refiner, cfg, config, init, nproc=nproc)
 

@@ -254,8 +254,9 @@ def train_refiner(cfg: TrainConfig, config: RefinerConfig, init: str | None = No
         raise VQPressError(f"--init {init} has {start.config.channels} channels and {start.config.layers} "
                            f"layers; this run {config.channels} and {config.layers} (it needs as many channels "
                            "and at least as many layers)")
-    if start is not None and start.config.layers < config.layers:  # for the model card
-        cfg.extra["init"] = {"refiner": init, "layers": start.config.layers}
+    if start is not None:  # for the model card
+        grew = {"layers": start.config.layers} if start.config.layers < config.layers else {}
+        cfg.extra["init"] = {"refiner": init, **grew}
     run = prepare(cfg)
     net = Refiner(config) if start is None else grown(start, config)
     net = net.to(cfg.device)
