@@ -445,7 +445,10 @@ REFINER_TASKS = ("inpaint", "denoise", "sr", "deblur")  # restore.refine.TASK_OR
               help="Processes, one thread each.")
 @click.option("--task", "tasks", multiple=True, type=click.Choice(REFINER_TASKS),
               help="Make pairs of this task only (repeatable; default: every task).")
-def refiner_pairs(data, out, count, side, workers, tasks):
+@click.option("--shrink", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Shrink each photo this many times (block means) before cropping: sharper crops "
+              "without JPEG artifacts. Photos under --side x --shrink px are left out.")
+def refiner_pairs(data, out, count, side, workers, tasks, shrink):
     """Damage crops of the training photos and restore them without the refiner: its training pairs."""
     import multiprocessing
 
@@ -456,7 +459,8 @@ def refiner_pairs(data, out, count, side, workers, tasks):
     (out / PAIRS_CARD).write_text(json.dumps({"command": command_line()}) + "\n")
     chosen = tuple(t for t in REFINER_TASKS if t in tasks) or REFINER_TASKS
     with multiprocessing.get_context("spawn").Pool(workers, initializer=_one_thread) as pool:
-        pool.starmap(make_pairs, [(str(data), out, count, side, 0, w, workers, chosen) for w in range(workers)])
+        pool.starmap(make_pairs, [(str(data), out, count, side, 0, w, workers, chosen, shrink)
+                                 for w in range(workers)])
 
 
 def _one_thread():

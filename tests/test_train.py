@@ -769,6 +769,27 @@ def test_refiner_pairs_of_one_task_and_a_run_from_a_shipped_refiner(folder, tmp_
     assert deeper.exit_code == 1 and "--init refiner-v3 has 64 channels and 8 layers" in deeper.output
 
 
+def test_refiner_pairs_of_shrunk_photos(folder, tmp_path):
+    """--shrink crops photos shrunk by block means; photos too small for it are refused."""
+    from vqpress.training.refiner import shrunk
+
+    image = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    means = image[2:4, 4:6].reshape(4, 3).mean(0)  # 58.5, 59.5, 60.5: halves round up
+    assert np.array_equal(shrunk(image, 2)[1, 2], np.floor(means + 0.5))
+    assert shrunk(image, 1) is image
+    pairs = tmp_path / "pairs"
+    invoke("train", "refiner-pairs", "--data", folder, "--out", pairs, "--count", 3, "--side", 48, "--workers", 1,
+           "--task", "sr", "--shrink", 2)
+    sources = [shrunk(np.asarray(Image.open(p)), 2) for p in sorted(folder.glob("*.png"))]
+    with np.load(pairs / "pairs-0000.npz") as data:
+        for crop in data["truth"]:
+            assert any(np.array_equal(crop, src[y:y + 48, x:x + 48]) for src in sources
+                       for y in range(src.shape[0] - 47) for x in range(src.shape[1] - 47))
+    result = CliRunner().invoke(main, ["train", "refiner-pairs", "--data", str(folder), "--out", str(tmp_path / "no"),
+                                       "--side", "48", "--shrink", "3", "--workers", "1"])
+    assert result.exit_code == 1 and "no image is at least 144x144" in result.output
+
+
 def test_a_run_from_a_shallower_refiner_starts_from_what_it_computes(folder, tmp_path):
     """--init with more --layers inserts identity layers (`grown`): the grown net gives the
     shipped one's output, and the card says how it was grown."""

@@ -97,17 +97,19 @@ def restored(damaged: np.ndarray, setting: dict) -> np.ndarray:
 
 
 def make_pairs(folder: str, out: Path, count: int, side: int = 192, seed: int = 0,
-               worker: int = 0, workers: int = 1, tasks: tuple[str, ...] = tuple(TASK_SHARES)) -> None:
+               worker: int = 0, workers: int = 1, tasks: tuple[str, ...] = tuple(TASK_SHARES),
+               shrink: int = 1) -> None:
     """`count` crops of `side` px from the photos of `folder`, each damaged by `draw_damage`
     (a task of `tasks`) and restored; this worker makes shards worker, worker + workers, ...
-    Shards already written are kept (a restarted run goes on)."""
-    paths = []
+    Shards already written are kept (a restarted run goes on). shrink > 1: each photo is first
+    shrunk that many times by averaging shrink x shrink blocks (`shrunk`)."""
+    paths, least = [], side * shrink
     for path in image_paths(folder):
         with Image.open(path) as im:
-            if min(im.size) >= side:
+            if min(im.size) >= least:
                 paths.append(path)
     if not paths:
-        raise VQPressError(f"{folder}: no image is at least {side}x{side}")
+        raise VQPressError(f"{folder}: no image is at least {least}x{least}")
     out.mkdir(parents=True, exist_ok=True)
     shards = range(worker, -(-count // SHARD), workers)
     for shard in tqdm(shards, desc=f"pairs (worker {worker})"):
@@ -117,7 +119,7 @@ def make_pairs(folder: str, out: Path, count: int, side: int = 192, seed: int = 
         rng = np.random.default_rng([seed, shard])
         items = {k: [] for k in ("truth", "damaged", "estimate", "setting")}
         while len(items["truth"]) < min(SHARD, count - shard * SHARD):
-            rgb, _ = to_rgb8(open_image(paths[int(rng.integers(len(paths)))]))
+            rgb = shrunk(to_rgb8(open_image(paths[int(rng.integers(len(paths)))]))[0], shrink)
             y, x = (int(rng.integers(0, n - side + 1)) for n in rgb.shape[:2])
             crop = np.ascontiguousarray(rgb[y:y + side, x:x + side])
             setting = draw_damage(rng, side, tasks)
@@ -127,6 +129,13 @@ def make_pairs(folder: str, out: Path, count: int, side: int = 192, seed: int = 
             items["estimate"].append(restored(damaged, setting))
             items["setting"].append(setting)
         _save_shard(file, items)
+
+
+def shrunk(rgb: np.ndarray, factor: int) -> np.ndarray:
+    """The 8-bit image shrunk `factor` times, each pixel the mean of a factor x factor block (as
+    a sensor with larger pixels would see it): sharper per pixel than the photo, and with its
+    JPEG artifacts averaged away, more like the lossless images users also restore."""
+    return rgb if factor == 1 else np.asarray(Image.fromarray(rgb).reduce(factor))
 
 
 def _save_shard(file: Path, items: dict) -> None:
