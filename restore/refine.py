@@ -13,10 +13,10 @@ from vqpress.nets.refiner import CONDITIONS, Refiner, RefinerConfig
 
 from .damage import upscale
 
-# Each task is refined by the first of these that was trained for it (`refiner_for`): since 0.23
-# super-resolution by refiner-v6 (refiner-v3 trained on super-resolution alone, then grown to 12
-# layers and trained 8,000 steps more), denoising and deblurring by refiner-v3; inpainting by neither.
-REFINERS = ("refiner-v6", "refiner-v3")
+# Each task is refined by the first of these that was trained for it (`refiner_for`): since 0.24
+# super-resolution by refiner-v7 (refiner-v3 trained on super-resolution alone, then grown to 12
+# layers and trained 12,000 steps more), denoising and deblurring by refiner-v3; inpainting by neither.
+REFINERS = ("refiner-v7", "refiner-v3")
 TASK_ORDER = ("inpaint", "denoise", "sr", "deblur")
 TILE = 1024  # output pixels per tile side, even
 ORIENTATIONS = 8  # the square's symmetries: k's bits are a transpose, a vertical and a horizontal flip

@@ -643,15 +643,15 @@ def test_refiner_conditions_tell_the_tasks_and_settings_apart():
 
 
 def test_each_task_takes_the_first_refiner_trained_for_it():
-    """refiner-v6 was trained for super-resolution only; the other tasks keep refiner-v3's
+    """refiner-v7 was trained for super-resolution only; the other tasks keep refiner-v3's
     weights, and inpainting has no refiner."""
     from vqpress.restore.refine import REFINERS, load_refiner, refiner_for
 
-    v6, v3 = (load_refiner(model_id)[0] for model_id in REFINERS)
-    assert set(v6.config.skip) == {"inpaint", "denoise", "deblur"} and v3.config.skip == ("inpaint",)
-    assert (v6.config.layers, v3.config.layers) == (12, 8)
+    v7, v3 = (load_refiner(model_id)[0] for model_id in REFINERS)
+    assert set(v7.config.skip) == {"inpaint", "denoise", "deblur"} and v3.config.skip == ("inpaint",)
+    assert (v7.config.layers, v3.config.layers) == (12, 8)
     weights_of = lambda net: torch.cat([t.flatten() for t in net.state_dict().values()])  # noqa: E731
-    assert torch.equal(weights_of(refiner_for("sr")), weights_of(v6))
+    assert torch.equal(weights_of(refiner_for("sr")), weights_of(v7))
     for task in ("denoise", "deblur"):
         assert torch.equal(weights_of(refiner_for(task)), weights_of(v3))
     assert refiner_for("inpaint") is None
