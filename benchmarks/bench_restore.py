@@ -2,7 +2,7 @@
 
     python benchmarks/bench_restore.py DIR -o OUT [--limit N] [--steps 40] [--tasks inpaint,denoise,sr,deblur]
                                                   [--size WxH] [--no-ablation] [--compare-refiner]
-                                                  [--compare-ensemble]
+                                                  [--compare-ensemble] [--settings 'random 50%,random 90%']
 
 For each image of DIR (deterministic damage, seeded per image): inpainting with thin strokes,
 thick strokes, a 128x128 box and 50/90% random missing pixels (OpenCV Telea and Navier-Stokes,
@@ -14,7 +14,7 @@ NL-means, Lanczos, Wiener): their gap to latent MAP is what the learned prior ad
 (`--no-ablation` leaves them out: they take about a third of the time); `--compare-refiner`
 adds latent MAP without its learned last step, to show what the refiner adds;
 `--compare-ensemble` adds it with the refiner run once, on the image as given (no
-self-ensemble). Writes
+self-ensemble); `--settings` runs only the settings named (as in the tables). Writes
 OUT/restore.csv (per image), OUT/restore.md (means), OUT/<task>.png side-by-side figures and
 OUT/<task>-crops.png, their most detailed 128-px windows at 2x (PSNR of the window).
 OpenCV is optional: pip install -e ".[bench]".
@@ -146,8 +146,14 @@ def size_arg(text: str) -> tuple[int, int]:
     return w, h
 
 
+def wanted(args, setting: str) -> bool:
+    return not args.settings or setting in args.settings.split(",")
+
+
 def inpaint_cases(rgb, k, args):
     for name, missing in masks(rgb.shape[:2], k).items():
+        if not wanted(args, name):
+            continue
         damaged = np.where(missing[..., None], 255, rgb).astype(np.uint8)
         results = classical_inpaint(damaged, missing)
         known = torch.from_numpy(~missing)[None, None].float()
@@ -161,6 +167,8 @@ def inpaint_cases(rgb, k, args):
 
 def denoise_cases(rgb, k, args):
     for sigma in (15, 25, 50):
+        if not wanted(args, f"sigma {sigma}"):
+            continue
         noisy = as8((rgb + np.random.default_rng(k).normal(0, sigma, rgb.shape)) / 255)
         results = classical_denoise(noisy, sigma)
         if args.ablation:
@@ -174,6 +182,8 @@ def denoise_cases(rgb, k, args):
 
 def sr_cases(rgb, k, args):
     for scale in (2, 4):
+        if not wanted(args, f"x{scale}"):
+            continue
         h, w = rgb.shape[0] // scale * scale, rgb.shape[1] // scale * scale
         hr = rgb[:h, :w]
         low = np.asarray(Image.fromarray(hr).resize((w // scale, h // scale), Image.BICUBIC))
@@ -189,6 +199,8 @@ def sr_cases(rgb, k, args):
 
 
 def deblur_cases(rgb, k, args):
+    if not wanted(args, "gaussian 2"):
+        return
     blurred = blur(rgb, 2.0)
     results = classical_deblur(blurred, 2.0)
     if args.ablation:
@@ -247,6 +259,7 @@ def main():
                         help="also run latent MAP with the refiner on the image as given only (no "
                              "self-ensemble), as its own row")
     parser.add_argument("--tasks", default="inpaint,denoise,sr,deblur")
+    parser.add_argument("--settings", help="only these settings, comma-separated (e.g. 'random 50%%,x4')")
     parser.add_argument("--size", type=size_arg,
                         help="resize every photo to WxH first (e.g. 768x512, for timing)")
     parser.add_argument("--no-ablation", dest="ablation", action="store_false",

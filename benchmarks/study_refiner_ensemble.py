@@ -1,8 +1,9 @@
 """How much does averaging the refiner over orientations of its input (`restore.refine.refined`,
 `orientations=`) add? Mean PSNR gain of the refined estimate over the estimate, per task, on
 the held-out pairs of `vqpress train refiner-pairs` (the last two shards, as in training), for
-1, 2, 4 and 8 orientations (super-resolution also per scale); a shipped refiner (--model,
-default refiner-v3), or a training run's last checkpoint.
+1, 2, 4 and 8 orientations (super-resolution also per scale, inpainting also by missing share,
+its known pixels kept as given); a shipped refiner (--model, default refiner-v3), or a training
+run's last checkpoint.
 
     python benchmarks/study_refiner_ensemble.py runs/refine/pairs [--model refiner-v4 | --run runs/refine/r4]
 
@@ -58,7 +59,7 @@ def main():
     pairs = RefinerPairs(shards, crop=96, skip=net.config.skip)
     gains = {n: {} for n in COUNTS}
     for i in range(len(pairs)):
-        estimate, observed, known, cond, truth, _ = (torch.as_tensor(t) for t in pairs.item(i))
+        estimate, observed, known, cond, truth, keeps = (torch.as_tensor(t) for t in pairs.item(i))
         estimate, observed, known, truth = (t[None] for t in (estimate, observed, known, truth))
         before = F.mse_loss(estimate, truth).item()
         # each orientation's pass once; the ensembles are means of their first n
@@ -67,8 +68,11 @@ def main():
         labels = [pairs.tasks[i]]
         if pairs.tasks[i] == "sr":  # and per scale (condition's entry 5 is scale / 4)
             labels.append(f"sr x{round(float(cond[5]) * 4)}")
+        if keeps:  # inpainting, and by how much is missing
+            labels.append("inpaint, " + ("70% missing or more" if known.mean() <= 0.3 else "under 70% missing"))
         for n in COUNTS:
-            after = F.mse_loss(torch.stack(passes[:n]).mean(0), truth).item()
+            out = torch.stack(passes[:n]).mean(0)
+            after = F.mse_loss(torch.where(known > 0, truth, out) if keeps else out, truth).item()
             for label in labels:
                 gains[n].setdefault(label, []).append(gain_db(before, after))
     tasks = sorted(gains[1])

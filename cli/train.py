@@ -448,7 +448,12 @@ REFINER_TASKS = ("inpaint", "denoise", "sr", "deblur")  # restore.refine.TASK_OR
 @click.option("--shrink", type=click.IntRange(min=1), default=1, show_default=True,
               help="Shrink each photo this many times (block means) before cropping: sharper crops "
               "without JPEG artifacts. Photos under --side x --shrink px are left out.")
-def refiner_pairs(data, out, count, side, workers, tasks, shrink):
+@click.option("--scattered", is_flag=True,
+              help="Inpainting pairs with 40-95%% of the pixels missing at random only (what the "
+              "inpainting refiner is trained on); --task is then ignored.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the crops and damage (each shard draws from (seed, shard)).")
+def refiner_pairs(data, out, count, side, workers, tasks, shrink, scattered, seed):
     """Damage crops of the training photos and restore them without the refiner: its training pairs."""
     import multiprocessing
 
@@ -459,7 +464,7 @@ def refiner_pairs(data, out, count, side, workers, tasks, shrink):
     (out / PAIRS_CARD).write_text(json.dumps({"command": command_line()}) + "\n")
     chosen = tuple(t for t in REFINER_TASKS if t in tasks) or REFINER_TASKS
     with multiprocessing.get_context("spawn").Pool(workers, initializer=_one_thread) as pool:
-        pool.starmap(make_pairs, [(str(data), out, count, side, 0, w, workers, chosen, shrink)
+        pool.starmap(make_pairs, [(str(data), out, count, side, seed, w, workers, chosen, shrink, scattered)
                                  for w in range(workers)])
 
 

@@ -30,7 +30,7 @@ from vqpress.nets.device import resolve_device, to_uint8
 from . import local_wiener, operators
 from .damage import kriging_fill, rough_fill, smooth_fill, upscale
 from .latent_map import LatentPrior, pad_to, solve_tiled
-from .refine import condition, observation, refined, refiner_for
+from .refine import condition, observation, refined, refiner_for, scattered
 from .vae import load_vae
 
 DEFAULT_VAE = "vae-v3"
@@ -223,10 +223,10 @@ def _run(task: str, planes: Planes, steps: int | None, device: str, last_step: b
 
 def _refine(task: str, problem: Problem, x: torch.Tensor, y: torch.Tensor, known: torch.Tensor | None,
             device: str) -> torch.Tensor:
-    """The task's refiner (`refine.refiner_for`) on the last step's estimate, if it has one;
-    known pixels stay exactly as given."""
+    """The task's refiner (`refine.refiner_for`) on the last step's estimate, if it has one
+    (for inpainting, only if the mask is `refine.scattered`); known pixels stay exactly as given."""
     net = _refiner(task, device)
-    if net is None:
+    if net is None or (task == "inpaint" and not scattered(known)):
         return x
     mask = torch.ones_like(x[:, :1]) if known is None else known
     out = refined(net, x, observation(y, known, problem.scale), mask, condition(task, problem.damage))

@@ -642,20 +642,52 @@ def test_refiner_conditions_tell_the_tasks_and_settings_apart():
     assert condition("sr", {"scale": 4})[5] == 1 and condition("denoise", {"noise": 25 / 255})[4] == pytest.approx(1)
 
 
+def test_only_scattered_missing_pixels_count_as_scattered():
+    from vqpress.restore.damage import strokes
+    from vqpress.restore.refine import scattered
+
+    rng = np.random.default_rng(0)
+    for share in (0.4, 0.5, 0.9, 0.95):
+        assert scattered(torch.from_numpy(rng.random((96, 128)) >= share).float())
+    box = np.ones((96, 128), bool)
+    box[20:60, 30:90] = False
+    assert not scattered(torch.from_numpy(box).float())
+    lines = ~strokes((96, 128), 12, 4, rng)
+    assert 0.05 < 1 - lines.mean() and not scattered(torch.from_numpy(lines).float())
+    assert not scattered(torch.ones(1, 1, 96, 128))
+
+
 def test_each_task_takes_the_first_refiner_trained_for_it():
-    """refiner-v7 was trained for super-resolution only; the other tasks keep refiner-v3's
-    weights, and inpainting has no refiner."""
+    """refiner-v7 was trained for super-resolution only and refiner-v8 for inpainting only; the
+    other tasks keep refiner-v3's weights."""
     from vqpress.restore.refine import REFINERS, load_refiner, refiner_for
 
-    v7, v3 = (load_refiner(model_id)[0] for model_id in REFINERS)
+    v7, v8, v3 = (load_refiner(model_id)[0] for model_id in REFINERS)
     assert set(v7.config.skip) == {"inpaint", "denoise", "deblur"} and v3.config.skip == ("inpaint",)
-    assert (v7.config.layers, v3.config.layers) == (12, 8)
+    assert set(v8.config.skip) == {"sr", "denoise", "deblur"}
+    assert (v7.config.layers, v8.config.layers, v3.config.layers) == (12, 12, 8)
     weights_of = lambda net: torch.cat([t.flatten() for t in net.state_dict().values()])  # noqa: E731
     assert torch.equal(weights_of(refiner_for("sr")), weights_of(v7))
+    assert torch.equal(weights_of(refiner_for("inpaint")), weights_of(v8))
     for task in ("denoise", "deblur"):
         assert torch.equal(weights_of(refiner_for(task)), weights_of(v3))
-    assert refiner_for("inpaint") is None
+    assert refiner_for("inpaint", ("refiner-v7", "refiner-v3")) is None
     assert torch.equal(weights_of(refiner_for("sr", ("refiner-v3",))), weights_of(v3))
+
+
+def test_inpainting_is_refined_only_where_the_missing_pixels_are_scattered(photo):
+    """refiner-v8 changes a scattered mask's missing pixels, never its known ones, and leaves a
+    box's fill as it is."""
+    rgb = np.asarray(photo)
+    h, w = rgb.shape[:2]
+    scattered = np.random.default_rng(0).random((h, w)) < 0.6
+    box = np.zeros((h, w), bool)
+    box[h // 4:h // 2, w // 4:w // 2] = True
+    for mask, changes in ((scattered, True), (box, False)):
+        on = np.asarray(restore.inpaint(rgb, mask, device="cpu"))
+        off = np.asarray(restore.inpaint(rgb, mask, device="cpu", refine=False))
+        assert np.array_equal(on[~mask], rgb[~mask]) and np.array_equal(off[~mask], rgb[~mask])
+        assert np.array_equal(on, off) != changes
 
 
 def test_the_refiner_changes_the_estimate_unless_off_or_the_task_has_none(photo, monkeypatch):

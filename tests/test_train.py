@@ -790,6 +790,23 @@ def test_refiner_pairs_of_shrunk_photos(folder, tmp_path):
     assert result.exit_code == 1 and "no image is at least 144x144" in result.output
 
 
+def test_scattered_refiner_pairs_miss_random_pixels_and_follow_the_seed(folder, tmp_path):
+    """--scattered makes inpainting pairs with 40-95% of the pixels missing at random only;
+    --seed changes the draw, and the same seed gives the same pairs."""
+    def pairs(name, seed):
+        invoke("train", "refiner-pairs", "--data", folder, "--out", tmp_path / name, "--count", 4, "--side", 48,
+               "--workers", 1, "--scattered", "--seed", seed)
+        with np.load(tmp_path / name / "pairs-0000.npz") as data:
+            settings = json.loads(str(data["settings"]))
+            return settings, [data[f"missing{k}"] for k in range(len(settings))]
+
+    settings, missing = pairs("a", 5)
+    assert len(settings) == 4 and all(s == {"task": "inpaint"} for s in settings)
+    assert all(0.3 < m.mean() < 0.99 for m in missing) and len({m.mean() for m in missing}) == 4
+    assert all(np.array_equal(a, b) for a, b in zip(missing, pairs("b", 5)[1]))
+    assert not any(np.array_equal(a, b) for a, b in zip(missing, pairs("c", 6)[1]))
+
+
 def test_a_run_from_a_shallower_refiner_starts_from_what_it_computes(folder, tmp_path):
     """--init with more --layers inserts identity layers (`grown`): the grown net gives the
     shipped one's output, and the card says how it was grown."""

@@ -58,14 +58,19 @@ def draw_damage(rng: np.random.Generator, side: int, tasks: tuple[str, ...] = tu
             h, w = (int(rng.integers(24, side * 2 // 3)) for _ in range(2))
             y, x = int(rng.integers(0, side - h + 1)), int(rng.integers(0, side - w + 1))
             missing[y:y + h, x:x + w] = True
-        else:  # random pixels
-            missing = rng.random((side, side)) < rng.uniform(0.4, 0.95)
+        else:
+            return scattered_pixels(rng, side)
         return {"task": task, "missing": missing}
     if task == "denoise":
         return {"task": task, "sigma": float(rng.uniform(10, 55))}
     if task == "sr":
         return {"task": task, "scale": int(rng.choice([2, 3, 4], p=[0.4, 0.2, 0.4]))}
     return {"task": task, "blur_sigma": float(rng.uniform(1, 3))}
+
+
+def scattered_pixels(rng: np.random.Generator, side: int) -> dict:
+    """Inpainting with 40-95% of the pixels missing at random."""
+    return {"task": "inpaint", "missing": rng.random((side, side)) < rng.uniform(0.4, 0.95)}
 
 
 def damage(rgb: np.ndarray, setting: dict, rng: np.random.Generator) -> np.ndarray:
@@ -98,11 +103,12 @@ def restored(damaged: np.ndarray, setting: dict) -> np.ndarray:
 
 def make_pairs(folder: str, out: Path, count: int, side: int = 192, seed: int = 0,
                worker: int = 0, workers: int = 1, tasks: tuple[str, ...] = tuple(TASK_SHARES),
-               shrink: int = 1) -> None:
+               shrink: int = 1, scattered: bool = False) -> None:
     """`count` crops of `side` px from the photos of `folder`, each damaged by `draw_damage`
-    (a task of `tasks`) and restored; this worker makes shards worker, worker + workers, ...
-    Shards already written are kept (a restarted run goes on). shrink > 1: each photo is first
-    shrunk that many times by averaging shrink x shrink blocks (`shrunk`)."""
+    (a task of `tasks`; with `scattered`, by `scattered_pixels` only) and restored; this worker
+    makes shards worker, worker + workers, ... Shards already written are kept (a restarted run
+    goes on). shrink > 1: each photo is first shrunk that many times by averaging shrink x
+    shrink blocks (`shrunk`)."""
     paths, least = [], side * shrink
     for path in image_paths(folder):
         with Image.open(path) as im:
@@ -122,7 +128,7 @@ def make_pairs(folder: str, out: Path, count: int, side: int = 192, seed: int = 
             rgb = shrunk(to_rgb8(open_image(paths[int(rng.integers(len(paths)))]))[0], shrink)
             y, x = (int(rng.integers(0, n - side + 1)) for n in rgb.shape[:2])
             crop = np.ascontiguousarray(rgb[y:y + side, x:x + side])
-            setting = draw_damage(rng, side, tasks)
+            setting = scattered_pixels(rng, side) if scattered else draw_damage(rng, side, tasks)
             damaged = damage(crop, setting, rng)
             items["truth"].append(crop)
             items["damaged"].append(damaged)
@@ -309,7 +315,8 @@ def export_refiner(run, model_id: str, out: Path) -> Path:
              f"the task and its setting (`vqpress.nets.refiner`). {origin}"]
     what = ("Trained by `vqpress train refiner` (the MSE relative to the estimate's, per crop) on "
             "pairs made by `vqpress train refiner-pairs`: crops of the training photos, damaged "
-            "(`training.refiner.draw_damage`) and restored by the shipped restoration without the "
+            "(`training.refiner.draw_damage`; with `--scattered`, `scattered_pixels`) and restored "
+            "by the shipped restoration without the "
             f"refiner, with `{DEFAULT_VAE}`. Each training crop is drawn in one of the square's 8 "
             "orientations (flips and transposes; commands before vqpress 0.11 flipped crops "
             "horizontally only). Validation: the "
