@@ -28,6 +28,11 @@ ORIENTATIONS = 8  # the square's symmetries: k's bits are a transpose, a vertica
 # (deblurring) to 0.14 dB (denoising) to the refiner's gain; all eight orientations added
 # 0.00-0.04 dB more, for twice the time (benchmarks/study_refiner_ensemble.py).
 ENSEMBLE = 4
+# On big images the self-ensemble shrinks so that at most ENSEMBLE_PIXELS output pixels go
+# through the refiner in all (at least one orientation): at 4000x3000 four orientations of a
+# 12-layer refiner took 113 s, and a 4000x3000 inpainting with half its pixels missing at random
+# 246 s in all (bench_restore_speed.py). Images up to 4 megapixels keep all four.
+ENSEMBLE_PIXELS = 16_000_000
 # The inpainting refiner was trained on scattered missing pixels only (40-95% missing at random,
 # `training.refiner.scattered_pixels`), so it runs only on masks like those (`scattered`).
 SCATTERED = 0.25
@@ -107,9 +112,9 @@ def refiner_for(task: str, models: tuple[str, ...] = REFINERS) -> Refiner | None
 def refined(net: Refiner, estimate: torch.Tensor, observed: torch.Tensor, known: torch.Tensor,
            cond: torch.Tensor, orientations: int | None = None) -> torch.Tensor:
     """The refined estimate of (1, 3, H, W) tensors (H, W even): the mean of the net's outputs
-    over the first `orientations` (default ENSEMBLE) orientations of its inputs, each computed
-    tile by tile with a margin wider than the net's reach, so tiles join exactly."""
-    orientations = ENSEMBLE if orientations is None else orientations
+    over the first `orientations` (default `ensemble_size`) orientations of its inputs, each
+    computed tile by tile with a margin wider than the net's reach, so tiles join exactly."""
+    orientations = ensemble_size(estimate.shape[-2] * estimate.shape[-1]) if orientations is None else orientations
     tiles = -(-estimate.shape[-2] // TILE) * -(-estimate.shape[-1] // TILE)
     total = torch.zeros_like(estimate)
     passes = orientations * tiles
@@ -118,6 +123,11 @@ def refined(net: Refiner, estimate: torch.Tensor, observed: torch.Tensor, known:
             inputs = (oriented(t, k) for t in (estimate, observed, known))
             total += unoriented(_tiled(net, *inputs, cond, bar), k)
     return total / orientations
+
+
+def ensemble_size(pixels: int) -> int:
+    """How many orientations the self-ensemble averages for an output of that many pixels."""
+    return max(1, min(ENSEMBLE, ENSEMBLE_PIXELS // pixels))
 
 
 def _tiled(net: Refiner, estimate: torch.Tensor, observed: torch.Tensor, known: torch.Tensor,

@@ -632,6 +632,24 @@ def test_the_refiners_self_ensemble_turns_and_flips_with_its_input():
     assert not torch.allclose(flipped, whole, atol=1e-4)
 
 
+def test_the_self_ensemble_shrinks_on_big_images(monkeypatch):
+    """4000x3000 gets one orientation, 768x512 four; an image over the pixel budget is refined
+    as with that many orientations."""
+    from vqpress.nets.refiner import Refiner, RefinerConfig
+    from vqpress.restore import refine
+
+    assert refine.ensemble_size(768 * 512) == refine.ENSEMBLE == 4
+    assert refine.ensemble_size(2000 * 2000) == 4 and refine.ensemble_size(3000 * 2000) == 2
+    assert refine.ensemble_size(4000 * 3000) == 1 and refine.ensemble_size(10**9) == 1
+    torch.manual_seed(0)
+    net = Refiner(RefinerConfig(8, 3))
+    torch.nn.init.normal_(net.convs[-1].weight, std=0.1)
+    x, known, cond = torch.rand(1, 3, 24, 40), torch.ones(1, 1, 24, 40), refine.condition("sr", {"scale": 2})
+    monkeypatch.setattr(refine, "ENSEMBLE_PIXELS", 2 * 24 * 40)
+    assert torch.equal(refine.refined(net, x, x, known, cond), refine.refined(net, x, x, known, cond, 2))
+    assert not torch.allclose(refine.refined(net, x, x, known, cond, 2), refine.refined(net, x, x, known, cond, 4))
+
+
 def test_refiner_conditions_tell_the_tasks_and_settings_apart():
     from vqpress.restore.refine import condition
 
