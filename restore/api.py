@@ -225,8 +225,10 @@ def _refine(task: str, problem: Problem, x: torch.Tensor, y: torch.Tensor, known
             device: str) -> torch.Tensor:
     """The task's refiner (`refine.refiner_for`) on the last step's estimate, if it has one
     (for inpainting, only if the mask is `refine.scattered`); known pixels stay exactly as given."""
+    if task == "inpaint" and not scattered(known):  # before loading: nothing to refine
+        return x
     net = _refiner(task, device)
-    if net is None or (task == "inpaint" and not scattered(known)):
+    if net is None:
         return x
     mask = torch.ones_like(x[:, :1]) if known is None else known
     out = refined(net, x, observation(y, known, problem.scale), mask, condition(task, problem.damage))
