@@ -7,7 +7,7 @@ For each image: both outputs for the benchmark's box (`bench_restore.masks`), th
 a crop around the box with a 16-px band of known pixels around it hidden too; the mean squared
 error of each on that band chooses. Prints the mean PSNR of latent MAP, the ablation, the choice,
 an average of the two weighted by the inverse band errors, and the best of the two per image
-(an oracle). Measured in 0.23 (not shipped; README "Status of 0.23"): packages 29.30 / 27.76 /
+(an oracle). Measured in 0.23 (not shipped; docs/restore-history.md, "Status of 0.23"): packages 29.30 / 27.76 /
 29.27 / 29.09 / 29.69 dB, the first 24 training photos 32.04 / 30.67 / 31.61 / 31.93 / 32.44,
 the validation photos 31.33 / 30.79 / 30.55 / 31.44 / 32.08.
 """
