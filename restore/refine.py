@@ -14,12 +14,13 @@ from vqpress.nets.refiner import CONDITIONS, Refiner, RefinerConfig
 
 from .damage import upscale
 
-# Each task is refined by the first of these that was trained for it (`refiner_for`): since 0.24
-# super-resolution by refiner-v7 (refiner-v3 trained on super-resolution alone, then grown to 12
-# layers and trained 12,000 steps more); since 0.25 inpainting by refiner-v8 (refiner-v7 trained
-# 6,000 steps on scattered missing pixels alone), on scattered masks only (`scattered`);
-# denoising and deblurring by refiner-v3.
-REFINERS = ("refiner-v7", "refiner-v8", "refiner-v3")
+# Each task is refined by the first of these that was trained for it (`refiner_for`):
+# super-resolution by refiner-v10 since 0.26 (refiner-v3 trained on super-resolution alone,
+# grown to 12 layers and trained 16,000 steps more; refiner-v7 in 0.24-0.25); inpainting by
+# refiner-v9 since 0.26 (refiner-v7 trained 10,000 steps on scattered missing pixels alone;
+# 6,000 in 0.25's refiner-v8), on scattered masks only (`scattered`); denoising and deblurring
+# by refiner-v3.
+REFINERS = ("refiner-v10", "refiner-v9", "refiner-v3")
 TASK_ORDER = ("inpaint", "denoise", "sr", "deblur")
 TILE = 1024  # output pixels per tile side, even
 ORIENTATIONS = 8  # the square's symmetries: k's bits are a transpose, a vertical and a horizontal flip
