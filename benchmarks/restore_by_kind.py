@@ -1,9 +1,10 @@
 """Where does restoration's margin come from? For each task and setting of a `bench_restore.py`
 run, the margin of vqpress ("latent MAP") over the best classical method (the one with the best
 mean over all images, as in `compare_restore.py`), in all and per kind of image, the kinds as an
-evaluation set's SOURCES.md lists them (photo, texture, render, astro).
+evaluation set's SOURCES.md lists them (photo, texture, render, astro). With --plot, the same as
+bars beside the 1 dB line. Of several runs, a later run's task and setting replace an earlier one's.
 
-    python benchmarks/restore_by_kind.py docs/results/restore-packages-sr-0.26 evalsets/packages/SOURCES.md
+    python benchmarks/restore_by_kind.py evalsets/packages/SOURCES.md docs/results/restore-packages-sr-0.26
 """
 
 from __future__ import annotations
@@ -26,30 +27,65 @@ def kinds(sources: Path) -> dict:
     return {f"{name}.png": kind for name, kind in rows}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="a bench_restore.py output folder")
-    parser.add_argument("sources", type=Path, help="the evaluation set's SOURCES.md")
-    args = parser.parse_args()
-    kind_of = kinds(args.sources)
-    present = [k for k in KINDS if k in kind_of.values()]
-    print("| task | setting | best classical | all | " + " | ".join(present) + " |")
-    print("|---|---|---|---:|" + "---:|" * len(present))
-    for (task, setting), methods in read(args.run).items():
+def margins(run: Path, kind_of: dict, groups: list[str]):
+    """Per task and setting of a run: the best classical method and {group: (mean margin, images)}
+    for the groups "all" and each kind."""
+    for (task, setting), methods in read(run).items():
         if OURS not in methods:
             continue
         images = sorted(methods[OURS])
         missing = [i for i in images if i not in kind_of]
         if missing:
-            raise SystemExit(f"{args.sources} gives no kind for {', '.join(missing)}")
+            raise SystemExit(f"the SOURCES.md gives no kind for {', '.join(missing)}")
         classical = [m for m in methods if m != OURS and not m.startswith(("ablation", "latent MAP"))]
         best = max(classical, key=lambda m: np.mean([methods[m][i] for i in images]))
         margin = {i: methods[OURS][i] - methods[best][i] for i in images}
-        cells = []
-        for kind in ["all", *present]:
-            of_kind = [margin[i] for i in images if kind in ("all", kind_of[i])]
-            cells.append(f"{np.mean(of_kind):+.2f} ({len(of_kind)})" if of_kind else "")
+        by_group = {}
+        for group in groups:
+            of_group = [margin[i] for i in images if group in ("all", kind_of[i])]
+            if of_group:
+                by_group[group] = (float(np.mean(of_group)), len(of_group))
+        yield task, setting, best, by_group
+
+
+def plot(rows: list, groups: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows)), 3.6))
+    width = 0.8 / len(groups)
+    for g, group in enumerate(groups):
+        xs = [r + (g - (len(groups) - 1) / 2) * width for r in range(len(rows))]
+        values = [row[3].get(group, (np.nan, 0))[0] for row in rows]
+        ax.bar(xs, values, width, label=group if group != "all" else "all images")
+    ax.axhline(1.0, color="black", linewidth=1, linestyle="--", label="1 dB")
+    ax.set_xticks(range(len(rows)), [f"{task}\n{setting}" for task, setting, *_ in rows], fontsize=8)
+    ax.set_ylabel("dB over the best classical method")
+    ax.legend(fontsize=8, ncol=len(groups) + 1, loc="upper center", bbox_to_anchor=(0.5, -0.16))
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sources", type=Path, help="the evaluation set's SOURCES.md")
+    parser.add_argument("runs", type=Path, nargs="+", help="bench_restore.py output folders")
+    parser.add_argument("--plot", type=Path, help="also draw the margins as bars into this PNG")
+    args = parser.parse_args()
+    kind_of = kinds(args.sources)
+    groups = ["all", *(k for k in KINDS if k in kind_of.values())]
+    latest = {}  # (task, setting) -> row; dicts keep the order of the first
+    for run in args.runs:
+        latest.update({(row[0], row[1]): row for row in margins(run, kind_of, groups)})
+    rows = list(latest.values())
+    print("| task | setting | best classical | " + " | ".join(groups) + " |")
+    print("|---|---|---|" + "---:|" * len(groups))
+    for task, setting, best, by_group in rows:
+        cells = [f"{by_group[g][0]:+.2f} ({by_group[g][1]})" if g in by_group else "" for g in groups]
         print(f"| {task} | {setting} | {best} | " + " | ".join(cells) + " |")
+    if args.plot:
+        plot(rows, groups, args.plot)
 
 
 if __name__ == "__main__":
