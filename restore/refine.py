@@ -17,10 +17,10 @@ from .damage import upscale
 # Each task is refined by the first of these that was trained for it (`refiner_for`):
 # super-resolution by refiner-v10 since 0.26 (refiner-v3 trained on super-resolution alone,
 # grown to 12 layers and trained 16,000 steps more; refiner-v7 in 0.24-0.25); inpainting by
-# refiner-v9 since 0.26 (refiner-v7 trained 10,000 steps on scattered missing pixels alone;
-# 6,000 in 0.25's refiner-v8), on scattered masks only (`scattered`); denoising and deblurring
-# by refiner-v3.
-REFINERS = ("refiner-v10", "refiner-v9", "refiner-v3")
+# refiner-v11 since 0.27 (refiner-v7 trained 10,000 steps on 2,000 pairs of scattered missing
+# pixels alone, refiner-v9 in 0.26, then 8,000 on 4,000; 0.25's refiner-v8 had the first 6,000),
+# on scattered masks only (`scattered`); denoising and deblurring by refiner-v3.
+REFINERS = ("refiner-v10", "refiner-v11", "refiner-v3")
 TASK_ORDER = ("inpaint", "denoise", "sr", "deblur")
 TILE = 1024  # output pixels per tile side, even
 ORIENTATIONS = 8  # the square's symmetries: k's bits are a transpose, a vertical and a horizontal flip

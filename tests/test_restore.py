@@ -676,17 +676,17 @@ def test_only_scattered_missing_pixels_count_as_scattered():
 
 
 def test_each_task_takes_the_first_refiner_trained_for_it():
-    """refiner-v10 was trained for super-resolution only and refiner-v9 for inpainting only; the
+    """refiner-v10 was trained for super-resolution only and refiner-v11 for inpainting only; the
     other tasks keep refiner-v3's weights."""
     from vqpress.restore.refine import REFINERS, load_refiner, refiner_for
 
-    v10, v9, v3 = (load_refiner(model_id)[0] for model_id in REFINERS)
+    v10, v11, v3 = (load_refiner(model_id)[0] for model_id in REFINERS)
     assert set(v10.config.skip) == {"inpaint", "denoise", "deblur"} and v3.config.skip == ("inpaint",)
-    assert set(v9.config.skip) == {"sr", "denoise", "deblur"}
-    assert (v10.config.layers, v9.config.layers, v3.config.layers) == (12, 12, 8)
+    assert set(v11.config.skip) == {"sr", "denoise", "deblur"}
+    assert (v10.config.layers, v11.config.layers, v3.config.layers) == (12, 12, 8)
     weights_of = lambda net: torch.cat([t.flatten() for t in net.state_dict().values()])  # noqa: E731
     assert torch.equal(weights_of(refiner_for("sr")), weights_of(v10))
-    assert torch.equal(weights_of(refiner_for("inpaint")), weights_of(v9))
+    assert torch.equal(weights_of(refiner_for("inpaint")), weights_of(v11))
     for task in ("denoise", "deblur"):
         assert torch.equal(weights_of(refiner_for(task)), weights_of(v3))
     assert refiner_for("inpaint", ("refiner-v10", "refiner-v3")) is None
@@ -694,7 +694,7 @@ def test_each_task_takes_the_first_refiner_trained_for_it():
 
 
 def test_inpainting_is_refined_only_where_the_missing_pixels_are_scattered(photo):
-    """refiner-v9 changes a scattered mask's missing pixels, never its known ones, and leaves a
+    """refiner-v11 changes a scattered mask's missing pixels, never its known ones, and leaves a
     box's fill as it is."""
     rgb = np.asarray(photo)
     h, w = rgb.shape[:2]

@@ -11,4 +11,4 @@ The package's rooms, each a folder of the repository:
 - `vqpress.weights` (weights/): the shipped weights and their registry.
 """
 
-__version__ = "0.26.0"
+__version__ = "0.27.0"
