@@ -1,7 +1,7 @@
 """A mutation fuzzer for the .vqp decoder: damaged, truncated and forged files.
 
     python fuzz/fuzz_decoder.py --cases 10000             # the long run (numbers in the README)
-    python fuzz/fuzz_decoder.py --seconds 40 --cases 0    # a bounded run, as CI's smoke test
+    python fuzz/fuzz_decoder.py --cases 1000 --seed 1     # a bounded run, as CI's smoke test (tests/test_fuzz.py)
 
 Seeds are real files: small generated images (1x1 to 96x80, RGB and gray, photo-like and flat)
 at every quality of every shipped codec model. Each case applies one mutator to a seed. Most
