@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 import numpy as np
-from compare_restore import OURS, read
+from compare_restore import OURS, best_classical, read
 
 KINDS = ("photo", "texture", "render", "astro")
 
@@ -37,8 +37,7 @@ def margins(run: Path, kind_of: dict, groups: list[str]):
         missing = [i for i in images if i not in kind_of]
         if missing:
             raise SystemExit(f"the SOURCES.md gives no kind for {', '.join(missing)}")
-        classical = [m for m in methods if m != OURS and not m.startswith(("ablation", "latent MAP"))]
-        best = max(classical, key=lambda m: np.mean([methods[m][i] for i in images]))
+        best = best_classical(methods, images)
         margin = {i: methods[OURS][i] - methods[best][i] for i in images}
         by_group = {}
         for group in groups:
